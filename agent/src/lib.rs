@@ -1,3 +1,5 @@
 pub mod backoff;
 pub mod config;
+pub mod inventory;
 pub mod journal;
+pub mod status;

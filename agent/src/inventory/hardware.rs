@@ -64,6 +64,11 @@ pub fn smbios_uuid() -> String {
     clean(&sysinfo::Product::uuid().unwrap_or_default()).to_lowercase()
 }
 
+/// The system serial number where readable (root-only on Linux).
+pub fn serial() -> String {
+    firmware().serial
+}
+
 /// sysinfo's cross-platform view, used where no better platform reader exists.
 fn from_sysinfo() -> Firmware {
     let get = |r: Result<String, sysinfo::Error>| clean(&r.unwrap_or_default());

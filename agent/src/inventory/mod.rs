@@ -77,6 +77,8 @@ impl SourceError {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Fingerprint {
     pub hostname: String,
+    pub machine_id: String,
+    pub serial: String,
     pub smbios_uuid: String,
     /// Sorted, lower-case MACs of physical interfaces.
     pub macs: Vec<String>,
@@ -84,7 +86,8 @@ pub struct Fingerprint {
 
 /// Reads the fingerprint quickly (no software or disk scan).
 pub fn fingerprint() -> Fingerprint {
-    let hostname = system::hostname();
+    let full = system::hostname();
+    let hostname = full.split('.').next().unwrap_or_default().to_owned();
     let smbios_uuid = hardware::smbios_uuid();
     let mut macs: Vec<String> = network::collect()
         .unwrap_or_default()
@@ -96,6 +99,8 @@ pub fn fingerprint() -> Fingerprint {
     macs.dedup();
     Fingerprint {
         hostname,
+        machine_id: system::machine_id(),
+        serial: hardware::serial(),
         smbios_uuid,
         macs,
     }
@@ -167,6 +172,11 @@ pub async fn collect(opts: &CollectOptions) -> Report {
             software,
         })),
     }
+}
+
+/// Mount, size and free space of each real volume (for status reports).
+pub fn collect_volume_usage() -> Result<Vec<caretaker_proto::v1::VolumeUsage>, SourceError> {
+    disks::collect_volumes().map(|v| v.iter().map(crate::status::volume_usage).collect())
 }
 
 /// A digest of what matters in an inventory: ignores the collection time, free space and

@@ -34,7 +34,28 @@ pub fn collect() -> Result<System, SourceError> {
         kernel: sysinfo::System::kernel_version().unwrap_or_default(),
         arch: sysinfo::System::cpu_arch(),
         boot_time: timestamp_secs(sysinfo::System::boot_time().unwrap_or(0)),
+        machine_id: machine_id(),
     })
+}
+
+/// The OS installation's id: changes on reimage, shared by unsysprepped clones.
+#[cfg(target_os = "linux")]
+pub fn machine_id() -> String {
+    ["/etc/machine-id", "/var/lib/dbus/machine-id"]
+        .iter()
+        .find_map(|p| std::fs::read_to_string(p).ok())
+        .map(|s| s.trim().to_lowercase())
+        .unwrap_or_default()
+}
+
+#[cfg(windows)]
+pub fn machine_id() -> String {
+    super::windows::machine_guid()
+}
+
+#[cfg(not(any(target_os = "linux", windows)))]
+pub fn machine_id() -> String {
+    String::new()
 }
 
 #[derive(Debug, Default, PartialEq, Eq)]
