@@ -1,0 +1,233 @@
+//! Wires the collector's tasks together: store, ingest (gRPC), API (HTTP).
+//!
+//! [`App::start`] binds the listeners, spawns every task on one [`TaskTracker`] under a child
+//! of the caller's cancellation token, and returns the bound addresses and tokens (tests and
+//! `demo` listen on port 0). [`App::wait`] returns when the token is cancelled or a server
+//! fails, after draining: servers stop accepting, in-flight requests finish, the ingest writer
+//! commits what it holds, and the store is flushed.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use caretaker_proto::v1::agent_service_server::AgentServiceServer;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+
+use crate::config::Config;
+use crate::http::{self, ApiState};
+use crate::ingest::{self, IngestStats};
+use crate::store::{SledStore, Store, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("cannot prepare {path}: {source}")]
+    DataDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot read or create the token file {path}: {source}")]
+    Token {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("the {server} server failed: {message}")]
+    Server { server: &'static str, message: String },
+}
+
+impl AppError {
+    /// The process exit code for this failure (see STYLE.md).
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            AppError::Store(_) | AppError::DataDir { .. } | AppError::Token { .. } => 74,
+            AppError::Bind { .. } => 69,
+            AppError::Server { .. } => 1,
+        }
+    }
+}
+
+pub struct App {
+    pub grpc_addr: SocketAddr,
+    pub http_addr: SocketAddr,
+    pub api_token: String,
+    pub enroll_token: String,
+    pub data_dir: PathBuf,
+    pub store: Arc<dyn Store>,
+    pub stats: Arc<IngestStats>,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+    failure: tokio::sync::mpsc::Receiver<AppError>,
+    writer: ingest::Writer,
+}
+
+impl App {
+    pub async fn start(config: Config, parent: &CancellationToken) -> Result<Self, AppError> {
+        let data_dir = config.data_dir.clone();
+        create_private_dir(&data_dir)?;
+        let api_token = load_or_create_token(
+            config.http.api_token_file.as_deref(),
+            &data_dir.join("api-token"),
+        )?;
+        let enroll_token = load_or_create_token(
+            config.grpc.enroll_token_file.as_deref(),
+            &data_dir.join("enroll-token"),
+        )?;
+        let store_dir = data_dir.join("store");
+        let store: Arc<dyn Store> = Arc::new(
+            tokio::task::spawn_blocking(move || SledStore::open(&store_dir))
+                .await
+                .expect("store open task")?,
+        );
+        let (service, writer, agents, stats) =
+            ingest::start(store.clone(), &enroll_token, config.agents.clone())?;
+
+        let grpc_listener = tokio::net::TcpListener::bind(config.grpc.listen)
+            .await
+            .map_err(|source| AppError::Bind { addr: config.grpc.listen, source })?;
+        let http_listener = tokio::net::TcpListener::bind(config.http.listen)
+            .await
+            .map_err(|source| AppError::Bind { addr: config.http.listen, source })?;
+        let grpc_addr = grpc_listener.local_addr().expect("bound socket has an address");
+        let http_addr = http_listener.local_addr().expect("bound socket has an address");
+
+        let shutdown = parent.child_token();
+        let tracker = TaskTracker::new();
+        let (fail_tx, failure) = tokio::sync::mpsc::channel(2);
+
+        let grpc = tonic::transport::Server::builder()
+            .concurrency_limit_per_connection(256)
+            .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
+                config.grpc.max_concurrent_requests,
+            ))
+            .add_service(
+                AgentServiceServer::new(service)
+                    .max_decoding_message_size(config.grpc.max_message_bytes),
+            );
+        {
+            let token = shutdown.clone();
+            let fail = fail_tx.clone();
+            tracker.spawn(
+                async move {
+                    let incoming = tokio_stream::wrappers::TcpListenerStream::new(grpc_listener);
+                    if let Err(error) = grpc
+                        .serve_with_incoming_shutdown(incoming, token.cancelled())
+                        .await
+                    {
+                        let _ = fail
+                            .send(AppError::Server { server: "gRPC", message: error.to_string() })
+                            .await;
+                    }
+                }
+                .instrument(tracing::info_span!("grpc", addr = %grpc_addr)),
+            );
+        }
+        {
+            let state = ApiState {
+                store: store.clone(),
+                agents,
+                api_token: api_token.clone().into(),
+                stale_after: config.agents.stale_after,
+            };
+            let token = shutdown.clone();
+            tracker.spawn(
+                async move {
+                    if let Err(error) = http::serve(http_listener, state, token).await {
+                        let _ = fail_tx
+                            .send(AppError::Server { server: "HTTP", message: error.to_string() })
+                            .await;
+                    }
+                }
+                .instrument(tracing::info_span!("http", addr = %http_addr)),
+            );
+        }
+        tracker.close();
+        tracing::info!(grpc = %grpc_addr, http = %http_addr, data_dir = %data_dir.display(),
+            "Collector ready");
+        Ok(Self {
+            grpc_addr,
+            http_addr,
+            api_token,
+            enroll_token,
+            data_dir,
+            store,
+            stats,
+            shutdown,
+            tracker,
+            failure,
+            writer,
+        })
+    }
+
+    /// Runs until the parent token is cancelled or a server fails, then drains.
+    pub async fn wait(mut self) -> Result<(), AppError> {
+        let failed = tokio::select! {
+            () = self.shutdown.cancelled() => None,
+            failure = self.failure.recv() => failure,
+        };
+        self.shutdown.cancel();
+        if tokio::time::timeout(std::time::Duration::from_secs(10), self.tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("Servers did not stop within 10 s; closing anyway");
+        }
+        // The gRPC service (and with it the writer's last sender) is gone once the server
+        // task ends; the writer then commits what it holds and stops.
+        let writer = self.writer;
+        tokio::task::spawn_blocking(move || writer.join())
+            .await
+            .expect("writer join task");
+        tracing::info!("Collector stopped");
+        failed.map_or(Ok(()), Err)
+    }
+}
+
+fn create_private_dir(path: &Path) -> Result<(), AppError> {
+    let err = |source| AppError::DataDir { path: path.to_owned(), source };
+    std::fs::create_dir_all(path).map_err(err)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700)).map_err(err)?;
+    }
+    Ok(())
+}
+
+/// Reads the configured token file, or reads/creates `default` (mode 0600) with a fresh token.
+fn load_or_create_token(configured: Option<&Path>, default: &Path) -> Result<String, AppError> {
+    let path = configured.unwrap_or(default);
+    let err = |source| AppError::Token { path: path.to_owned(), source };
+    match std::fs::read_to_string(path) {
+        Ok(text) if !text.trim().is_empty() => return Ok(text.trim().to_owned()),
+        Ok(_) => {
+            return Err(err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "the token file is empty",
+            )));
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && configured.is_none() => {}
+        Err(e) => return Err(err(e)),
+    }
+    let mut bytes = [0u8; 24];
+    rand::RngCore::fill_bytes(&mut rand::rng(), &mut bytes);
+    let token = hex::encode(bytes);
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path).map_err(err)?;
+    std::io::Write::write_all(&mut file, format!("{token}\n").as_bytes()).map_err(err)?;
+    file.sync_all().map_err(err)?;
+    Ok(token)
+}

@@ -1,0 +1,456 @@
+//! The collector's configuration: one TOML file, `deny_unknown_fields`, defaults in one place.
+//!
+//! `load` reads and validates the file into a typed [`Config`], collecting *every* problem
+//! (with file, line and column) before returning, so a technician fixes them in one pass.
+//! Exit code 78 (`EX_CONFIG`) belongs to `main.rs`; this module only describes what is wrong.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Where the collector keeps its store and tokens unless the config says otherwise.
+pub const DEFAULT_DATA_DIR: &str = "/var/lib/caretaker";
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub grpc: GrpcConfig,
+    pub http: HttpConfig,
+    pub agents: AgentsConfig,
+    pub scan: ScanConfig,
+    pub snmp: SnmpConfig,
+    pub smtp: Option<SmtpConfig>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from(DEFAULT_DATA_DIR),
+            grpc: GrpcConfig::default(),
+            http: HttpConfig::default(),
+            agents: AgentsConfig::default(),
+            scan: ScanConfig::default(),
+            snmp: SnmpConfig::default(),
+            smtp: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GrpcConfig {
+    pub listen: SocketAddr,
+    /// Largest request the ingest accepts; larger ones get `OUT_OF_RANGE`/`RESOURCE_EXHAUSTED`.
+    pub max_message_bytes: usize,
+    /// Requests handled at once across all connections; the rest wait their turn.
+    pub max_concurrent_requests: usize,
+    /// File holding the enrolment token; `<data_dir>/enroll-token` is created when unset.
+    pub enroll_token_file: Option<PathBuf>,
+}
+
+impl Default for GrpcConfig {
+    fn default() -> Self {
+        Self {
+            listen: "0.0.0.0:50051".parse().expect("valid default"),
+            max_message_bytes: 4 * 1024 * 1024,
+            max_concurrent_requests: 2048,
+            enroll_token_file: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    pub listen: SocketAddr,
+    /// File holding the API bearer token; `<data_dir>/api-token` is created when unset.
+    pub api_token_file: Option<PathBuf>,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".parse().expect("valid default"),
+            api_token_file: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AgentsConfig {
+    /// An agent not heard from for this long shows as `unknown` (not `down`: only a failed
+    /// ping says a host is down).
+    #[serde(with = "humantime_serde")]
+    pub stale_after: Duration,
+    /// Status interval suggested to agents at enrolment.
+    #[serde(with = "humantime_serde")]
+    pub status_interval: Duration,
+    /// Heartbeat interval suggested to agents at enrolment.
+    #[serde(with = "humantime_serde")]
+    pub heartbeat_interval: Duration,
+    /// Reports whose collection time is further in the future than this are flagged.
+    #[serde(with = "humantime_serde")]
+    pub max_clock_ahead: Duration,
+    /// Reports older than this when they arrive are flagged (a journal can hold a few weeks).
+    #[serde(with = "humantime_serde")]
+    pub max_report_age: Duration,
+}
+
+impl Default for AgentsConfig {
+    fn default() -> Self {
+        Self {
+            stale_after: Duration::from_secs(180),
+            status_interval: Duration::from_secs(300),
+            heartbeat_interval: Duration::from_secs(60),
+            max_clock_ahead: Duration::from_secs(300),
+            max_report_age: Duration::from_secs(60 * 24 * 3600),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScanConfig {
+    /// CIDR ranges to sweep. Nothing is scanned unless listed.
+    pub ranges: Vec<String>,
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+}
+
+impl Default for ScanConfig {
+    fn default() -> Self {
+        Self {
+            ranges: Vec::new(),
+            interval: Duration::from_secs(60),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SnmpConfig {
+    pub communities: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpConfig {
+    pub server: String,
+    #[serde(default = "default_smtp_port")]
+    pub port: u16,
+    #[serde(default)]
+    pub security: SmtpSecurity,
+    pub from: String,
+    pub to: Vec<String>,
+}
+
+fn default_smtp_port() -> u16 {
+    587
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpSecurity {
+    None,
+    #[default]
+    Starttls,
+    Tls,
+}
+
+/// One thing wrong with a config file, located as precisely as we can.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigIssue {
+    pub file: PathBuf,
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigIssue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{}:{}: {}",
+            self.file.display(),
+            self.line,
+            self.column,
+            self.message
+        )
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}", display_issues(.0))]
+    Invalid(Vec<ConfigIssue>),
+}
+
+fn display_issues(issues: &[ConfigIssue]) -> String {
+    issues
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Reads, parses and validates a config file.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    parse(path, &text)
+}
+
+/// Parses and validates config text; `path` is only used to name the file in errors.
+pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+    let config: Config = toml::from_str(text).map_err(|error| {
+        let (line, column) = error
+            .span()
+            .map(|span| line_column(text, span.start))
+            .unwrap_or((1, 1));
+        ConfigError::Invalid(vec![ConfigIssue {
+            file: path.to_owned(),
+            line,
+            column,
+            message: error.message().trim().to_owned(),
+        }])
+    })?;
+    let issues = validate(&config)
+        .into_iter()
+        .map(|(section, key, message)| {
+            let (line, column) = locate_key(text, section, key);
+            ConfigIssue {
+                file: path.to_owned(),
+                line,
+                column,
+                message: format!("{}{key}: {message}", section_prefix(section)),
+            }
+        })
+        .collect::<Vec<_>>();
+    if issues.is_empty() {
+        Ok(config)
+    } else {
+        Err(ConfigError::Invalid(issues))
+    }
+}
+
+fn section_prefix(section: &str) -> String {
+    if section.is_empty() {
+        String::new()
+    } else {
+        format!("{section}.")
+    }
+}
+
+/// Semantic checks serde cannot express. Returns `(section, key, problem)` triples.
+fn validate(config: &Config) -> Vec<(&'static str, &'static str, String)> {
+    let mut issues = Vec::new();
+    if config.data_dir.as_os_str().is_empty() {
+        issues.push(("", "data_dir", "must not be empty".to_owned()));
+    }
+    if config.grpc.max_message_bytes < 64 * 1024 {
+        issues.push((
+            "grpc",
+            "max_message_bytes",
+            "must be at least 65536 (an inventory with software is larger)".to_owned(),
+        ));
+    }
+    if config.grpc.max_concurrent_requests == 0 {
+        issues.push((
+            "grpc",
+            "max_concurrent_requests",
+            "must be at least 1".to_owned(),
+        ));
+    }
+    for (key, value) in [
+        ("stale_after", config.agents.stale_after),
+        ("status_interval", config.agents.status_interval),
+        ("heartbeat_interval", config.agents.heartbeat_interval),
+    ] {
+        if value.is_zero() {
+            issues.push(("agents", key, "must be longer than 0s".to_owned()));
+        }
+    }
+    if config.agents.stale_after < config.agents.heartbeat_interval {
+        issues.push((
+            "agents",
+            "stale_after",
+            "must be at least heartbeat_interval, or every agent flaps to unknown".to_owned(),
+        ));
+    }
+    for range in &config.scan.ranges {
+        if let Err(problem) = check_cidr(range) {
+            issues.push(("scan", "ranges", format!("{range:?} is not a CIDR: {problem}")));
+        }
+    }
+    if config.scan.interval < Duration::from_secs(5) {
+        issues.push(("scan", "interval", "must be at least 5s".to_owned()));
+    }
+    if let Some(smtp) = &config.smtp {
+        if smtp.server.trim().is_empty() {
+            issues.push(("smtp", "server", "must not be empty".to_owned()));
+        }
+        if !is_plausible_address(&smtp.from) {
+            issues.push(("smtp", "from", format!("{:?} is not an email address", smtp.from)));
+        }
+        if smtp.to.is_empty() {
+            issues.push(("smtp", "to", "needs at least one recipient".to_owned()));
+        }
+        for to in &smtp.to {
+            if !is_plausible_address(to) {
+                issues.push(("smtp", "to", format!("{to:?} is not an email address")));
+            }
+        }
+    }
+    issues
+}
+
+fn check_cidr(range: &str) -> Result<(), String> {
+    let (addr, prefix) = range
+        .split_once('/')
+        .ok_or_else(|| "missing /prefix".to_owned())?;
+    let addr: std::net::IpAddr = addr.parse().map_err(|e| format!("{e}"))?;
+    let prefix: u8 = prefix.parse().map_err(|_| "bad prefix length".to_owned())?;
+    let max = if addr.is_ipv4() { 32 } else { 128 };
+    if prefix > max {
+        return Err(format!("prefix /{prefix} is longer than /{max}"));
+    }
+    Ok(())
+}
+
+fn is_plausible_address(address: &str) -> bool {
+    let Some((local, domain)) = address.rsplit_once('@') else {
+        return false;
+    };
+    !local.is_empty()
+        && !domain.is_empty()
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && !address.chars().any(|c| c.is_whitespace() || c == '<' || c == '>')
+}
+
+/// 1-based line and column of a byte offset.
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
+}
+
+/// Finds where `key` is set inside `[section]` (or at top level for ""), for semantic errors.
+/// Falls back to the section header, then to line 1.
+fn locate_key(text: &str, section: &str, key: &str) -> (usize, usize) {
+    let mut current = String::new();
+    let mut header_line = None;
+    for (index, raw) in text.lines().enumerate() {
+        let line = raw.trim_start();
+        if let Some(rest) = line.strip_prefix('[') {
+            current = rest
+                .trim_start_matches('[')
+                .split(']')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_owned();
+            if current == section {
+                header_line = Some(index + 1);
+            }
+            continue;
+        }
+        if current != section {
+            continue;
+        }
+        let Some((lhs, _)) = line.split_once('=') else {
+            continue;
+        };
+        if lhs.trim().trim_matches('"') == key {
+            return (index + 1, raw.len() - line.len() + 1);
+        }
+    }
+    (header_line.unwrap_or(1), 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn issues(text: &str) -> Vec<ConfigIssue> {
+        match parse(Path::new("caretaker.toml"), text) {
+            Ok(_) => Vec::new(),
+            Err(ConfigError::Invalid(issues)) => issues,
+            Err(other) => panic!("unexpected error {other}"),
+        }
+    }
+
+    #[test]
+    fn the_contract_example_parses() {
+        let text = r#"
+data_dir = "/var/lib/caretaker"
+[grpc]
+listen = "0.0.0.0:50051"
+[http]
+listen = "127.0.0.1:8080"
+[scan]
+ranges = ["10.20.0.0/22"]
+interval = "60s"
+[snmp]
+communities = ["public"]
+[smtp]
+server = "mail.school.example"
+port = 587
+security = "starttls"
+from = "caretaker@school.example"
+to = ["technician@school.example"]
+"#;
+        let config = parse(Path::new("x.toml"), text).expect("valid");
+        assert_eq!(config.scan.interval, Duration::from_secs(60));
+        assert_eq!(config.smtp.expect("smtp").security, SmtpSecurity::Starttls);
+    }
+
+    #[test]
+    fn a_mistyped_key_names_file_line_column_and_key() {
+        let found = issues("data_dir = \"/tmp/x\"\n[grpc]\nlisten = \"127.0.0.1:1\"\nlistne = 3\n");
+        assert_eq!(found.len(), 1);
+        assert_eq!((found[0].line, found[0].column), (4, 1));
+        assert!(found[0].message.contains("listne"), "{}", found[0].message);
+        assert!(found[0].to_string().starts_with("caretaker.toml:4:1: "));
+    }
+
+    #[test]
+    fn semantic_errors_are_all_reported_with_their_lines() {
+        let found = issues(
+            "[agents]\nheartbeat_interval = \"0s\"\n[scan]\nranges = [\"10.0.0.0/40\"]\n\
+             [smtp]\nserver = \"m\"\nfrom = \"nobody\"\nto = [\"a@b.c\"]\nsecurity = \"tls\"\n",
+        );
+        let lines: Vec<_> = found.iter().map(|i| (i.line, i.message.clone())).collect();
+        assert!(lines.iter().any(|(l, m)| *l == 2 && m.starts_with("agents.heartbeat_interval")));
+        assert!(lines.iter().any(|(l, m)| *l == 4 && m.contains("10.0.0.0/40")));
+        assert!(lines.iter().any(|(l, m)| *l == 7 && m.starts_with("smtp.from")));
+    }
+
+    #[test]
+    fn an_unknown_security_mode_is_rejected_with_its_line() {
+        let found =
+            issues("[smtp]\nserver = \"m\"\nfrom = \"a@b.c\"\nto = [\"a@b.c\"]\nsecurity = \"ssl\"\n");
+        assert_eq!(found[0].line, 5);
+        assert!(found[0].message.contains("ssl"));
+    }
+
+    #[test]
+    fn a_bad_duration_is_located() {
+        let found = issues("[scan]\ninterval = \"sixty\"\n");
+        assert_eq!(found[0].line, 2);
+    }
+}

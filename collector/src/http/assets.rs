@@ -1,0 +1,162 @@
+//! `/assets`, `/assets/{id}` and `/changes`: the asset register and its history.
+
+use std::collections::HashMap;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use caretaker_proto::v1;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+
+use super::{ApiError, ApiState, blocking};
+use crate::model::{Asset, Change, Status};
+use crate::store::ChangeQuery;
+
+/// An asset as the list shows it: the register's fields plus derived `status`/`last_seen`.
+#[derive(Serialize)]
+pub struct AssetView {
+    #[serde(flatten)]
+    asset: Asset,
+    status: Status,
+    #[serde(with = "time::serde::rfc3339::option")]
+    last_seen: Option<OffsetDateTime>,
+}
+
+fn view(state: &ApiState, asset: Asset, seen: &HashMap<String, OffsetDateTime>) -> AssetView {
+    // Heard from since this collector started, or the last time recorded in the store.
+    let heard = state.agents.last_heard();
+    let last_seen = asset
+        .agent_ids
+        .iter()
+        .filter_map(|a| heard.get(a))
+        .chain(seen.get(&asset.id))
+        .max()
+        .copied();
+    let stale = time::Duration::try_from(state.stale_after).unwrap_or(time::Duration::MAX);
+    let status = match last_seen {
+        Some(at) if OffsetDateTime::now_utc() - at <= stale => Status::Up,
+        // An agent gone quiet does not prove the host is down; only a failed ping does.
+        _ => Status::Unknown,
+    };
+    AssetView { asset, status, last_seen }
+}
+
+pub async fn list(State(state): State<ApiState>) -> Result<Json<Vec<AssetView>>, ApiError> {
+    let store = state.store.clone();
+    let (assets, seen) = blocking(move || Ok((store.assets()?, store.last_seen()?))).await?;
+    let mut views: Vec<_> = assets.into_iter().map(|a| view(&state, a, &seen)).collect();
+    views.sort_by(|a, b| a.asset.name.to_lowercase().cmp(&b.asset.name.to_lowercase()));
+    Ok(Json(views))
+}
+
+pub async fn one(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let store = state.store.clone();
+    let key = id.clone();
+    let (asset, seen, inventory) = blocking(move || {
+        Ok((store.asset(&key)?, store.last_seen()?, store.inventory(&key)?))
+    })
+    .await?;
+    let asset = asset.ok_or_else(|| ApiError::not_found(format!("asset {id}")))?;
+    let mut body = serde_json::to_value(view(&state, asset, &seen)).expect("asset view serialises");
+    let inventory = inventory.map(|r| r.inventory).unwrap_or_default();
+    let object = body.as_object_mut().expect("asset view is an object");
+    object.insert("hardware".into(), hardware(&inventory));
+    object.insert(
+        "software".into(),
+        inventory
+            .software
+            .iter()
+            .map(|s| {
+                json!({"name": s.name, "version": s.version, "publisher": s.publisher,
+                       "arch": s.arch, "source": s.source,
+                       "installed_at": s.installed_at.as_ref().and_then(rfc3339)})
+            })
+            .collect(),
+    );
+    object.insert(
+        "interfaces".into(),
+        inventory
+            .interfaces
+            .iter()
+            .map(|n| {
+                json!({"name": n.name, "mac": n.mac, "ipv4": n.ipv4, "ipv6": n.ipv6,
+                       "speed_mbps": n.speed_mbps, "up": n.up, "virtual": n.r#virtual})
+            })
+            .collect(),
+    );
+    object.insert("supplies".into(), json!([]));
+    object.insert("counters".into(), json!({}));
+    Ok(Json(body))
+}
+
+fn rfc3339(ts: &prost_types::Timestamp) -> Option<String> {
+    let at = OffsetDateTime::from_unix_timestamp(ts.seconds).ok()?;
+    at.format(&time::format_description::well_known::Rfc3339).ok()
+}
+
+fn hardware(inventory: &v1::Inventory) -> Value {
+    let hw = inventory.hardware.clone().unwrap_or_default();
+    let system = inventory.system.clone().unwrap_or_default();
+    json!({
+        "vendor": hw.vendor, "model": hw.model, "serial": hw.serial, "smbios_uuid": hw.smbios_uuid,
+        "chassis": hw.chassis,
+        "bios": {"vendor": hw.bios_vendor, "version": hw.bios_version, "date": hw.bios_date},
+        "board": {"vendor": hw.board_vendor, "model": hw.board_model, "serial": hw.board_serial},
+        "cpu": {"model": hw.cpu_model, "cores": hw.cpu_cores, "threads": hw.cpu_threads},
+        "ram_bytes": hw.ram_bytes,
+        "os": {"name": system.os_name, "version": system.os_version, "build": system.os_build,
+               "kernel": system.kernel, "arch": system.arch, "domain": system.domain,
+               "boot_time": system.boot_time.as_ref().and_then(rfc3339)},
+        "disks": inventory.disks.iter().map(|d| json!({"name": d.name, "model": d.model,
+            "serial": d.serial, "size_bytes": d.size_bytes, "kind": d.kind, "removable": d.removable}))
+            .collect::<Vec<_>>(),
+        "volumes": inventory.volumes.iter().map(|v| json!({"mount": v.mount, "device": v.device,
+            "file_system": v.file_system, "total_bytes": v.total_bytes, "free_bytes": v.free_bytes,
+            "removable": v.removable})).collect::<Vec<_>>(),
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChangeParams {
+    asset: Option<String>,
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    since: Option<OffsetDateTime>,
+    limit: Option<usize>,
+}
+
+pub async fn changes(
+    State(state): State<ApiState>,
+    params: Result<Query<ChangeParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Vec<Change>>, ApiError> {
+    let Query(params) = params.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let limit = params.limit.unwrap_or(1000);
+    if limit == 0 || limit > 100_000 {
+        return Err(ApiError::bad_request("limit must be between 1 and 100000"));
+    }
+    let store = state.store.clone();
+    let query = ChangeQuery {
+        asset: params.asset.clone(),
+        since: params.since,
+        limit,
+    };
+    let (changes, exists) = blocking(move || {
+        let exists = match &query.asset {
+            Some(id) => store.asset(id)?.is_some(),
+            None => true,
+        };
+        Ok((store.changes(&query)?, exists))
+    })
+    .await?;
+    if !exists {
+        return Err(ApiError::not_found(format!(
+            "asset {}",
+            params.asset.unwrap_or_default()
+        )));
+    }
+    Ok(Json(changes))
+}

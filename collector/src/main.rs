@@ -1,0 +1,193 @@
+//! `caretaker-collector`: command-line entry point. Parses arguments, sets up logging, maps
+//! failures to exit codes (0 ok, 1 runtime, 2 usage, 69 unavailable, 74 store I/O, 78 config).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use caretaker_collector::app::App;
+use caretaker_collector::config::{self, Config, ConfigError};
+use clap::{Parser, Subcommand, ValueEnum};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser)]
+#[command(name = "caretaker-collector", version, about = "Caretaker collector: asset register, discovery and incidents for a school network")]
+struct Cli {
+    /// Log format on stderr.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the collector daemon.
+    Run {
+        #[arg(long, env = "CARETAKER_CONFIG")]
+        config: PathBuf,
+    },
+    /// Validate a config file: exit 0, or 78 with file:line:column and the reason.
+    CheckConfig {
+        #[arg(long, env = "CARETAKER_CONFIG")]
+        config: PathBuf,
+    },
+    /// Start a collector and an agent for this machine on embedded defaults (loopback only).
+    Demo {
+        /// Where the demo keeps its store, tokens and agent state.
+        #[arg(long, default_value = "caretaker-demo")]
+        dir: PathBuf,
+        #[arg(long, default_value = "127.0.0.1:50051")]
+        grpc: std::net::SocketAddr,
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        http: std::net::SocketAddr,
+    },
+}
+
+const EX_CONFIG: u8 = 78;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    match cli.command {
+        Command::CheckConfig { config } => match config::load(&config) {
+            Ok(_) => {
+                println!("{}: OK", config.display());
+                ExitCode::SUCCESS
+            }
+            Err(error) => config_failure(&error),
+        },
+        Command::Run { config } => {
+            let config = match config::load(&config) {
+                Ok(config) => config,
+                Err(error) => return config_failure(&error),
+            };
+            run_async(async move {
+                let shutdown = CancellationToken::new();
+                spawn_signal_handler(shutdown.clone());
+                let app = App::start(config, &shutdown).await?;
+                app.wait().await
+            })
+        }
+        Command::Demo { dir, grpc, http } => run_async(demo(dir, grpc, http)),
+    }
+}
+
+fn config_failure(error: &ConfigError) -> ExitCode {
+    eprintln!("{error}");
+    ExitCode::from(EX_CONFIG)
+}
+
+fn run_async(
+    work: impl std::future::Future<Output = Result<(), caretaker_collector::app::AppError>>,
+) -> ExitCode {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    match runtime.block_on(work) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(%error, "Collector failed");
+            eprintln!("caretaker-collector: {error}");
+            ExitCode::from(error.exit_code() as u8)
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CARETAKER_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// SIGINT and SIGTERM both take the same path: cancel the root token and drain.
+fn spawn_signal_handler(token: CancellationToken) {
+    tokio::spawn(async move {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("Shutting down");
+        token.cancel();
+    });
+}
+
+async fn demo(
+    dir: PathBuf,
+    grpc: std::net::SocketAddr,
+    http: std::net::SocketAddr,
+) -> Result<(), caretaker_collector::app::AppError> {
+    let mut config = Config {
+        data_dir: dir.join("collector"),
+        ..Config::default()
+    };
+    config.grpc.listen = grpc;
+    config.http.listen = http;
+    config.agents.status_interval = std::time::Duration::from_secs(30);
+    let shutdown = CancellationToken::new();
+    spawn_signal_handler(shutdown.clone());
+    let app = App::start(config, &shutdown).await?;
+    let agent = match spawn_demo_agent(&app, &dir.join("agent")) {
+        Ok(child) => Some(child),
+        Err(error) => {
+            eprintln!("Could not start the agent ({error:#}); the collector runs on its own.");
+            None
+        }
+    };
+    let api = format!("http://{}/api/v1", app.http_addr);
+    println!(
+        "\nCaretaker demo is running (Ctrl-C to stop).\n\
+         \n  API:          {api}\n  API token:    {token}\n  gRPC ingest:  http://{grpc}\
+         \n  Enrol token:  {enroll}\n  Data:         {data}\n\
+         \nTry:\n  curl -s -H 'Authorization: Bearer {token}' {api}/assets\
+         \n  curl -s -H 'Authorization: Bearer {token}' {api}/changes\n",
+        token = app.api_token,
+        grpc = app.grpc_addr,
+        enroll = app.enroll_token,
+        data = app.data_dir.display(),
+    );
+    let result = app.wait().await;
+    if let Some(mut child) = agent {
+        let _ = child.start_kill();
+        let _ = child.wait().await;
+    }
+    result
+}
+
+fn spawn_demo_agent(app: &App, state_dir: &std::path::Path) -> anyhow::Result<tokio::process::Child> {
+    let exe = std::env::current_exe().context("locating this executable")?;
+    let agent = exe.with_file_name(format!("caretaker-agent{}", std::env::consts::EXE_SUFFIX));
+    anyhow::ensure!(agent.exists(), "{} not found next to the collector; build it with `cargo build --release --bins`", agent.display());
+    let child = tokio::process::Command::new(&agent)
+        .arg("run")
+        .arg("--collector")
+        .arg(format!("http://{}", app.grpc_addr))
+        .arg("--enroll-token")
+        .arg(&app.enroll_token)
+        .arg("--state-dir")
+        .arg(state_dir)
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("starting {}", agent.display()))?;
+    Ok(child)
+}

@@ -1,0 +1,164 @@
+//! The collector's records: what the store keeps and the API shows.
+//!
+//! Plain data with serde; no behaviour beyond small helpers. The store persists these, the
+//! CMDB produces them, the HTTP layer renders them. Times are UTC and serialise as RFC 3339.
+
+use std::collections::BTreeSet;
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+pub type AssetId = String;
+pub type AgentId = String;
+
+/// What kind of device an asset is (the contract's list).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AssetKind {
+    Pc,
+    Server,
+    Laptop,
+    Printer,
+    Switch,
+    Router,
+    AccessPoint,
+    Ups,
+    Nas,
+    Projector,
+    Phone,
+    Unknown,
+}
+
+/// Where we learned about an asset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    Agent,
+    Ping,
+    Snmp,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Up,
+    Down,
+    Unknown,
+}
+
+/// One device in the register.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Asset {
+    pub id: AssetId,
+    pub kind: AssetKind,
+    pub name: String,
+    pub hostname: String,
+    pub ips: Vec<String>,
+    pub macs: Vec<String>,
+    pub vendor: String,
+    pub model: String,
+    pub serial: String,
+    #[serde(default)]
+    pub smbios_uuid: String,
+    /// OS installation id reported by the agent (a weak identity signal).
+    #[serde(default)]
+    pub machine_id: String,
+    pub os: String,
+    pub sources: BTreeSet<Source>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub first_seen: OffsetDateTime,
+    /// Every agent identity that has reported for this device (reimaged or wiped agents).
+    #[serde(default)]
+    pub agent_ids: Vec<AgentId>,
+    /// Why records were joined to this asset, newest last.
+    #[serde(default)]
+    pub identity_notes: Vec<IdentityNote>,
+    /// Inventory parts the latest report could not collect (kept from earlier reports).
+    #[serde(default)]
+    pub partial: Vec<String>,
+    /// The latest report's clock disagreed with ours by more than the configured bound.
+    #[serde(default)]
+    pub clock_suspect: bool,
+}
+
+/// Why an agent identity was joined to an asset.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IdentityNote {
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    pub agent_id: AgentId,
+    pub score: i32,
+    pub reasons: Vec<String>,
+}
+
+/// An enrolled agent identity.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgentRecord {
+    pub agent_id: AgentId,
+    /// Hex SHA-256 of the agent's secret; the secret itself is never stored.
+    pub secret_sha256: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub enrolled_at: OffsetDateTime,
+    pub hostname: String,
+    pub smbios_uuid: String,
+    pub macs: Vec<String>,
+    pub peer: String,
+    pub asset_id: Option<AssetId>,
+}
+
+/// One difference between successive inventories of an asset.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Change {
+    pub id: String,
+    pub asset_id: AssetId,
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    /// `created`, `added`, `removed`, `changed`, `upgraded`, `downgraded`.
+    pub kind: String,
+    /// What changed, e.g. `software:firefox-esr`, `hardware.ram_bytes`, `nic:aa:bb:..`.
+    pub field: String,
+    pub before: Option<String>,
+    pub after: Option<String>,
+    /// The report's clock was not trusted; `at` is when we received it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub clock_suspect: bool,
+}
+
+/// The latest merged inventory of an asset, as the agent sent it (protobuf), with provenance.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InventoryRecord {
+    pub meta: InventoryMeta,
+    pub inventory: caretaker_proto::v1::Inventory,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InventoryMeta {
+    pub agent_id: AgentId,
+    pub seq: u64,
+    #[serde(with = "time::serde::rfc3339")]
+    pub collected_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub received_at: OffsetDateTime,
+    /// Parts missing from the *latest* report; their values here are from earlier reports.
+    pub partial: Vec<String>,
+}
+
+/// One periodic status report, keyed by asset and collection time.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StatusSample {
+    pub asset_id: AssetId,
+    pub at: OffsetDateTime,
+    pub seq: u64,
+    pub clock_suspect: bool,
+    pub status: caretaker_proto::v1::Status,
+}
+
+/// Milliseconds since the Unix epoch, the store's time key.
+pub fn unix_millis(at: OffsetDateTime) -> i64 {
+    i64::try_from(at.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
+}
+
+pub fn from_unix_millis(millis: i64) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(millis) * 1_000_000)
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}

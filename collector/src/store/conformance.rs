@@ -1,0 +1,221 @@
+//! The behaviour every [`Store`] must show, run against each implementation.
+
+use time::OffsetDateTime;
+use time::macros::datetime;
+
+use super::{ChangeQuery, Store, WriteSet};
+use crate::model::{
+    AgentRecord, Asset, AssetKind, Change, InventoryMeta, InventoryRecord, Source, StatusSample,
+};
+use caretaker_proto::v1;
+
+fn asset(id: &str, name: &str) -> Asset {
+    Asset {
+        id: id.to_owned(),
+        kind: AssetKind::Pc,
+        name: name.to_owned(),
+        hostname: name.to_owned(),
+        ips: vec!["198.18.0.5".to_owned()],
+        macs: vec!["52:54:00:12:34:56".to_owned()],
+        vendor: "Dell Inc.".to_owned(),
+        model: "OptiPlex 7010".to_owned(),
+        serial: "ABC123".to_owned(),
+        smbios_uuid: String::new(),
+        machine_id: String::new(),
+        os: "Debian 12".to_owned(),
+        sources: [Source::Agent].into(),
+        first_seen: datetime!(2026-09-01 08:00 UTC),
+        agent_ids: vec!["ag1".to_owned()],
+        identity_notes: Vec::new(),
+        partial: Vec::new(),
+        clock_suspect: false,
+    }
+}
+
+fn change(id: &str, asset: &str, at: OffsetDateTime) -> Change {
+    Change {
+        id: id.to_owned(),
+        asset_id: asset.to_owned(),
+        at,
+        kind: "added".to_owned(),
+        field: format!("software:{id}"),
+        before: None,
+        after: Some("1.0".to_owned()),
+        clock_suspect: false,
+    }
+}
+
+fn sample(asset: &str, at: OffsetDateTime, seq: u64) -> StatusSample {
+    StatusSample {
+        asset_id: asset.to_owned(),
+        at,
+        seq,
+        clock_suspect: seq % 2 == 0,
+        status: v1::Status {
+            uptime_secs: seq * 60,
+            cpu_percent: 12.5,
+            memory_total_bytes: 8 << 30,
+            volumes: vec![v1::VolumeUsage {
+                mount: "/".to_owned(),
+                total_bytes: 100,
+                free_bytes: 40,
+            }],
+            ..Default::default()
+        },
+    }
+}
+
+/// Runs the suite; `make(n)` must return a fresh, empty store for each `n`.
+pub fn run(make: impl Fn(usize) -> Box<dyn Store>) {
+    records_round_trip(make(0).as_ref());
+    changes_list_newest_first_and_filter(make(1).as_ref());
+    samples_are_ranged_by_time(make(2).as_ref());
+    replaying_a_commit_is_idempotent(make(3).as_ref());
+}
+
+fn records_round_trip(store: &dyn Store) {
+    let agent = AgentRecord {
+        agent_id: "ag1".to_owned(),
+        secret_sha256: "00".repeat(32),
+        enrolled_at: datetime!(2026-09-01 08:00 UTC),
+        hostname: "ROOM12-PC03".to_owned(),
+        smbios_uuid: "4c4c4544-0031".to_owned(),
+        macs: vec!["52:54:00:12:34:56".to_owned()],
+        peer: "198.18.0.5:5000".to_owned(),
+        asset_id: Some("a1".to_owned()),
+    };
+    let inventory = InventoryRecord {
+        meta: InventoryMeta {
+            agent_id: "ag1".to_owned(),
+            seq: 7,
+            collected_at: datetime!(2026-09-01 08:00 UTC),
+            received_at: datetime!(2026-09-01 08:00:01 UTC),
+            partial: vec!["software".to_owned()],
+        },
+        inventory: v1::Inventory {
+            software: vec![v1::Software {
+                name: "firefox-esr".to_owned(),
+                version: "128.3".to_owned(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        },
+    };
+    let seen = datetime!(2026-09-02 09:30:15.250 UTC);
+    store
+        .commit(WriteSet {
+            assets: vec![asset("a1", "ROOM12-PC03"), asset("a2", "LIBRARY-MFP")],
+            agents: vec![agent.clone()],
+            inventories: vec![("a1".to_owned(), inventory.clone())],
+            last_seen: vec![("a1".to_owned(), seen)],
+            agent_seqs: vec![("ag1".to_owned(), 7)],
+            ..Default::default()
+        })
+        .expect("commit");
+    assert_eq!(store.asset("a1").expect("read"), Some(asset("a1", "ROOM12-PC03")));
+    assert_eq!(store.asset("missing").expect("read"), None);
+    let mut names: Vec<_> = store.assets().expect("assets").into_iter().map(|a| a.name).collect();
+    names.sort();
+    assert_eq!(names, ["LIBRARY-MFP", "ROOM12-PC03"]);
+    assert_eq!(store.agents().expect("agents"), vec![agent]);
+    assert_eq!(store.inventory("a1").expect("inventory"), Some(inventory));
+    assert_eq!(store.last_seen().expect("seen").get("a1"), Some(&seen));
+    assert_eq!(store.agent_seqs().expect("seqs").get("ag1"), Some(&7));
+
+    // A later commit overwrites the sequence rather than adding to it.
+    store
+        .commit(WriteSet {
+            agent_seqs: vec![("ag1".to_owned(), 9)],
+            ..Default::default()
+        })
+        .expect("commit");
+    assert_eq!(store.agent_seqs().expect("seqs").get("ag1"), Some(&9));
+}
+
+fn changes_list_newest_first_and_filter(store: &dyn Store) {
+    store
+        .commit(WriteSet {
+            changes: vec![
+                change("c1", "a1", datetime!(2026-09-01 08:00 UTC)),
+                change("c2", "a2", datetime!(2026-09-01 09:00 UTC)),
+                change("c3", "a1", datetime!(2026-09-01 10:00 UTC)),
+                change("c0", "a1", datetime!(1969-12-31 23:00 UTC)),
+            ],
+            ..Default::default()
+        })
+        .expect("commit");
+    let all = |q: ChangeQuery| -> Vec<String> {
+        store.changes(&q).expect("changes").into_iter().map(|c| c.id).collect()
+    };
+    assert_eq!(all(ChangeQuery { limit: 10, ..Default::default() }), ["c3", "c2", "c1", "c0"]);
+    assert_eq!(
+        all(ChangeQuery { asset: Some("a1".to_owned()), limit: 10, ..Default::default() }),
+        ["c3", "c1", "c0"]
+    );
+    assert_eq!(
+        all(ChangeQuery {
+            asset: Some("a1".to_owned()),
+            since: Some(datetime!(2026-09-01 08:30 UTC)),
+            limit: 10
+        }),
+        ["c3"]
+    );
+    assert_eq!(all(ChangeQuery { limit: 2, ..Default::default() }), ["c3", "c2"]);
+    // An asset whose id is a prefix of another's sees only its own changes.
+    assert!(all(ChangeQuery { asset: Some("a".to_owned()), limit: 10, ..Default::default() }).is_empty());
+    let full = store.changes(&ChangeQuery { limit: 1, ..Default::default() }).expect("changes");
+    assert_eq!(full, vec![change("c3", "a1", datetime!(2026-09-01 10:00 UTC))]);
+}
+
+fn samples_are_ranged_by_time(store: &dyn Store) {
+    let base = datetime!(2026-10-01 00:00 UTC);
+    let samples: Vec<_> = (0..10)
+        .map(|i| sample("a1", base + time::Duration::minutes(5 * i as i64), i + 1))
+        .chain([sample("a10", base, 99)])
+        .collect();
+    store
+        .commit(WriteSet { samples: samples.clone(), ..Default::default() })
+        .expect("commit");
+    let got = store
+        .samples("a1", base + time::Duration::minutes(10), base + time::Duration::minutes(30), 100)
+        .expect("samples");
+    assert_eq!(got, samples[2..6].to_vec());
+    let limited = store.samples("a1", base, base + time::Duration::days(1), 3).expect("samples");
+    assert_eq!(limited, samples[..3].to_vec());
+    let other = store.samples("a10", base, base + time::Duration::days(1), 10).expect("samples");
+    assert_eq!(other, vec![samples[10].clone()]);
+}
+
+fn replaying_a_commit_is_idempotent(store: &dyn Store) {
+    let make = || WriteSet {
+        samples: vec![sample("a1", datetime!(2026-10-01 00:00 UTC), 1)],
+        changes: vec![change("c1", "a1", datetime!(2026-10-01 00:00 UTC))],
+        assets: vec![asset("a1", "PC")],
+        agent_seqs: vec![("ag1".to_owned(), 1)],
+        ..Default::default()
+    };
+    store.commit(make()).expect("commit");
+    store.commit(make()).expect("commit again");
+    let far = datetime!(2100-01-01 00:00 UTC);
+    assert_eq!(store.samples("a1", OffsetDateTime::UNIX_EPOCH, far, 10).expect("samples").len(), 1);
+    assert_eq!(store.changes(&ChangeQuery { limit: 10, ..Default::default() }).expect("c").len(), 1);
+    assert_eq!(store.assets().expect("assets").len(), 1);
+}
+
+/// For persistent stores: what one instance committed, the next one opened on the same
+/// path still has.
+pub fn survives_reopen(open: impl Fn() -> Box<dyn Store>) {
+    {
+        let store = open();
+        store
+            .commit(WriteSet {
+                assets: vec![asset("a1", "PC")],
+                agent_seqs: vec![("ag1".to_owned(), 42)],
+                ..Default::default()
+            })
+            .expect("commit");
+    }
+    let store = open();
+    assert_eq!(store.asset("a1").expect("read").map(|a| a.name), Some("PC".to_owned()));
+    assert_eq!(store.agent_seqs().expect("seqs").get("ag1"), Some(&42));
+}

@@ -1,0 +1,127 @@
+//! An in-process store for unit tests of the layers above; passes the same conformance suite.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+
+use time::OffsetDateTime;
+
+use super::codec;
+use super::{ChangeQuery, Store, StoreError, WriteSet};
+use crate::model::{
+    AgentId, AgentRecord, Asset, AssetId, Change, InventoryRecord, StatusSample, unix_millis,
+};
+
+#[derive(Default)]
+pub struct MemoryStore {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    assets: BTreeMap<AssetId, Asset>,
+    agents: BTreeMap<AgentId, AgentRecord>,
+    agent_seq: HashMap<AgentId, u64>,
+    last_seen: HashMap<AssetId, OffsetDateTime>,
+    inventories: HashMap<AssetId, InventoryRecord>,
+    changes: BTreeMap<Vec<u8>, Change>,
+    samples: BTreeMap<Vec<u8>, StatusSample>,
+}
+
+impl MemoryStore {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl Store for MemoryStore {
+    fn commit(&self, set: WriteSet) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        for sample in set.samples {
+            inner.samples.insert(codec::sample_key(&sample), sample);
+        }
+        for change in set.changes {
+            inner
+                .changes
+                .insert(codec::change_key(unix_millis(change.at), &change.id), change);
+        }
+        for (asset, record) in set.inventories {
+            inner.inventories.insert(asset, record);
+        }
+        for asset in set.assets {
+            inner.assets.insert(asset.id.clone(), asset);
+        }
+        for agent in set.agents {
+            inner.agents.insert(agent.agent_id.clone(), agent);
+        }
+        inner.last_seen.extend(set.last_seen);
+        inner.agent_seq.extend(set.agent_seqs);
+        Ok(())
+    }
+
+    fn asset(&self, id: &str) -> Result<Option<Asset>, StoreError> {
+        Ok(self.lock().assets.get(id).cloned())
+    }
+
+    fn assets(&self) -> Result<Vec<Asset>, StoreError> {
+        Ok(self.lock().assets.values().cloned().collect())
+    }
+
+    fn last_seen(&self) -> Result<HashMap<AssetId, OffsetDateTime>, StoreError> {
+        Ok(self.lock().last_seen.clone())
+    }
+
+    fn inventory(&self, asset: &str) -> Result<Option<InventoryRecord>, StoreError> {
+        Ok(self.lock().inventories.get(asset).cloned())
+    }
+
+    fn changes(&self, query: &ChangeQuery) -> Result<Vec<Change>, StoreError> {
+        let since = query.since.unwrap_or(OffsetDateTime::UNIX_EPOCH - time::Duration::days(365 * 1000));
+        Ok(self
+            .lock()
+            .changes
+            .values()
+            .rev()
+            .filter(|c| c.at >= since)
+            .filter(|c| query.asset.as_ref().is_none_or(|a| *a == c.asset_id))
+            .take(query.limit)
+            .cloned()
+            .collect())
+    }
+
+    fn samples(
+        &self,
+        asset: &str,
+        from: OffsetDateTime,
+        to: OffsetDateTime,
+        limit: usize,
+    ) -> Result<Vec<StatusSample>, StoreError> {
+        Ok(self
+            .lock()
+            .samples
+            .values()
+            .filter(|s| s.asset_id == asset && s.at >= from && s.at < to)
+            .take(limit)
+            .cloned()
+            .collect())
+    }
+
+    fn agents(&self) -> Result<Vec<AgentRecord>, StoreError> {
+        Ok(self.lock().agents.values().cloned().collect())
+    }
+
+    fn agent_seqs(&self) -> Result<HashMap<AgentId, u64>, StoreError> {
+        Ok(self.lock().agent_seq.clone())
+    }
+
+    fn size_on_disk(&self) -> Result<u64, StoreError> {
+        Ok(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn memory_store_passes_the_conformance_suite() {
+        super::super::conformance::run(|_| Box::new(super::MemoryStore::default()));
+    }
+}

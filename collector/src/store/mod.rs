@@ -1,0 +1,108 @@
+//! Persistence: the typed [`Store`] trait and its implementations.
+//!
+//! Only `store::sled` names sled types; everything else sees `Arc<dyn Store>`. Writes go
+//! through [`Store::commit`], which applies a [`WriteSet`] in a fixed order and returns only
+//! once it is durable, so ingest can acknowledge what `commit` returned for. The order matters
+//! for crash safety: records that carry an acknowledgement (`agent_seqs`) are written last,
+//! and every other key is deterministic, so a batch replayed after a crash overwrites itself.
+//! `memory` is an in-process store for unit tests; `conformance` is the suite both must pass.
+
+mod codec;
+#[cfg(test)]
+pub mod conformance;
+pub mod memory;
+pub mod sled;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use time::OffsetDateTime;
+
+use crate::model::{
+    AgentId, AgentRecord, Asset, AssetId, Change, InventoryRecord, StatusSample,
+};
+
+pub use self::sled::SledStore;
+pub use memory::MemoryStore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open the store at {path}: {source}")]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: ::sled::Error,
+    },
+    #[error("store {operation} failed: {source}")]
+    Io {
+        operation: &'static str,
+        #[source]
+        source: ::sled::Error,
+    },
+    #[error("store record {key} in {tree} is corrupt: {reason}")]
+    Corrupt {
+        tree: &'static str,
+        key: String,
+        reason: String,
+    },
+}
+
+/// Everything one ingest batch writes, applied by [`Store::commit`] in field order.
+#[derive(Debug, Default)]
+pub struct WriteSet {
+    pub samples: Vec<StatusSample>,
+    pub changes: Vec<Change>,
+    pub inventories: Vec<(AssetId, InventoryRecord)>,
+    pub assets: Vec<Asset>,
+    pub agents: Vec<AgentRecord>,
+    pub last_seen: Vec<(AssetId, OffsetDateTime)>,
+    /// Highest durable report sequence per agent: written last, it is the acknowledgement.
+    pub agent_seqs: Vec<(AgentId, u64)>,
+}
+
+impl WriteSet {
+    pub fn is_empty(&self) -> bool {
+        self.samples.is_empty()
+            && self.changes.is_empty()
+            && self.inventories.is_empty()
+            && self.assets.is_empty()
+            && self.agents.is_empty()
+            && self.last_seen.is_empty()
+            && self.agent_seqs.is_empty()
+    }
+}
+
+/// Which change records to list, newest first.
+#[derive(Debug, Clone, Default)]
+pub struct ChangeQuery {
+    pub asset: Option<AssetId>,
+    pub since: Option<OffsetDateTime>,
+    pub limit: usize,
+}
+
+/// The collector's persistent state, as typed operations.
+pub trait Store: Send + Sync + 'static {
+    /// Applies `set` in field order and returns once it survives a crash.
+    fn commit(&self, set: WriteSet) -> Result<(), StoreError>;
+
+    fn asset(&self, id: &str) -> Result<Option<Asset>, StoreError>;
+    fn assets(&self) -> Result<Vec<Asset>, StoreError>;
+    fn last_seen(&self) -> Result<HashMap<AssetId, OffsetDateTime>, StoreError>;
+    fn inventory(&self, asset: &str) -> Result<Option<InventoryRecord>, StoreError>;
+    /// Change records matching `query`, newest first, at most `query.limit`.
+    fn changes(&self, query: &ChangeQuery) -> Result<Vec<Change>, StoreError>;
+    /// Status samples of one asset in `[from, to)`, oldest first, at most `limit`.
+    fn samples(
+        &self,
+        asset: &str,
+        from: OffsetDateTime,
+        to: OffsetDateTime,
+        limit: usize,
+    ) -> Result<Vec<StatusSample>, StoreError>;
+
+    fn agents(&self) -> Result<Vec<AgentRecord>, StoreError>;
+    fn agent_seqs(&self) -> Result<HashMap<AgentId, u64>, StoreError>;
+
+    /// Bytes the store occupies on disk (0 for in-memory stores).
+    fn size_on_disk(&self) -> Result<u64, StoreError>;
+}

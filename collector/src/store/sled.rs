@@ -1,0 +1,305 @@
+//! The sled 0.34 store: the only module that names sled types.
+//!
+//! One `sled::Db` under `<data_dir>/store`, one tree per record type. sled recovers a prefix
+//! of its log after a crash, so writing the acknowledging `agent_seq` tree last means an
+//! acknowledged report's data is always recovered with it. `commit` ends with `flush`
+//! (fsync); the ingest writer batches many reports per commit to amortise it.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use time::OffsetDateTime;
+
+use super::codec;
+use super::{ChangeQuery, Store, StoreError, WriteSet};
+use crate::model::{
+    AgentId, AgentRecord, Asset, AssetId, Change, InventoryRecord, StatusSample,
+    from_unix_millis, unix_millis,
+};
+
+pub struct SledStore {
+    db: sled::Db,
+    assets: sled::Tree,
+    agents: sled::Tree,
+    agent_seq: sled::Tree,
+    last_seen: sled::Tree,
+    inventories: sled::Tree,
+    changes: sled::Tree,
+    changes_by_asset: sled::Tree,
+    samples: sled::Tree,
+}
+
+fn io(operation: &'static str) -> impl FnOnce(sled::Error) -> StoreError {
+    move |source| StoreError::Io { operation, source }
+}
+
+fn corrupt(tree: &'static str, key: &[u8], reason: impl ToString) -> StoreError {
+    StoreError::Corrupt {
+        tree,
+        key: String::from_utf8_lossy(key).into_owned(),
+        reason: reason.to_string(),
+    }
+}
+
+impl SledStore {
+    /// Opens (or creates) the store in `dir`.
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        let db = sled::Config::new()
+            .path(dir)
+            .cache_capacity(64 * 1024 * 1024)
+            .flush_every_ms(Some(1000))
+            .open()
+            .map_err(|source| StoreError::Open {
+                path: dir.to_owned(),
+                source,
+            })?;
+        let tree = |name: &str| {
+            db.open_tree(name).map_err(|source| StoreError::Open {
+                path: dir.join(name),
+                source,
+            })
+        };
+        Ok(Self {
+            assets: tree("assets")?,
+            agents: tree("agents")?,
+            agent_seq: tree("agent_seq")?,
+            last_seen: tree("last_seen")?,
+            inventories: tree("inventories")?,
+            changes: tree("changes")?,
+            changes_by_asset: tree("changes_by_asset")?,
+            samples: tree("samples")?,
+            db,
+        })
+    }
+
+    fn json_values<T: serde::de::DeserializeOwned>(
+        tree: &sled::Tree,
+        name: &'static str,
+    ) -> Result<Vec<T>, StoreError> {
+        tree.iter()
+            .map(|entry| {
+                let (key, value) = entry.map_err(io("scan"))?;
+                serde_json::from_slice(&value).map_err(|e| corrupt(name, &key, e))
+            })
+            .collect()
+    }
+}
+
+impl Store for SledStore {
+    fn commit(&self, set: WriteSet) -> Result<(), StoreError> {
+        if set.is_empty() {
+            return Ok(());
+        }
+        let mut batch = sled::Batch::default();
+        for sample in &set.samples {
+            batch.insert(codec::sample_key(sample), codec::encode_sample(sample));
+        }
+        self.samples.apply_batch(batch).map_err(io("write samples"))?;
+
+        let mut changes = sled::Batch::default();
+        let mut index = sled::Batch::default();
+        for change in &set.changes {
+            let millis = unix_millis(change.at);
+            changes.insert(
+                codec::change_key(millis, &change.id),
+                serde_json::to_vec(change).expect("change serialises"),
+            );
+            let mut key = codec::asset_prefix(&change.asset_id);
+            key.extend_from_slice(&codec::change_key(millis, &change.id));
+            index.insert(key, &[][..]);
+        }
+        self.changes.apply_batch(changes).map_err(io("write changes"))?;
+        self.changes_by_asset
+            .apply_batch(index)
+            .map_err(io("write change index"))?;
+
+        let mut batch = sled::Batch::default();
+        for (asset, record) in &set.inventories {
+            batch.insert(asset.as_bytes(), codec::encode_inventory(record));
+        }
+        self.inventories
+            .apply_batch(batch)
+            .map_err(io("write inventories"))?;
+
+        let mut batch = sled::Batch::default();
+        for asset in &set.assets {
+            batch.insert(
+                asset.id.as_bytes(),
+                serde_json::to_vec(asset).expect("asset serialises"),
+            );
+        }
+        self.assets.apply_batch(batch).map_err(io("write assets"))?;
+
+        let mut batch = sled::Batch::default();
+        for agent in &set.agents {
+            batch.insert(
+                agent.agent_id.as_bytes(),
+                serde_json::to_vec(agent).expect("agent serialises"),
+            );
+        }
+        self.agents.apply_batch(batch).map_err(io("write agents"))?;
+
+        let mut batch = sled::Batch::default();
+        for (asset, at) in &set.last_seen {
+            batch.insert(asset.as_bytes(), &unix_millis(*at).to_be_bytes()[..]);
+        }
+        self.last_seen
+            .apply_batch(batch)
+            .map_err(io("write last_seen"))?;
+
+        let mut batch = sled::Batch::default();
+        for (agent, seq) in &set.agent_seqs {
+            batch.insert(agent.as_bytes(), &seq.to_be_bytes()[..]);
+        }
+        self.agent_seq
+            .apply_batch(batch)
+            .map_err(io("write agent sequences"))?;
+
+        self.db.flush().map_err(io("flush"))?;
+        Ok(())
+    }
+
+    fn asset(&self, id: &str) -> Result<Option<Asset>, StoreError> {
+        self.assets
+            .get(id.as_bytes())
+            .map_err(io("read asset"))?
+            .map(|v| serde_json::from_slice(&v).map_err(|e| corrupt("assets", id.as_bytes(), e)))
+            .transpose()
+    }
+
+    fn assets(&self) -> Result<Vec<Asset>, StoreError> {
+        Self::json_values(&self.assets, "assets")
+    }
+
+    fn last_seen(&self) -> Result<HashMap<AssetId, OffsetDateTime>, StoreError> {
+        self.last_seen
+            .iter()
+            .map(|entry| {
+                let (key, value) = entry.map_err(io("scan last_seen"))?;
+                let millis = <[u8; 8]>::try_from(&value[..])
+                    .map(i64::from_be_bytes)
+                    .map_err(|e| corrupt("last_seen", &key, e))?;
+                Ok((
+                    String::from_utf8_lossy(&key).into_owned(),
+                    from_unix_millis(millis),
+                ))
+            })
+            .collect()
+    }
+
+    fn inventory(&self, asset: &str) -> Result<Option<InventoryRecord>, StoreError> {
+        self.inventories
+            .get(asset.as_bytes())
+            .map_err(io("read inventory"))?
+            .map(|v| {
+                codec::decode_inventory(&v).map_err(|e| corrupt("inventories", asset.as_bytes(), e))
+            })
+            .transpose()
+    }
+
+    fn changes(&self, query: &ChangeQuery) -> Result<Vec<Change>, StoreError> {
+        let since = query.since.map(unix_millis).unwrap_or(i64::MIN);
+        let mut out = Vec::new();
+        match &query.asset {
+            None => {
+                let range = self.changes.range(codec::time_key(since).to_vec()..);
+                for entry in range.rev() {
+                    if out.len() >= query.limit {
+                        break;
+                    }
+                    let (key, value) = entry.map_err(io("scan changes"))?;
+                    out.push(
+                        serde_json::from_slice(&value).map_err(|e| corrupt("changes", &key, e))?,
+                    );
+                }
+            }
+            Some(asset) => {
+                let prefix = codec::asset_prefix(asset);
+                let mut start = prefix.clone();
+                start.extend_from_slice(&codec::time_key(since));
+                let mut end = codec::asset_prefix(asset);
+                end.extend_from_slice(&[0xff; 9]);
+                for entry in self.changes_by_asset.range(start..end).rev() {
+                    if out.len() >= query.limit {
+                        break;
+                    }
+                    let (key, _) = entry.map_err(io("scan change index"))?;
+                    let change_key = &key[prefix.len()..];
+                    let value = self
+                        .changes
+                        .get(change_key)
+                        .map_err(io("read change"))?
+                        .ok_or_else(|| corrupt("changes_by_asset", &key, "dangling index entry"))?;
+                    out.push(
+                        serde_json::from_slice(&value)
+                            .map_err(|e| corrupt("changes", change_key, e))?,
+                    );
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn samples(
+        &self,
+        asset: &str,
+        from: OffsetDateTime,
+        to: OffsetDateTime,
+        limit: usize,
+    ) -> Result<Vec<StatusSample>, StoreError> {
+        let mut start = codec::asset_prefix(asset);
+        start.extend_from_slice(&codec::time_key(unix_millis(from)));
+        let mut end = codec::asset_prefix(asset);
+        end.extend_from_slice(&codec::time_key(unix_millis(to)));
+        self.samples
+            .range(start..end)
+            .take(limit)
+            .map(|entry| {
+                let (key, value) = entry.map_err(io("scan samples"))?;
+                codec::decode_sample(&key, &value).map_err(|e| corrupt("samples", &key, e))
+            })
+            .collect()
+    }
+
+    fn agents(&self) -> Result<Vec<AgentRecord>, StoreError> {
+        Self::json_values(&self.agents, "agents")
+    }
+
+    fn agent_seqs(&self) -> Result<HashMap<AgentId, u64>, StoreError> {
+        self.agent_seq
+            .iter()
+            .map(|entry| {
+                let (key, value) = entry.map_err(io("scan agent sequences"))?;
+                let seq = <[u8; 8]>::try_from(&value[..])
+                    .map(u64::from_be_bytes)
+                    .map_err(|e| corrupt("agent_seq", &key, e))?;
+                Ok((String::from_utf8_lossy(&key).into_owned(), seq))
+            })
+            .collect()
+    }
+
+    fn size_on_disk(&self) -> Result<u64, StoreError> {
+        self.db.size_on_disk().map_err(io("measure size"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sled_store_passes_the_conformance_suite() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        super::super::conformance::run(|n| {
+            Box::new(SledStore::open(&dir.path().join(format!("s{n}"))).expect("open"))
+        });
+    }
+
+    #[test]
+    fn committed_data_survives_reopening() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        super::super::conformance::survives_reopen(|| {
+            Box::new(SledStore::open(&dir.path().join("db")).expect("open"))
+        });
+    }
+}
