@@ -57,7 +57,9 @@ impl std::str::FromStr for LogFormat {
         match s {
             "text" => Ok(Self::Text),
             "json" => Ok(Self::Json),
-            other => Err(format!("unknown log format `{other}` (expected text or json)")),
+            other => Err(format!(
+                "unknown log format `{other}` (expected text or json)"
+            )),
         }
     }
 }

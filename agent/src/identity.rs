@@ -181,10 +181,7 @@ mod tests {
             Err(Mismatch::OtherMachine)
         );
         let no_uuid = id("", &["00:11:22:33:44:55", "66:77:88:99:aa:bb"]);
-        assert_eq!(
-            no_uuid.check(&here("", &["66:77:88:99:aa:bb"]), c),
-            Ok(())
-        );
+        assert_eq!(no_uuid.check(&here("", &["66:77:88:99:aa:bb"]), c), Ok(()));
         assert_eq!(
             no_uuid.check(&here("", &["de:ad:be:ef:00:01"]), c),
             Err(Mismatch::OtherMachine)

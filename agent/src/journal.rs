@@ -657,7 +657,10 @@ mod tests {
         let kept_status: Vec<u64> = pending.iter().copied().filter(|s| *s > inv).collect();
         assert_eq!(*kept_status.last().unwrap(), *statuses.last().unwrap());
         let first_kept = kept_status[0];
-        assert_eq!(kept_status, (first_kept..=*statuses.last().unwrap()).collect::<Vec<_>>());
+        assert_eq!(
+            kept_status,
+            (first_kept..=*statuses.last().unwrap()).collect::<Vec<_>>()
+        );
         assert_eq!(
             j.dropped_total() as usize,
             402 - pending.len(),

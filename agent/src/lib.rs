@@ -1,5 +1,248 @@
+//! Caretaker agent: collects this PC's inventory and status, journals every report on disk
+//! first, and delivers the journal to the collector over gRPC.
+//!
+//! ```text
+//! collection task ──append──▶ journal (state dir) ──notify──▶ sender task ──Submit──▶ collector
+//!   inventory every inventory_interval (sent when changed, or daily)      ◀──acked_seq──
+//!   status every status_interval                   heartbeat task ──Heartbeat──▶ collector
+//! ```
+//!
+//! [`run`] owns the tasks: it spawns the collection, sender and heartbeat tasks on one
+//! `TaskTracker`, each in its own span with a child of the `shutdown` token. Collection never
+//! waits on the network: it only appends to the journal. When `shutdown` fires, collection
+//! stops, the sender makes one final flush bounded by a few seconds and fsyncs the journal,
+//! and `run` returns. With `once`, nothing is spawned: one inventory and one status are
+//! journalled, everything pending is delivered (with a bounded retry), and `run` returns.
+
 pub mod backoff;
 pub mod config;
+pub mod identity;
 pub mod inventory;
 pub mod journal;
+pub mod json;
+pub mod report;
 pub mod status;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use caretaker_proto::v1::Report;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+
+use crate::backoff::Backoff;
+use crate::config::Config;
+use crate::inventory::CollectOptions;
+use crate::journal::{Journal, JournalError};
+use crate::report::{Client, DeliveryError, SharedJournal};
+use crate::status::StatusCollector;
+
+/// How long `run --once` keeps retrying an unreachable collector.
+pub const ONCE_DEADLINE: Duration = Duration::from_secs(30);
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("cannot open the journal")]
+    Journal(#[from] JournalError),
+    /// The collector could not be reached in time (`--once`); the journal keeps everything.
+    #[error("collector unavailable; {pending} reports kept in the journal")]
+    Unavailable {
+        pending: usize,
+        #[source]
+        source: Option<DeliveryError>,
+    },
+    #[error("delivery failed")]
+    Delivery(#[from] DeliveryError),
+}
+
+/// Runs the agent until `shutdown` fires (or, with `config.once`, until one round is done).
+pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunError> {
+    let journal = Journal::open(&config.state_dir, config.journal_max_bytes)?;
+    tracing::info!(
+        state_dir = %config.state_dir.display(),
+        collector = %config.collector,
+        pending = journal.len(),
+        dropped_total = journal.dropped_total(),
+        "Agent starting"
+    );
+    let journal: SharedJournal = Arc::new(Mutex::new(journal));
+    let fingerprint = tokio::task::spawn_blocking(inventory::fingerprint)
+        .await
+        .unwrap_or_default();
+    let client = Client::new(
+        &config.collector,
+        config.state_dir.clone(),
+        config.enroll_token.clone(),
+        fingerprint,
+    )?;
+    if config.once {
+        return run_once(&config, client, journal, shutdown).await;
+    }
+
+    let notify = Arc::new(Notify::new());
+    let tracker = TaskTracker::new();
+    tracker.spawn(
+        collection_task(
+            config.clone(),
+            journal.clone(),
+            notify.clone(),
+            shutdown.child_token(),
+        )
+        .instrument(tracing::info_span!("collect")),
+    );
+    tracker.spawn(
+        report::heartbeat_task(
+            client.grpc(),
+            client.identity_watch(),
+            journal.clone(),
+            config.heartbeat_interval,
+            shutdown.child_token(),
+        )
+        .instrument(tracing::info_span!("heartbeat")),
+    );
+    tracker.spawn(
+        report::sender_task(client, journal.clone(), notify, shutdown.child_token())
+            .instrument(tracing::info_span!("send")),
+    );
+    tracker.close();
+    shutdown.cancelled().await;
+    tracing::info!("Shutting down");
+    tracker.wait().await;
+    let j = lock(&journal);
+    tracing::info!(pending = j.len(), "Agent stopped");
+    Ok(())
+}
+
+fn lock(journal: &SharedJournal) -> std::sync::MutexGuard<'_, Journal> {
+    journal.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn append(journal: &SharedJournal, report: Report, notify: Option<&Notify>) {
+    let kind = if matches!(
+        report.body,
+        Some(caretaker_proto::v1::report::Body::Inventory(_))
+    ) {
+        "inventory"
+    } else {
+        "status"
+    };
+    match lock(journal).append(report) {
+        Ok(seq) => {
+            tracing::debug!(seq, kind, "Report journalled");
+            if let Some(n) = notify {
+                n.notify_one();
+            }
+        }
+        Err(error) => {
+            tracing::error!(%error, kind, "Cannot journal a report; it is lost");
+        }
+    }
+}
+
+fn collect_options(config: &Config) -> CollectOptions {
+    CollectOptions {
+        timeout: config.collect_timeout,
+        dpkg_admindir: config.dpkg_admindir.clone(),
+    }
+}
+
+/// One round: inventory + status into the journal, then deliver everything pending.
+async fn run_once(
+    config: &Config,
+    mut client: Client,
+    journal: SharedJournal,
+    shutdown: CancellationToken,
+) -> Result<(), RunError> {
+    let inv = inventory::collect(&collect_options(config)).await;
+    append(&journal, inv, None);
+    let dropped = lock(&journal).dropped_total();
+    let status = StatusCollector::new().collect(dropped).await;
+    append(&journal, status, None);
+
+    let deadline = Instant::now() + ONCE_DEADLINE;
+    let mut backoff = Backoff::new();
+    let mut last_error = None;
+    loop {
+        let attempt = tokio::select! {
+            r = tokio::time::timeout_at(deadline, client.flush(&journal)) => r,
+            () = shutdown.cancelled() => break,
+        };
+        match attempt {
+            Ok(Ok(delivered)) => {
+                tracing::info!(delivered, "All reports delivered");
+                lock(&journal).sync()?;
+                return Ok(());
+            }
+            Ok(Err(error)) if error.is_unavailable() => {
+                tracing::debug!(%error, "Collector unavailable; retrying");
+                last_error = Some(error);
+            }
+            Ok(Err(error)) => return Err(error.into()),
+            Err(_elapsed) => break,
+        }
+        let wake = (Instant::now() + backoff.next_delay()).min(deadline);
+        tokio::select! {
+            () = tokio::time::sleep_until(wake) => {}
+            () = shutdown.cancelled() => break,
+        }
+        if Instant::now() >= deadline {
+            break;
+        }
+    }
+    let mut j = lock(&journal);
+    j.sync()?;
+    Err(RunError::Unavailable {
+        pending: j.len(),
+        source: last_error,
+    })
+}
+
+/// Collects inventory and status on their intervals and journals them.
+async fn collection_task(
+    config: Config,
+    journal: SharedJournal,
+    notify: Arc<Notify>,
+    shutdown: CancellationToken,
+) {
+    let opts = collect_options(&config);
+    let mut status = StatusCollector::new();
+    let mut inventory_tick = tokio::time::interval(config.inventory_interval);
+    inventory_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut status_tick = tokio::time::interval(config.status_interval);
+    status_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last: Option<([u8; 32], Instant)> = None;
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = inventory_tick.tick() => {
+                let report = tokio::select! {
+                    r = inventory::collect(&opts) => r,
+                    () = shutdown.cancelled() => return,
+                };
+                let digest = inventory::change_digest(&report);
+                let due = match last {
+                    None => true,
+                    Some((d, at)) => d != digest || at.elapsed() >= config.inventory_resend,
+                };
+                if due {
+                    tracing::info!(missing = ?report.missing, "Inventory changed or due; journalling it");
+                    append(&journal, report, Some(&notify));
+                    last = Some((digest, Instant::now()));
+                } else {
+                    tracing::debug!("Inventory unchanged");
+                }
+            }
+            _ = status_tick.tick() => {
+                let dropped = lock(&journal).dropped_total();
+                let report = tokio::select! {
+                    r = status.collect(dropped) => r,
+                    () = shutdown.cancelled() => return,
+                };
+                append(&journal, report, Some(&notify));
+            }
+        }
+    }
+}

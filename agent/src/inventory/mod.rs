@@ -114,7 +114,9 @@ where
 {
     match tokio::time::timeout(timeout, tokio::task::spawn_blocking(f)).await {
         Ok(Ok(r)) => r,
-        Ok(Err(join)) => Err(SourceError::Other(format!("collector thread failed: {join}"))),
+        Ok(Err(join)) => Err(SourceError::Other(format!(
+            "collector thread failed: {join}"
+        ))),
         Err(_) => Err(SourceError::Timeout(timeout)),
     }
 }

@@ -29,7 +29,9 @@ pub fn collect() -> Result<Vec<Software>, SourceError> {
         }
     }
     if !opened_any {
-        return Err(SourceError::Other("cannot open the Uninstall registry key".into()));
+        return Err(SourceError::Other(
+            "cannot open the Uninstall registry key".into(),
+        ));
     }
     Ok(out)
 }

@@ -28,9 +28,7 @@ pub fn os_info() -> OsInfo {
     if build.parse::<u32>().is_ok_and(|b| b >= 22000) && name.starts_with("Windows 10") {
         name = name.replacen("Windows 10", "Windows 11", 1);
     }
-    let ubr = cv
-        .as_ref()
-        .and_then(|k| k.get_value::<u32, _>("UBR").ok());
+    let ubr = cv.as_ref().and_then(|k| k.get_value::<u32, _>("UBR").ok());
     let mut version = string(&cv, "DisplayVersion");
     if version.is_empty() {
         version = string(&cv, "ReleaseId");

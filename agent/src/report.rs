@@ -1,0 +1,352 @@
+//! Delivery to the collector over gRPC: enrolment (identity), submitting journalled reports in
+//! seq-ordered batches (≤ 64 reports / 1 MiB) and acking the journal with what the collector
+//! stored, and heartbeats. Tasks: [`sender_task`] (wakes on the journal's `Notify` or when
+//! its backoff expires; on shutdown makes one final flush bounded by [`FINAL_FLUSH`]) and
+//! [`heartbeat_task`] (fire-and-forget). Both stop when their cancellation token fires.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use caretaker_proto::v1::agent_service_client::AgentServiceClient;
+use caretaker_proto::v1::{EnrollRequest, HeartbeatRequest, Report, SubmitRequest};
+use tokio::sync::{Notify, watch};
+use tokio_util::sync::CancellationToken;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Request, Status};
+
+use crate::backoff::Backoff;
+use crate::config::Secret;
+use crate::identity::{Identity, IdentityError, Mismatch};
+use crate::inventory::{AGENT_VERSION, Fingerprint, timestamp};
+use crate::journal::{Journal, JournalError};
+
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+pub const BATCH_REPORTS: usize = 64;
+pub const BATCH_BYTES: usize = 1024 * 1024;
+/// How long the last flush at shutdown may take.
+pub const FINAL_FLUSH: Duration = Duration::from_secs(3);
+
+pub type SharedJournal = Arc<Mutex<Journal>>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DeliveryError {
+    #[error("collector URL is invalid")]
+    BadUrl(#[source] tonic::transport::Error),
+    #[error("collector unavailable: {}", .0.message())]
+    Unavailable(#[source] Status),
+    #[error("collector rejected the enrolment token (check enroll_token)")]
+    EnrollRejected(#[source] Status),
+    #[error("agent must enrol but no enrolment token is configured")]
+    NoToken,
+    #[error("collector refused the request: {}", .0.message())]
+    Rejected(#[source] Status),
+    #[error("collector acknowledged seq {acked} after being sent up to {sent}")]
+    NoProgress { sent: u64, acked: u64 },
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
+}
+
+impl DeliveryError {
+    /// Worth retrying soon: the collector (or the network) is away.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, Self::Unavailable(_))
+    }
+}
+
+/// One table from gRPC status to what the agent does about it.
+fn classify(status: Status) -> DeliveryError {
+    match status.code() {
+        Code::Unavailable
+        | Code::DeadlineExceeded
+        | Code::Cancelled
+        | Code::Unknown
+        | Code::ResourceExhausted
+        | Code::Aborted
+        | Code::Internal => DeliveryError::Unavailable(status),
+        _ => DeliveryError::Rejected(status),
+    }
+}
+
+fn lock(journal: &SharedJournal) -> std::sync::MutexGuard<'_, Journal> {
+    // A panic while holding the lock leaves the journal consistent on disk; keep going.
+    journal.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Adds `authorization: Bearer <secret>`.
+fn authed<T>(msg: T, secret: &str) -> Request<T> {
+    let mut req = Request::new(msg);
+    if let Ok(v) = format!("Bearer {secret}").parse() {
+        req.metadata_mut().insert("authorization", v);
+    }
+    req
+}
+
+/// The gRPC client plus the agent's identity.
+pub struct Client {
+    grpc: AgentServiceClient<Channel>,
+    state_dir: PathBuf,
+    collector: String,
+    token: Option<Secret>,
+    fingerprint: Fingerprint,
+    identity: Option<Identity>,
+    identity_tx: watch::Sender<Option<Identity>>,
+}
+
+impl Client {
+    /// Builds a lazily connecting client and loads (and checks) the stored identity.
+    pub fn new(
+        collector: &str,
+        state_dir: PathBuf,
+        token: Option<Secret>,
+        fingerprint: Fingerprint,
+    ) -> Result<Self, DeliveryError> {
+        let channel = Endpoint::from_shared(collector.to_owned())
+            .map_err(DeliveryError::BadUrl)?
+            .connect_timeout(CONNECT_TIMEOUT)
+            .timeout(REQUEST_TIMEOUT)
+            .connect_lazy();
+        let mut identity = Identity::load(&state_dir)?;
+        if let Some(id) = &identity {
+            match id.check(&fingerprint, collector) {
+                Ok(()) => {}
+                Err(Mismatch::OtherMachine) => {
+                    tracing::warn!(
+                        agent_id = %id.agent_id,
+                        stored_uuid = %id.smbios_uuid,
+                        uuid = %fingerprint.smbios_uuid,
+                        "State directory belongs to another machine (cloned image?); enrolling afresh"
+                    );
+                    identity = None;
+                }
+                Err(Mismatch::OtherCollector) => {
+                    tracing::info!(
+                        agent_id = %id.agent_id,
+                        old = %id.collector,
+                        new = %collector,
+                        "Identity was issued by another collector; enrolling afresh"
+                    );
+                    identity = None;
+                }
+            }
+        }
+        let (identity_tx, _) = watch::channel(identity.clone());
+        Ok(Self {
+            grpc: AgentServiceClient::new(channel),
+            state_dir,
+            collector: collector.to_owned(),
+            token,
+            fingerprint,
+            identity,
+            identity_tx,
+        })
+    }
+
+    /// Follows identity changes (for the heartbeat task).
+    pub fn identity_watch(&self) -> watch::Receiver<Option<Identity>> {
+        self.identity_tx.subscribe()
+    }
+
+    pub fn grpc(&self) -> AgentServiceClient<Channel> {
+        self.grpc.clone()
+    }
+
+    /// Enrols with the token and stores the new identity.
+    pub async fn enroll(&mut self) -> Result<Identity, DeliveryError> {
+        let token = self.token.as_ref().ok_or(DeliveryError::NoToken)?;
+        let fp = &self.fingerprint;
+        let req = EnrollRequest {
+            enroll_token: token.expose().to_owned(),
+            hostname: fp.hostname.clone(),
+            smbios_uuid: fp.smbios_uuid.clone(),
+            macs: fp.macs.clone(),
+            agent_version: AGENT_VERSION.to_owned(),
+            machine_id: fp.machine_id.clone(),
+            serial: fp.serial.clone(),
+        };
+        let resp = match self.grpc.enroll(req).await {
+            Ok(r) => r.into_inner(),
+            Err(s) if s.code() == Code::Unauthenticated || s.code() == Code::PermissionDenied => {
+                return Err(DeliveryError::EnrollRejected(s));
+            }
+            Err(s) => return Err(classify(s)),
+        };
+        let identity = Identity {
+            agent_id: resp.agent_id,
+            agent_secret: resp.agent_secret,
+            collector: self.collector.clone(),
+            smbios_uuid: fp.smbios_uuid.clone(),
+            macs: fp.macs.clone(),
+        };
+        identity.save(&self.state_dir)?;
+        tracing::info!(agent_id = %identity.agent_id, "Enrolled with the collector");
+        self.identity = Some(identity.clone());
+        self.identity_tx.send_replace(Some(identity.clone()));
+        Ok(identity)
+    }
+
+    async fn identity(&mut self) -> Result<Identity, DeliveryError> {
+        match &self.identity {
+            Some(id) => Ok(id.clone()),
+            None => self.enroll().await,
+        }
+    }
+
+    /// Submits one batch, re-enrolling once if the collector no longer knows us.
+    async fn submit(&mut self, reports: Vec<Report>) -> Result<u64, DeliveryError> {
+        let mut reenrolled = false;
+        loop {
+            let id = self.identity().await?;
+            let req = authed(
+                SubmitRequest {
+                    agent_id: id.agent_id.clone(),
+                    reports: reports.clone(),
+                },
+                &id.agent_secret,
+            );
+            match self.grpc.submit(req).await {
+                Ok(r) => return Ok(r.into_inner().acked_seq),
+                Err(s) if s.code() == Code::Unauthenticated && !reenrolled => {
+                    tracing::warn!(agent_id = %id.agent_id, "Collector no longer knows this agent; enrolling again");
+                    self.identity = None;
+                    reenrolled = true;
+                }
+                Err(s) => return Err(classify(s)),
+            }
+        }
+    }
+
+    /// Delivers everything pending in the journal; returns how many reports were acked.
+    pub async fn flush(&mut self, journal: &SharedJournal) -> Result<usize, DeliveryError> {
+        let mut delivered = 0;
+        loop {
+            let batch = lock(journal).pending(BATCH_REPORTS, BATCH_BYTES)?;
+            let (Some(first), Some(last)) = (batch.first(), batch.last()) else {
+                return Ok(delivered);
+            };
+            let (first, last, n) = (first.seq, last.seq, batch.len());
+            let acked = self.submit(batch).await?;
+            let mut j = lock(journal);
+            let before = j.len();
+            j.ack(acked)?;
+            let after = j.len();
+            drop(j);
+            tracing::debug!(first, last, acked, "Submitted a batch");
+            delivered += before - after;
+            if acked < first {
+                // Nothing of this batch was stored: retrying now would loop.
+                return Err(DeliveryError::NoProgress { sent: last, acked });
+            }
+            if after == before && n > 0 {
+                return Err(DeliveryError::NoProgress { sent: last, acked });
+            }
+        }
+    }
+}
+
+/// Delivers the journal whenever it grows; backs off with jitter while the collector is away.
+pub async fn sender_task(
+    mut client: Client,
+    journal: SharedJournal,
+    notify: Arc<Notify>,
+    shutdown: CancellationToken,
+) {
+    let mut backoff = Backoff::new();
+    let mut down = false;
+    let mut token_rejected = false;
+    loop {
+        let result = tokio::select! {
+            r = client.flush(&journal) => r,
+            () = shutdown.cancelled() => break,
+        };
+        let pending = lock(&journal).len();
+        match result {
+            Ok(delivered) => {
+                if down {
+                    tracing::info!(delivered, pending, "Collector reachable again");
+                } else if delivered > 0 {
+                    tracing::debug!(delivered, "Reports delivered");
+                }
+                down = false;
+                token_rejected = false;
+                backoff.reset();
+                tokio::select! {
+                    () = notify.notified() => {}
+                    () = shutdown.cancelled() => break,
+                }
+            }
+            Err(error) => {
+                let delay = backoff.next_delay();
+                match &error {
+                    DeliveryError::EnrollRejected(_) | DeliveryError::NoToken => {
+                        if !token_rejected {
+                            tracing::error!(%error, pending, "Cannot enrol; reports stay in the journal");
+                            token_rejected = true;
+                        }
+                    }
+                    _ if !down => {
+                        tracing::warn!(%error, pending, "Collector unreachable; reports stay in the journal");
+                    }
+                    _ => {
+                        tracing::debug!(%error, pending, retry_in = ?delay, "Delivery failed again");
+                    }
+                }
+                down = true;
+                tokio::select! {
+                    () = tokio::time::sleep(delay) => {}
+                    () = shutdown.cancelled() => break,
+                }
+            }
+        }
+    }
+    match tokio::time::timeout(FINAL_FLUSH, client.flush(&journal)).await {
+        Ok(Ok(n)) => tracing::debug!(delivered = n, "Final flush done"),
+        Ok(Err(error)) => {
+            tracing::debug!(%error, "Final flush failed; reports stay in the journal")
+        }
+        Err(_) => tracing::debug!("Final flush ran out of time; reports stay in the journal"),
+    }
+    if let Err(error) = lock(&journal).sync() {
+        tracing::error!(%error, "Cannot sync the journal at shutdown");
+    }
+}
+
+/// Sends a liveness heartbeat every `period` once the agent has an identity.
+pub async fn heartbeat_task(
+    mut grpc: AgentServiceClient<Channel>,
+    mut identity: watch::Receiver<Option<Identity>>,
+    journal: SharedJournal,
+    period: Duration,
+    shutdown: CancellationToken,
+) {
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = shutdown.cancelled() => return,
+        }
+        let Some(id) = identity.borrow_and_update().clone() else {
+            continue;
+        };
+        let req = authed(
+            HeartbeatRequest {
+                agent_id: id.agent_id.clone(),
+                sent_at: Some(timestamp(SystemTime::now())),
+                uptime_secs: sysinfo::System::uptime().unwrap_or(0),
+                journal_pending: lock(&journal).len() as u64,
+            },
+            &id.agent_secret,
+        );
+        tokio::select! {
+            r = grpc.heartbeat(req) => match r {
+                Ok(_) => tracing::trace!(agent_id = %id.agent_id, "Heartbeat sent"),
+                Err(status) => tracing::debug!(error = %status.message(), code = ?status.code(), agent_id = %id.agent_id, "Heartbeat failed"),
+            },
+            () = shutdown.cancelled() => return,
+        }
+    }
+}
