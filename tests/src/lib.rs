@@ -1,1 +1,379 @@
-//! End-to-end test helpers.
+//! End-to-end test harness: real `caretaker-collector` and `caretaker-agent` processes on
+//! loopback, a tiny HTTP client for the JSON API, and a gRPC client for playing agents.
+//!
+//! Binaries are taken from `CARETAKER_BIN_DIR`, else from the workspace's `target/debug`
+//! (the README's test command builds them first). A missing binary fails the test loudly.
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use serde_json::Value;
+
+pub use caretaker_proto::v1;
+
+/// Path of one of the project's binaries; panics with instructions when it is missing.
+pub fn bin(name: &str) -> PathBuf {
+    let dir = std::env::var_os("CARETAKER_BIN_DIR").map_or_else(
+        || {
+            let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(
+                || Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"),
+                PathBuf::from,
+            );
+            target.join("debug")
+        },
+        PathBuf::from,
+    );
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build it first with `cargo build --workspace --bins` (or set CARETAKER_BIN_DIR)",
+        path.display()
+    );
+    path
+}
+
+/// A free loopback port (bound and released; good enough for tests on one machine).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
+/// Polls `check` every 100 ms until it returns `Some` or `timeout` passes.
+pub fn wait_for<T>(timeout: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(start.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A collector process with its own data directory and ports.
+pub struct Collector {
+    pub dir: PathBuf,
+    pub config: PathBuf,
+    pub grpc: SocketAddr,
+    pub http: SocketAddr,
+    child: Option<Child>,
+}
+
+impl Collector {
+    /// Writes a config under `dir` and starts the collector; waits until the API answers.
+    pub fn start(dir: &Path) -> Self {
+        Self::start_with(dir, "")
+    }
+
+    /// Like `start`, with extra TOML appended to the config.
+    pub fn start_with(dir: &Path, extra: &str) -> Self {
+        std::fs::create_dir_all(dir).expect("collector dir");
+        let grpc: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+        let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+        let config = dir.join("collector.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "data_dir = {data:?}\n{extra}\n[grpc]\nlisten = \"{grpc}\"\n[http]\nlisten = \"{http}\"\n",
+                data = dir.join("data").display().to_string(),
+            ),
+        )
+        .expect("write config");
+        let mut collector = Self { dir: dir.to_owned(), config, grpc, http, child: None };
+        collector.restart();
+        collector
+    }
+
+    /// Starts the process again on the same data directory and ports.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "collector already running");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("collector.log"))
+            .expect("log file");
+        let child = Command::new(bin("caretaker-collector"))
+            .args(["run", "--config"])
+            .arg(&self.config)
+            .env("CARETAKER_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start collector");
+        self.child = Some(child);
+        let http = self.http;
+        wait_for(Duration::from_secs(30), "the collector's API", || {
+            get_raw(http, "/api/v1/health", None).ok().filter(|(s, _)| *s == 200)
+        });
+    }
+
+    pub fn api_token(&self) -> String {
+        read_token(&self.dir.join("data/api-token"))
+    }
+
+    pub fn enroll_token(&self) -> String {
+        read_token(&self.dir.join("data/enroll-token"))
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.grpc)
+    }
+
+    /// GET an API path (under `/api/v1`) with the bearer token; panics unless 200.
+    pub fn get(&self, path: &str) -> Value {
+        let (status, body) = self.get_status(path);
+        assert_eq!(status, 200, "GET {path} answered {status}: {body}");
+        body
+    }
+
+    /// GET an API path with the bearer token; returns the status and the JSON body.
+    pub fn get_status(&self, path: &str) -> (u16, Value) {
+        let (status, body) = get_raw(self.http, &format!("/api/v1{path}"), Some(&self.api_token()))
+            .unwrap_or_else(|e| panic!("GET {path}: {e:#}"));
+        let json = serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {path}: {e}: {body}"));
+        (status, json)
+    }
+
+    pub fn assets(&self) -> Vec<Value> {
+        self.get("/assets").as_array().expect("asset list").clone()
+    }
+
+    /// Stops the process with SIGKILL: no chance to flush anything.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Stops the process with SIGTERM and waits for it to drain.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill").arg(child.id().to_string()).status();
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("collector did not stop within 20 s of SIGTERM");
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("collector.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Collector {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+fn read_token(path: &Path) -> String {
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .trim()
+        .to_owned()
+}
+
+/// A minimal HTTP/1.1 GET; enough for a JSON API on loopback.
+pub fn get_raw(addr: SocketAddr, path: &str, token: Option<&str>) -> anyhow::Result<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\n\r\n")?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response)?;
+    let text = String::from_utf8(response).context("response is not UTF-8")?;
+    let (head, body) = text.split_once("\r\n\r\n").context("no header end")?;
+    let status: u16 = head
+        .split_whitespace()
+        .nth(1)
+        .context("no status")?
+        .parse()?;
+    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+        dechunk(body)?
+    } else {
+        body.to_owned()
+    };
+    Ok((status, body))
+}
+
+fn dechunk(mut body: &str) -> anyhow::Result<String> {
+    let mut out = String::new();
+    loop {
+        let (size, rest) = body.split_once("\r\n").context("bad chunk")?;
+        let size = usize::from_str_radix(size.trim(), 16)?;
+        if size == 0 {
+            return Ok(out);
+        }
+        if rest.len() < size {
+            bail!("truncated chunk");
+        }
+        out.push_str(&rest[..size]);
+        body = rest[size..].trim_start_matches("\r\n");
+    }
+}
+
+/// Runs the agent with `args` after `caretaker-agent`, waiting at most `timeout`.
+pub fn agent(args: &[&str], timeout: Duration) -> Output {
+    let mut child = Command::new(bin("caretaker-agent"))
+        .args(args)
+        .env("CARETAKER_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start agent");
+    let start = Instant::now();
+    loop {
+        if child.try_wait().expect("agent status").is_some() {
+            return child.wait_with_output().expect("agent output");
+        }
+        if start.elapsed() > timeout {
+            let _ = child.kill();
+            let output = child.wait_with_output().expect("agent output");
+            panic!(
+                "agent {args:?} did not finish within {timeout:?}; stderr:\n{}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// `caretaker-agent run --once` against `collector` with `state_dir` and extra args.
+pub fn agent_once(collector: &Collector, state_dir: &Path, extra: &[&str]) -> Output {
+    let state = state_dir.display().to_string();
+    let url = collector.url();
+    let token = collector.enroll_token();
+    let mut args = vec!["run", "--once", "--collector", &url, "--enroll-token", &token, "--state-dir", &state];
+    args.extend_from_slice(extra);
+    let output = agent(&args, Duration::from_secs(120));
+    assert!(
+        output.status.success(),
+        "agent run --once failed ({:?}):\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+/// A long-running agent process, killed on drop.
+pub struct AgentProcess {
+    child: Child,
+}
+
+impl AgentProcess {
+    pub fn start(collector: &Collector, state_dir: &Path, extra: &[&str]) -> Self {
+        let child = Command::new(bin("caretaker-agent"))
+            .args(["run", "--collector", &collector.url(), "--enroll-token", &collector.enroll_token(), "--state-dir"])
+            .arg(state_dir)
+            .args(extra)
+            .env("CARETAKER_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start agent");
+        Self { child }
+    }
+}
+
+impl Drop for AgentProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// This machine's hostname as the kernel knows it.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .expect("hostname")
+        .trim()
+        .to_owned()
+}
+
+/// MACs of this machine's physical (non-virtual) interfaces, from sysfs.
+pub fn physical_macs() -> Vec<String> {
+    let mut macs = Vec::new();
+    for entry in std::fs::read_dir("/sys/class/net").expect("sysfs net").flatten() {
+        let real = std::fs::canonicalize(entry.path()).unwrap_or_default();
+        if real.starts_with("/sys/devices/virtual") {
+            continue;
+        }
+        if let Ok(mac) = std::fs::read_to_string(entry.path().join("address")) {
+            let mac = mac.trim().to_ascii_lowercase();
+            if !mac.is_empty() && mac != "00:00:00:00:00:00" {
+                macs.push(mac);
+            }
+        }
+    }
+    macs.sort();
+    macs
+}
+
+/// Total RAM from /proc/meminfo, in bytes.
+pub fn mem_total_bytes() -> u64 {
+    let text = std::fs::read_to_string("/proc/meminfo").expect("meminfo");
+    let kib: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .expect("MemTotal");
+    kib * 1024
+}
+
+/// Installed packages according to dpkg itself (`--admindir` when given).
+pub fn dpkg_installed_count(admindir: Option<&Path>) -> usize {
+    let mut command = Command::new("dpkg-query");
+    if let Some(dir) = admindir {
+        command.arg(format!("--admindir={}", dir.display()));
+    }
+    let output = command
+        .args(["-W", "-f=${db:Status-Abbrev}\\n"])
+        .output()
+        .expect("dpkg-query must be installed");
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter(|l| l.starts_with("ii"))
+        .count()
+}
+
+/// A gRPC client for playing agents directly.
+pub async fn grpc_client(
+    collector: &Collector,
+) -> v1::agent_service_client::AgentServiceClient<tonic::transport::Channel> {
+    v1::agent_service_client::AgentServiceClient::connect(collector.url())
+        .await
+        .expect("connect to the collector")
+        .max_encoding_message_size(64 * 1024 * 1024)
+}
+
+/// Adds `authorization: Bearer <secret>` to a request.
+pub fn authed<T>(message: T, secret: &str) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {secret}").parse().expect("ascii metadata"),
+    );
+    request
+}
+
+pub fn now_timestamp() -> prost_types::Timestamp {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970");
+    prost_types::Timestamp { seconds: now.as_secs() as i64, nanos: now.subsec_nanos() as i32 }
+}

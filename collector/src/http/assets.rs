@@ -160,3 +160,62 @@ pub async fn changes(
     }
     Ok(Json(changes))
 }
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CapacityParams {
+    asset: String,
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    since: Option<OffsetDateTime>,
+    limit: Option<usize>,
+}
+
+/// Raw status samples of one asset, oldest first. Trends and forecasts come with the
+/// capacity issue; the samples are what they will be computed from.
+pub async fn capacity(
+    State(state): State<ApiState>,
+    params: Result<Query<CapacityParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(params) = params.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let limit = params.limit.unwrap_or(10_000);
+    if limit == 0 || limit > 100_000 {
+        return Err(ApiError::bad_request("limit must be between 1 and 100000"));
+    }
+    let store = state.store.clone();
+    let asset = params.asset.clone();
+    let since = params
+        .since
+        .unwrap_or_else(|| OffsetDateTime::now_utc() - time::Duration::days(30));
+    let (exists, samples) = blocking(move || {
+        let exists = store.asset(&asset)?.is_some();
+        let far = OffsetDateTime::now_utc() + time::Duration::days(3650);
+        Ok((exists, store.samples(&asset, since, far, limit)?))
+    })
+    .await?;
+    if !exists {
+        return Err(ApiError::not_found(format!("asset {}", params.asset)));
+    }
+    let samples: Vec<Value> = samples
+        .into_iter()
+        .map(|s| {
+            let st = s.status;
+            json!({
+                "at": s.at.format(&time::format_description::well_known::Rfc3339).ok(),
+                "seq": s.seq,
+                "clock_suspect": s.clock_suspect,
+                "uptime_secs": st.uptime_secs,
+                "cpu_percent": st.cpu_percent,
+                "load": [st.load1, st.load5, st.load15],
+                "memory_total_bytes": st.memory_total_bytes,
+                "memory_used_bytes": st.memory_used_bytes,
+                "swap_total_bytes": st.swap_total_bytes,
+                "swap_used_bytes": st.swap_used_bytes,
+                "volumes": st.volumes.iter().map(|v| json!({"mount": v.mount,
+                    "total_bytes": v.total_bytes, "free_bytes": v.free_bytes})).collect::<Vec<_>>(),
+                "logged_on_users": st.logged_on_users,
+                "journal_dropped": st.journal_dropped,
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "asset_id": params.asset, "samples": samples })))
+}

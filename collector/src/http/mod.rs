@@ -74,6 +74,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/assets", get(assets::list))
         .route("/assets/{id}", get(assets::one))
         .route("/changes", get(assets::changes))
+        .route("/capacity", get(assets::capacity))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token))
         .route("/health", get(|| async { axum::Json(json!({ "status": "ok" })) }));
     Router::new()
