@@ -19,6 +19,8 @@ impl Defaults {
     pub const INVENTORY_RESEND: Duration = Duration::from_secs(24 * 60 * 60);
     pub const JOURNAL_MAX_BYTES: u64 = 16 * 1024 * 1024;
     pub const COLLECT_TIMEOUT: Duration = Duration::from_secs(30);
+    /// How long `run --once` keeps retrying an unreachable collector.
+    pub const ONCE_DEADLINE: Duration = Duration::from_secs(30);
 }
 
 /// A string that must never appear in logs or `Debug` output.
@@ -116,6 +118,8 @@ pub struct Config {
     pub enroll_token: Option<Secret>,
     pub state_dir: PathBuf,
     pub once: bool,
+    /// Not a config key; tests shorten it.
+    pub once_deadline: Duration,
     pub status_interval: Duration,
     pub heartbeat_interval: Duration,
     pub inventory_interval: Duration,
@@ -272,6 +276,7 @@ pub fn resolve(file: FileConfig, cli: Overrides) -> Result<Config, ConfigError> 
         enroll_token,
         state_dir,
         once: cli.once,
+        once_deadline: Defaults::ONCE_DEADLINE,
         status_interval,
         heartbeat_interval,
         inventory_interval,

@@ -24,7 +24,6 @@ pub mod report;
 pub mod status;
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use caretaker_proto::v1::Report;
 use tokio::sync::Notify;
@@ -39,9 +38,6 @@ use crate::inventory::CollectOptions;
 use crate::journal::{Journal, JournalError};
 use crate::report::{Client, DeliveryError, SharedJournal};
 use crate::status::StatusCollector;
-
-/// How long `run --once` keeps retrying an unreachable collector.
-pub const ONCE_DEADLINE: Duration = Duration::from_secs(30);
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -162,7 +158,7 @@ async fn run_once(
     let status = StatusCollector::new().collect(dropped).await;
     append(&journal, status, None);
 
-    let deadline = Instant::now() + ONCE_DEADLINE;
+    let deadline = Instant::now() + config.once_deadline;
     let mut backoff = Backoff::new();
     let mut last_error = None;
     loop {
@@ -216,6 +212,8 @@ async fn collection_task(
     let mut last: Option<([u8; 32], Instant)> = None;
     loop {
         tokio::select! {
+            // Biased: at start-up the inventory goes into the journal before the first status.
+            biased;
             () = shutdown.cancelled() => return,
             _ = inventory_tick.tick() => {
                 let report = tokio::select! {

@@ -5,6 +5,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use std::fmt::Write as _;
+
 use anyhow::Context;
 use caretaker_agent::config::{self, ConfigError, FileConfig, LogFormat, Overrides, Secret};
 use caretaker_agent::{RunError, inventory, json};
@@ -245,17 +247,19 @@ fn print_inventory(
         dpkg_admindir,
     };
     let report = runtime.block_on(inventory::collect(&opts));
+    let mut out = String::new();
     if as_json {
         let text = serde_json::to_string_pretty(&json::report(&report))?;
-        println!("{text}");
-        return Ok(());
+        writeln!(out, "{text}")?;
+        return write_stdout(&out);
     }
     let Some(caretaker_proto::v1::report::Body::Inventory(inv)) = &report.body else {
         anyhow::bail!("collection returned no inventory");
     };
     let sys = inv.system.clone().unwrap_or_default();
     let hw = inv.hardware.clone().unwrap_or_default();
-    println!(
+    writeln!(
+        out,
         "Host:      {}{}",
         sys.hostname,
         if sys.domain.is_empty() {
@@ -263,45 +267,52 @@ fn print_inventory(
         } else {
             format!(" ({})", sys.domain)
         }
-    );
-    println!(
+    )?;
+    writeln!(
+        out,
         "OS:        {} {} ({}), kernel {}, {}",
         sys.os_name, sys.os_version, sys.os_build, sys.kernel, sys.arch
-    );
-    println!(
+    )?;
+    writeln!(
+        out,
         "Hardware:  {} {} serial {:?} uuid {:?} chassis {:?}",
         hw.vendor, hw.model, hw.serial, hw.smbios_uuid, hw.chassis
-    );
-    println!(
+    )?;
+    writeln!(
+        out,
         "CPU:       {} ({} cores, {} threads)",
         hw.cpu_model, hw.cpu_cores, hw.cpu_threads
-    );
-    println!(
+    )?;
+    writeln!(
+        out,
         "RAM:       {:.1} GiB",
         hw.ram_bytes as f64 / (1u64 << 30) as f64
-    );
+    )?;
     for d in &inv.disks {
-        println!(
+        writeln!(
+            out,
             "Disk:      {} {} {:.1} GB {}{}",
             d.name,
             d.model,
             d.size_bytes as f64 / 1e9,
             d.kind,
             if d.removable { " removable" } else { "" }
-        );
+        )?;
     }
     for v in &inv.volumes {
-        println!(
+        writeln!(
+            out,
             "Volume:    {} ({}, {}) {:.1}/{:.1} GB free",
             v.mount,
             v.device,
             v.file_system,
             v.free_bytes as f64 / 1e9,
             v.total_bytes as f64 / 1e9
-        );
+        )?;
     }
     for n in &inv.interfaces {
-        println!(
+        writeln!(
+            out,
             "Interface: {} {} {} {}{}",
             n.name,
             if n.mac.is_empty() { "-" } else { &n.mac },
@@ -313,11 +324,20 @@ fn print_inventory(
                 .join(" "),
             if n.up { "up" } else { "down" },
             if n.r#virtual { " virtual" } else { "" }
-        );
+        )?;
     }
-    println!("Software:  {} packages", inv.software.len());
+    writeln!(out, "Software:  {} packages", inv.software.len())?;
     if !report.missing.is_empty() {
-        println!("Missing:   {}", report.missing.join(", "));
+        writeln!(out, "Missing:   {}", report.missing.join(", "))?;
     }
-    Ok(())
+    write_stdout(&out)
+}
+
+/// Writes to stdout; a closed pipe (`| head`) is not an error.
+fn write_stdout(text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
+    }
 }

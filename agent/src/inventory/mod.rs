@@ -65,6 +65,8 @@ pub enum SourceError {
 }
 
 impl SourceError {
+    // Only the Linux sources read files and run commands.
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     pub(crate) fn io(what: impl Into<String>, source: std::io::Error) -> Self {
         Self::Io {
             what: what.into(),
