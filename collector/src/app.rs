@@ -43,7 +43,10 @@ pub enum AppError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("the {server} server failed: {message}")]
-    Server { server: &'static str, message: String },
+    Server {
+        server: &'static str,
+        message: String,
+    },
 }
 
 impl AppError {
@@ -94,12 +97,22 @@ impl App {
 
         let grpc_listener = tokio::net::TcpListener::bind(config.grpc.listen)
             .await
-            .map_err(|source| AppError::Bind { addr: config.grpc.listen, source })?;
+            .map_err(|source| AppError::Bind {
+                addr: config.grpc.listen,
+                source,
+            })?;
         let http_listener = tokio::net::TcpListener::bind(config.http.listen)
             .await
-            .map_err(|source| AppError::Bind { addr: config.http.listen, source })?;
-        let grpc_addr = grpc_listener.local_addr().expect("bound socket has an address");
-        let http_addr = http_listener.local_addr().expect("bound socket has an address");
+            .map_err(|source| AppError::Bind {
+                addr: config.http.listen,
+                source,
+            })?;
+        let grpc_addr = grpc_listener
+            .local_addr()
+            .expect("bound socket has an address");
+        let http_addr = http_listener
+            .local_addr()
+            .expect("bound socket has an address");
 
         let shutdown = parent.child_token();
         let tracker = TaskTracker::new();
@@ -125,7 +138,10 @@ impl App {
                         .await
                     {
                         let _ = fail
-                            .send(AppError::Server { server: "gRPC", message: error.to_string() })
+                            .send(AppError::Server {
+                                server: "gRPC",
+                                message: error.to_string(),
+                            })
                             .await;
                     }
                 }
@@ -144,7 +160,10 @@ impl App {
                 async move {
                     if let Err(error) = http::serve(http_listener, state, token).await {
                         let _ = fail_tx
-                            .send(AppError::Server { server: "HTTP", message: error.to_string() })
+                            .send(AppError::Server {
+                                server: "HTTP",
+                                message: error.to_string(),
+                            })
                             .await;
                     }
                 }
@@ -194,7 +213,10 @@ impl App {
 }
 
 fn create_private_dir(path: &Path) -> Result<(), AppError> {
-    let err = |source| AppError::DataDir { path: path.to_owned(), source };
+    let err = |source| AppError::DataDir {
+        path: path.to_owned(),
+        source,
+    };
     std::fs::create_dir_all(path).map_err(err)?;
     #[cfg(unix)]
     {
@@ -207,7 +229,10 @@ fn create_private_dir(path: &Path) -> Result<(), AppError> {
 /// Reads the configured token file, or reads/creates `default` (mode 0600) with a fresh token.
 fn load_or_create_token(configured: Option<&Path>, default: &Path) -> Result<String, AppError> {
     let path = configured.unwrap_or(default);
-    let err = |source| AppError::Token { path: path.to_owned(), source };
+    let err = |source| AppError::Token {
+        path: path.to_owned(),
+        source,
+    };
     match std::fs::read_to_string(path) {
         Ok(text) if !text.trim().is_empty() => return Ok(text.trim().to_owned()),
         Ok(_) => {

@@ -292,7 +292,11 @@ fn validate(config: &Config) -> Vec<(&'static str, &'static str, String)> {
     }
     for range in &config.scan.ranges {
         if let Err(problem) = check_cidr(range) {
-            issues.push(("scan", "ranges", format!("{range:?} is not a CIDR: {problem}")));
+            issues.push((
+                "scan",
+                "ranges",
+                format!("{range:?} is not a CIDR: {problem}"),
+            ));
         }
     }
     if config.scan.interval < Duration::from_secs(5) {
@@ -303,7 +307,11 @@ fn validate(config: &Config) -> Vec<(&'static str, &'static str, String)> {
             issues.push(("smtp", "server", "must not be empty".to_owned()));
         }
         if !is_plausible_address(&smtp.from) {
-            issues.push(("smtp", "from", format!("{:?} is not an email address", smtp.from)));
+            issues.push((
+                "smtp",
+                "from",
+                format!("{:?} is not an email address", smtp.from),
+            ));
         }
         if smtp.to.is_empty() {
             issues.push(("smtp", "to", "needs at least one recipient".to_owned()));
@@ -338,7 +346,9 @@ fn is_plausible_address(address: &str) -> bool {
         && !domain.is_empty()
         && !domain.starts_with('.')
         && !domain.ends_with('.')
-        && !address.chars().any(|c| c.is_whitespace() || c == '<' || c == '>')
+        && !address
+            .chars()
+            .any(|c| c.is_whitespace() || c == '<' || c == '>')
 }
 
 /// 1-based line and column of a byte offset.
@@ -435,15 +445,28 @@ to = ["technician@school.example"]
              [smtp]\nserver = \"m\"\nfrom = \"nobody\"\nto = [\"a@b.c\"]\nsecurity = \"tls\"\n",
         );
         let lines: Vec<_> = found.iter().map(|i| (i.line, i.message.clone())).collect();
-        assert!(lines.iter().any(|(l, m)| *l == 2 && m.starts_with("agents.heartbeat_interval")));
-        assert!(lines.iter().any(|(l, m)| *l == 4 && m.contains("10.0.0.0/40")));
-        assert!(lines.iter().any(|(l, m)| *l == 7 && m.starts_with("smtp.from")));
+        assert!(
+            lines
+                .iter()
+                .any(|(l, m)| *l == 2 && m.starts_with("agents.heartbeat_interval"))
+        );
+        assert!(
+            lines
+                .iter()
+                .any(|(l, m)| *l == 4 && m.contains("10.0.0.0/40"))
+        );
+        assert!(
+            lines
+                .iter()
+                .any(|(l, m)| *l == 7 && m.starts_with("smtp.from"))
+        );
     }
 
     #[test]
     fn an_unknown_security_mode_is_rejected_with_its_line() {
-        let found =
-            issues("[smtp]\nserver = \"m\"\nfrom = \"a@b.c\"\nto = [\"a@b.c\"]\nsecurity = \"ssl\"\n");
+        let found = issues(
+            "[smtp]\nserver = \"m\"\nfrom = \"a@b.c\"\nto = [\"a@b.c\"]\nsecurity = \"ssl\"\n",
+        );
         assert_eq!(found[0].line, 5);
         assert!(found[0].message.contains("ssl"));
     }

@@ -92,7 +92,10 @@ pub struct Agents {
 impl Agents {
     /// When each agent was last heard from (reports or heartbeats) since the collector started.
     pub fn last_heard(&self) -> HashMap<AgentId, OffsetDateTime> {
-        self.last_heard.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.last_heard
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     fn heard(&self, agent_id: &str, at: OffsetDateTime) {
@@ -150,7 +153,10 @@ pub fn start(
     let state = WriterState {
         store,
         cmdb,
-        agents: records.into_iter().map(|r| (r.agent_id.clone(), r)).collect(),
+        agents: records
+            .into_iter()
+            .map(|r| (r.agent_id.clone(), r))
+            .collect(),
         seqs,
         config: config.clone(),
         stats: stats.clone(),
@@ -246,7 +252,9 @@ impl IngestService {
 
 fn check_reports(reports: &[Report]) -> Result<(), Status> {
     if reports.is_empty() {
-        return Err(Status::invalid_argument("a submit needs at least one report"));
+        return Err(Status::invalid_argument(
+            "a submit needs at least one report",
+        ));
     }
     if reports.len() > MAX_REPORTS_PER_SUBMIT {
         return Err(Status::invalid_argument(format!(
@@ -300,7 +308,9 @@ impl AgentService for IngestService {
         if !same_hash(&presented, &self.enroll_token) {
             return Err(self.reject(&request, "enrolment token"));
         }
-        let peer = Self::peer(&request).map(|p| p.to_string()).unwrap_or_default();
+        let peer = Self::peer(&request)
+            .map(|p| p.to_string())
+            .unwrap_or_default();
         let body = request.into_inner();
         check_text("hostname", &body.hostname, 255)?;
         if body.macs.len() > 256 {
@@ -324,7 +334,12 @@ impl AgentService for IngestService {
             machine_id: body.machine_id,
         };
         let (reply, done) = oneshot::channel();
-        self.send(Job::Enroll { agent, hints, reply }).await?;
+        self.send(Job::Enroll {
+            agent,
+            hints,
+            reply,
+        })
+        .await?;
         done.await
             .map_err(|_| to_status(IngestError::WriterGone))?
             .map_err(to_status)?;
@@ -459,7 +474,8 @@ impl WriterState {
                     }
                 },
                 Job::Heartbeat { agent_id, at } => {
-                    if let Some(asset) = self.agents.get(&agent_id).and_then(|a| a.asset_id.clone()) {
+                    if let Some(asset) = self.agents.get(&agent_id).and_then(|a| a.asset_id.clone())
+                    {
                         seen.insert(asset, at);
                     }
                 }
@@ -532,8 +548,10 @@ impl WriterState {
             return Ok(0);
         };
         let mut last = self.seqs.get(agent_id).copied().unwrap_or(0);
-        let ahead = time::Duration::try_from(self.config.max_clock_ahead).unwrap_or(time::Duration::MAX);
-        let age = time::Duration::try_from(self.config.max_report_age).unwrap_or(time::Duration::MAX);
+        let ahead =
+            time::Duration::try_from(self.config.max_clock_ahead).unwrap_or(time::Duration::MAX);
+        let age =
+            time::Duration::try_from(self.config.max_report_age).unwrap_or(time::Duration::MAX);
         for report in reports {
             if report.seq <= last {
                 self.stats.reports_duplicate.fetch_add(1, Ordering::Relaxed);
@@ -545,11 +563,17 @@ impl WriterState {
                 None => true,
             };
             if clock_suspect {
-                self.stats.reports_clock_suspect.fetch_add(1, Ordering::Relaxed);
+                self.stats
+                    .reports_clock_suspect
+                    .fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(%agent_id, seq = report.seq, collected_at = ?collected,
                     "Report time is implausible; storing it flagged, at the time it arrived");
             }
-            let at = if clock_suspect { received_at } else { collected.unwrap_or(received_at) };
+            let at = if clock_suspect {
+                received_at
+            } else {
+                collected.unwrap_or(received_at)
+            };
             match report.body {
                 Some(report::Body::Inventory(inventory)) => {
                     let missing = report

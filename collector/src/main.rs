@@ -11,7 +11,11 @@ use clap::{Parser, Subcommand, ValueEnum};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
-#[command(name = "caretaker-collector", version, about = "Caretaker collector: asset register, discovery and incidents for a school network")]
+#[command(
+    name = "caretaker-collector",
+    version,
+    about = "Caretaker collector: asset register, discovery and incidents for a school network"
+)]
 struct Cli {
     /// Log format on stderr.
     #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
@@ -174,10 +178,17 @@ async fn demo(
     result
 }
 
-fn spawn_demo_agent(app: &App, state_dir: &std::path::Path) -> anyhow::Result<tokio::process::Child> {
+fn spawn_demo_agent(
+    app: &App,
+    state_dir: &std::path::Path,
+) -> anyhow::Result<tokio::process::Child> {
     let exe = std::env::current_exe().context("locating this executable")?;
     let agent = exe.with_file_name(format!("caretaker-agent{}", std::env::consts::EXE_SUFFIX));
-    anyhow::ensure!(agent.exists(), "{} not found next to the collector; build it with `cargo build --release --bins`", agent.display());
+    anyhow::ensure!(
+        agent.exists(),
+        "{} not found next to the collector; build it with `cargo build --release --bins`",
+        agent.display()
+    );
     let child = tokio::process::Command::new(&agent)
         .arg("run")
         .arg("--collector")

@@ -21,8 +21,18 @@ pub struct Difference {
 }
 
 impl Difference {
-    fn new(kind: &'static str, field: String, before: Option<String>, after: Option<String>) -> Self {
-        Self { kind, field, before, after }
+    fn new(
+        kind: &'static str,
+        field: String,
+        before: Option<String>,
+        after: Option<String>,
+    ) -> Self {
+        Self {
+            kind,
+            field,
+            before,
+            after,
+        }
     }
 }
 
@@ -38,10 +48,27 @@ pub fn diff(before: &Inventory, after: &Inventory) -> Vec<Difference> {
         after.hardware.as_ref().cloned().unwrap_or_default(),
         &mut out,
     );
-    diff_keyed(&before.disks, &after.disks, "disk", disk_key, disk_fields, &mut out);
-    diff_keyed(&before.volumes, &after.volumes, "volume", |v: &Volume| v.mount.clone(), volume_fields, &mut out);
+    diff_keyed(
+        &before.disks,
+        &after.disks,
+        "disk",
+        disk_key,
+        disk_fields,
+        &mut out,
+    );
+    diff_keyed(
+        &before.volumes,
+        &after.volumes,
+        "volume",
+        |v: &Volume| v.mount.clone(),
+        volume_fields,
+        &mut out,
+    );
     let physical = |nics: &[NetworkInterface]| -> Vec<NetworkInterface> {
-        nics.iter().filter(|n| !n.r#virtual && !n.mac.is_empty()).cloned().collect()
+        nics.iter()
+            .filter(|n| !n.r#virtual && !n.mac.is_empty())
+            .cloned()
+            .collect()
     };
     diff_keyed(
         &physical(&before.interfaces),
@@ -89,28 +116,54 @@ fn diff_hardware(a: Hardware, b: Hardware, out: &mut Vec<Difference>) {
         ("bios_version", a.bios_version, b.bios_version),
         ("board_serial", a.board_serial, b.board_serial),
         ("cpu_model", a.cpu_model, b.cpu_model),
-        ("cpu_cores", a.cpu_cores.to_string(), b.cpu_cores.to_string()),
-        ("cpu_threads", a.cpu_threads.to_string(), b.cpu_threads.to_string()),
-        ("ram_bytes", a.ram_bytes.to_string(), b.ram_bytes.to_string()),
+        (
+            "cpu_cores",
+            a.cpu_cores.to_string(),
+            b.cpu_cores.to_string(),
+        ),
+        (
+            "cpu_threads",
+            a.cpu_threads.to_string(),
+            b.cpu_threads.to_string(),
+        ),
+        (
+            "ram_bytes",
+            a.ram_bytes.to_string(),
+            b.ram_bytes.to_string(),
+        ),
     ] {
         push_field(out, format!("hardware.{name}"), x, y);
     }
 }
 
 fn disk_key(d: &Disk) -> String {
-    if d.serial.trim().is_empty() { d.name.clone() } else { d.serial.trim().to_owned() }
+    if d.serial.trim().is_empty() {
+        d.name.clone()
+    } else {
+        d.serial.trim().to_owned()
+    }
 }
 
 fn disk_fields(d: &Disk) -> Vec<(&'static str, String)> {
-    vec![("size_bytes", d.size_bytes.to_string()), ("model", d.model.clone()), ("kind", d.kind.clone())]
+    vec![
+        ("size_bytes", d.size_bytes.to_string()),
+        ("model", d.model.clone()),
+        ("kind", d.kind.clone()),
+    ]
 }
 
 fn volume_fields(v: &Volume) -> Vec<(&'static str, String)> {
-    vec![("total_bytes", v.total_bytes.to_string()), ("file_system", v.file_system.clone())]
+    vec![
+        ("total_bytes", v.total_bytes.to_string()),
+        ("file_system", v.file_system.clone()),
+    ]
 }
 
 fn nic_fields(n: &NetworkInterface) -> Vec<(&'static str, String)> {
-    vec![("name", n.name.clone()), ("speed_mbps", n.speed_mbps.to_string())]
+    vec![
+        ("name", n.name.clone()),
+        ("speed_mbps", n.speed_mbps.to_string()),
+    ]
 }
 
 /// Added / removed by key, and per-field changes for items present in both.
@@ -124,10 +177,21 @@ fn diff_keyed<T>(
 ) {
     let a: BTreeMap<String, &T> = before.iter().map(|x| (key(x), x)).collect();
     let b: BTreeMap<String, &T> = after.iter().map(|x| (key(x), x)).collect();
-    let summary = |x: &T| fields(x).into_iter().map(|(n, v)| format!("{n}={v}")).collect::<Vec<_>>().join(" ");
+    let summary = |x: &T| {
+        fields(x)
+            .into_iter()
+            .map(|(n, v)| format!("{n}={v}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
     for (k, x) in &a {
         match b.get(k) {
-            None => out.push(Difference::new("removed", format!("{prefix}:{k}"), Some(summary(x)), None)),
+            None => out.push(Difference::new(
+                "removed",
+                format!("{prefix}:{k}"),
+                Some(summary(x)),
+                None,
+            )),
             Some(y) => {
                 for ((name, vx), (_, vy)) in fields(x).into_iter().zip(fields(y)) {
                     push_field(out, format!("{prefix}:{k}.{name}"), vx, vy);
@@ -137,13 +201,22 @@ fn diff_keyed<T>(
     }
     for (k, y) in &b {
         if !a.contains_key(k) {
-            out.push(Difference::new("added", format!("{prefix}:{k}"), None, Some(summary(y))));
+            out.push(Difference::new(
+                "added",
+                format!("{prefix}:{k}"),
+                None,
+                Some(summary(y)),
+            ));
         }
     }
 }
 
 fn software_key(s: &Software) -> String {
-    if s.arch.is_empty() { s.name.clone() } else { format!("{}:{}", s.name, s.arch) }
+    if s.arch.is_empty() {
+        s.name.clone()
+    } else {
+        format!("{}:{}", s.name, s.arch)
+    }
 }
 
 fn diff_software(before: &[Software], after: &[Software], out: &mut Vec<Difference>) {
@@ -151,21 +224,36 @@ fn diff_software(before: &[Software], after: &[Software], out: &mut Vec<Differen
     let b: BTreeMap<String, &Software> = after.iter().map(|s| (software_key(s), s)).collect();
     for (k, x) in &a {
         match b.get(k) {
-            None => out.push(Difference::new("removed", format!("software:{k}"), Some(x.version.clone()), None)),
+            None => out.push(Difference::new(
+                "removed",
+                format!("software:{k}"),
+                Some(x.version.clone()),
+                None,
+            )),
             Some(y) if x.version != y.version => {
                 let kind = match compare_versions(&x.version, &y.version) {
                     Ordering::Less => "upgraded",
                     Ordering::Greater => "downgraded",
                     Ordering::Equal => "changed",
                 };
-                out.push(Difference::new(kind, format!("software:{k}"), Some(x.version.clone()), Some(y.version.clone())));
+                out.push(Difference::new(
+                    kind,
+                    format!("software:{k}"),
+                    Some(x.version.clone()),
+                    Some(y.version.clone()),
+                ));
             }
             Some(_) => {}
         }
     }
     for (k, y) in &b {
         if !a.contains_key(k) {
-            out.push(Difference::new("added", format!("software:{k}"), None, Some(y.version.clone())));
+            out.push(Difference::new(
+                "added",
+                format!("software:{k}"),
+                None,
+                Some(y.version.clone()),
+            ));
         }
     }
 }
@@ -235,13 +323,24 @@ mod tests {
     use proptest::prelude::*;
 
     fn sw(name: &str, version: &str) -> Software {
-        Software { name: name.to_owned(), version: version.to_owned(), arch: "amd64".to_owned(), ..Default::default() }
+        Software {
+            name: name.to_owned(),
+            version: version.to_owned(),
+            arch: "amd64".to_owned(),
+            ..Default::default()
+        }
     }
 
     fn inventory(ram: u64, software: Vec<Software>) -> Inventory {
         Inventory {
-            system: Some(System { hostname: "R12-PC03".to_owned(), ..Default::default() }),
-            hardware: Some(Hardware { ram_bytes: ram, ..Default::default() }),
+            system: Some(System {
+                hostname: "R12-PC03".to_owned(),
+                ..Default::default()
+            }),
+            hardware: Some(Hardware {
+                ram_bytes: ram,
+                ..Default::default()
+            }),
             software,
             ..Default::default()
         }
@@ -249,15 +348,44 @@ mod tests {
 
     #[test]
     fn software_added_removed_and_upgraded() {
-        let a = inventory(8 << 30, vec![sw("firefox-esr", "115.9.1esr-1"), sw("gimp", "2.10.34-1"), sw("vlc", "3.0.20-1")]);
-        let b = inventory(8 << 30, vec![sw("firefox-esr", "128.3.1esr-1"), sw("scratch", "3.0"), sw("vlc", "3.0.20-1")]);
+        let a = inventory(
+            8 << 30,
+            vec![
+                sw("firefox-esr", "115.9.1esr-1"),
+                sw("gimp", "2.10.34-1"),
+                sw("vlc", "3.0.20-1"),
+            ],
+        );
+        let b = inventory(
+            8 << 30,
+            vec![
+                sw("firefox-esr", "128.3.1esr-1"),
+                sw("scratch", "3.0"),
+                sw("vlc", "3.0.20-1"),
+            ],
+        );
         let d = diff(&a, &b);
         assert_eq!(
             d,
             vec![
-                Difference::new("upgraded", "software:firefox-esr:amd64".into(), Some("115.9.1esr-1".into()), Some("128.3.1esr-1".into())),
-                Difference::new("removed", "software:gimp:amd64".into(), Some("2.10.34-1".into()), None),
-                Difference::new("added", "software:scratch:amd64".into(), None, Some("3.0".into())),
+                Difference::new(
+                    "upgraded",
+                    "software:firefox-esr:amd64".into(),
+                    Some("115.9.1esr-1".into()),
+                    Some("128.3.1esr-1".into())
+                ),
+                Difference::new(
+                    "removed",
+                    "software:gimp:amd64".into(),
+                    Some("2.10.34-1".into()),
+                    None
+                ),
+                Difference::new(
+                    "added",
+                    "software:scratch:amd64".into(),
+                    None,
+                    Some("3.0".into())
+                ),
             ]
         );
     }
@@ -265,7 +393,15 @@ mod tests {
     #[test]
     fn added_ram_is_one_change() {
         let d = diff(&inventory(8 << 30, vec![]), &inventory(16 << 30, vec![]));
-        assert_eq!(d, vec![Difference::new("changed", "hardware.ram_bytes".into(), Some("8589934592".into()), Some("17179869184".into()))]);
+        assert_eq!(
+            d,
+            vec![Difference::new(
+                "changed",
+                "hardware.ram_bytes".into(),
+                Some("8589934592".into()),
+                Some("17179869184".into())
+            )]
+        );
     }
 
     #[test]
@@ -276,11 +412,34 @@ mod tests {
 
     #[test]
     fn virtual_nics_are_ignored_and_physical_ones_tracked() {
-        let nic = |name: &str, mac: &str, virt: bool| NetworkInterface { name: name.into(), mac: mac.into(), r#virtual: virt, ..Default::default() };
-        let a = Inventory { interfaces: vec![nic("eth0", "00:11:22:33:44:55", false)], ..Default::default() };
-        let b = Inventory { interfaces: vec![nic("eth1", "00:11:22:33:44:66", false), nic("veth1", "aa:aa:aa:aa:aa:aa", true)], ..Default::default() };
-        let fields: Vec<_> = diff(&a, &b).into_iter().map(|d| (d.kind, d.field)).collect();
-        assert_eq!(fields, vec![("removed", "nic:00:11:22:33:44:55".to_owned()), ("added", "nic:00:11:22:33:44:66".to_owned())]);
+        let nic = |name: &str, mac: &str, virt: bool| NetworkInterface {
+            name: name.into(),
+            mac: mac.into(),
+            r#virtual: virt,
+            ..Default::default()
+        };
+        let a = Inventory {
+            interfaces: vec![nic("eth0", "00:11:22:33:44:55", false)],
+            ..Default::default()
+        };
+        let b = Inventory {
+            interfaces: vec![
+                nic("eth1", "00:11:22:33:44:66", false),
+                nic("veth1", "aa:aa:aa:aa:aa:aa", true),
+            ],
+            ..Default::default()
+        };
+        let fields: Vec<_> = diff(&a, &b)
+            .into_iter()
+            .map(|d| (d.kind, d.field))
+            .collect();
+        assert_eq!(
+            fields,
+            vec![
+                ("removed", "nic:00:11:22:33:44:55".to_owned()),
+                ("added", "nic:00:11:22:33:44:66".to_owned())
+            ]
+        );
     }
 
     #[test]
@@ -288,8 +447,14 @@ mod tests {
         assert_eq!(compare_versions("1.2.10", "1.2.9"), Ordering::Greater);
         assert_eq!(compare_versions("1:1.0", "2.0"), Ordering::Greater);
         assert_eq!(compare_versions("1.0~rc1", "1.0"), Ordering::Less);
-        assert_eq!(compare_versions("115.9.1esr-1", "128.3.1esr-1"), Ordering::Less);
-        assert_eq!(compare_versions("2.10.34-1+deb12u1", "2.10.34-1"), Ordering::Greater);
+        assert_eq!(
+            compare_versions("115.9.1esr-1", "128.3.1esr-1"),
+            Ordering::Less
+        );
+        assert_eq!(
+            compare_versions("2.10.34-1+deb12u1", "2.10.34-1"),
+            Ordering::Greater
+        );
     }
 
     proptest! {

@@ -64,7 +64,10 @@ pub fn score(new: &Fingerprint, known: &Fingerprint) -> Score {
     let shared: Vec<_> = new.macs.intersection(&known.macs).collect();
     if let Some(first) = shared.first() {
         let extra = (shared.len() as i32 - 1).min(2) * 10;
-        add(40 + extra, format!("MAC {first} matches ({} shared)", shared.len()));
+        add(
+            40 + extra,
+            format!("MAC {first} matches ({} shared)", shared.len()),
+        );
     }
     let shared_local: Vec<_> = new.local_macs.intersection(&known.local_macs).collect();
     if let Some(first) = shared_local.first() {
@@ -218,24 +221,54 @@ mod tests {
     fn a_wiped_agent_on_the_same_hardware_matches() {
         let before = Fingerprint {
             agent_ids: ["old".to_owned()].into(),
-            ..pc("4C4C4544-0042-3910-8036-B4C04F4B3732", "B4K2", "00:1A:2B:3C:4D:5E", "R12-PC03")
+            ..pc(
+                "4C4C4544-0042-3910-8036-B4C04F4B3732",
+                "B4K2",
+                "00:1A:2B:3C:4D:5E",
+                "R12-PC03",
+            )
         };
-        let after = pc("4c4c4544-0042-3910-8036-b4c04f4b3732", "B4K2", "00-1a-2b-3c-4d-5e", "R12-PC03");
+        let after = pc(
+            "4c4c4544-0042-3910-8036-b4c04f4b3732",
+            "B4K2",
+            "00-1a-2b-3c-4d-5e",
+            "R12-PC03",
+        );
         assert!(score(&after, &before).is_match());
     }
 
     #[test]
     fn two_clones_of_one_image_stay_two_devices() {
-        let a = pc("4C4C4544-0042-3910-8036-B4C04F4B3732", "B4K2", "00:1A:2B:3C:4D:5E", "MINWINPC");
-        let b = pc("4C4C4544-0051-3710-8048-C7C04F4B3732", "C7K9", "00:1A:2B:3C:4D:99", "MINWINPC");
+        let a = pc(
+            "4C4C4544-0042-3910-8036-B4C04F4B3732",
+            "B4K2",
+            "00:1A:2B:3C:4D:5E",
+            "MINWINPC",
+        );
+        let b = pc(
+            "4C4C4544-0051-3710-8048-C7C04F4B3732",
+            "C7K9",
+            "00:1A:2B:3C:4D:99",
+            "MINWINPC",
+        );
         let s = score(&b, &a);
         assert!(!s.is_match(), "{s:?}");
     }
 
     #[test]
     fn a_renamed_pc_with_a_new_nic_is_still_recognised_by_its_board() {
-        let a = pc("4C4C4544-0042-3910-8036-B4C04F4B3732", "B4K2", "00:1A:2B:3C:4D:5E", "R12-PC03");
-        let b = pc("4C4C4544-0042-3910-8036-B4C04F4B3732", "B4K2", "00:1A:2B:FF:4D:01", "LIB-PC01");
+        let a = pc(
+            "4C4C4544-0042-3910-8036-B4C04F4B3732",
+            "B4K2",
+            "00:1A:2B:3C:4D:5E",
+            "R12-PC03",
+        );
+        let b = pc(
+            "4C4C4544-0042-3910-8036-B4C04F4B3732",
+            "B4K2",
+            "00:1A:2B:FF:4D:01",
+            "LIB-PC01",
+        );
         assert!(score(&b, &a).is_match());
     }
 
@@ -262,7 +295,10 @@ mod tests {
         assert_eq!(normalise_uuid("00000000-0000-0000-0000-000000000000"), None);
         assert_eq!(normalise_serial("To Be Filled By O.E.M."), None);
         assert_eq!(normalise_serial("  Default string "), None);
-        assert_eq!(normalise_serial("5CG1234XYZ").as_deref(), Some("5CG1234XYZ"));
+        assert_eq!(
+            normalise_serial("5CG1234XYZ").as_deref(),
+            Some("5CG1234XYZ")
+        );
         assert_eq!(normalise_mac("ff:ff:ff:ff:ff:ff"), None);
         assert_eq!(normalise_mac("01:00:5e:00:00:01"), None);
         assert!(is_locally_administered("02:fc:00:00:00:01"));

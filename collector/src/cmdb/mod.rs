@@ -23,7 +23,14 @@ use crate::store::{Store, StoreError, WriteSet};
 use identity::{Fingerprint, Score};
 
 /// Inventory sections an agent may report as missing; see `Report.missing` in the proto.
-pub const SECTIONS: [&str; 6] = ["system", "hardware", "disks", "volumes", "interfaces", "software"];
+pub const SECTIONS: [&str; 6] = [
+    "system",
+    "hardware",
+    "disks",
+    "volumes",
+    "interfaces",
+    "software",
+];
 
 /// What an enrolling agent tells about its hardware besides hostname and MACs.
 #[derive(Debug, Clone, Default)]
@@ -53,7 +60,10 @@ pub struct Cmdb {
 impl Cmdb {
     /// Loads every asset's identity from the store.
     pub fn load(store: &dyn Store) -> Result<Self, StoreError> {
-        let mut cmdb = Self { assets: HashMap::new(), fingerprints: HashMap::new() };
+        let mut cmdb = Self {
+            assets: HashMap::new(),
+            fingerprints: HashMap::new(),
+        };
         for asset in store.assets()? {
             cmdb.index(asset);
         }
@@ -65,7 +75,8 @@ impl Cmdb {
     }
 
     fn index(&mut self, asset: Asset) {
-        self.fingerprints.insert(asset.id.clone(), fingerprint_of_asset(&asset));
+        self.fingerprints
+            .insert(asset.id.clone(), fingerprint_of_asset(&asset));
         self.assets.insert(asset.id.clone(), asset);
     }
 
@@ -165,8 +176,16 @@ impl Cmdb {
         agent.asset_id = Some(asset_id.clone());
 
         let previous = store.inventory(&asset_id)?;
-        let merged = merge(previous.as_ref().map(|p| &p.inventory), report.inventory, &report.missing);
-        let at = if report.clock_suspect { report.received_at } else { report.collected_at };
+        let merged = merge(
+            previous.as_ref().map(|p| &p.inventory),
+            report.inventory,
+            &report.missing,
+        );
+        let at = if report.clock_suspect {
+            report.received_at
+        } else {
+            report.collected_at
+        };
         let change = |index: usize, kind: &str, field: String, before, after| Change {
             id: change_id(&report.agent_id, report.seq, index),
             asset_id: asset_id.clone(),
@@ -179,18 +198,30 @@ impl Cmdb {
         };
         match &previous {
             Some(previous) => {
-                for (index, d) in diff::diff(&previous.inventory, &merged).into_iter().enumerate() {
-                    out.changes.push(change(index, d.kind, d.field, d.before, d.after));
+                for (index, d) in diff::diff(&previous.inventory, &merged)
+                    .into_iter()
+                    .enumerate()
+                {
+                    out.changes
+                        .push(change(index, d.kind, d.field, d.before, d.after));
                 }
             }
             None => {
-                let name = merged.system.as_ref().map(|s| s.hostname.clone()).unwrap_or_default();
-                out.changes.push(change(0, "created", "asset".to_owned(), None, Some(name)));
+                let name = merged
+                    .system
+                    .as_ref()
+                    .map(|s| s.hostname.clone())
+                    .unwrap_or_default();
+                out.changes
+                    .push(change(0, "created", "asset".to_owned(), None, Some(name)));
             }
         }
 
-        let mut asset =
-            self.assets.get(&asset_id).cloned().unwrap_or_else(|| blank_asset(asset_id.clone(), at));
+        let mut asset = self
+            .assets
+            .get(&asset_id)
+            .cloned()
+            .unwrap_or_else(|| blank_asset(asset_id.clone(), at));
         describe(&mut asset, &merged);
         asset.sources.insert(Source::Agent);
         if !asset.agent_ids.contains(&report.agent_id) {
@@ -285,8 +316,17 @@ fn describe(asset: &mut Asset, inventory: &Inventory) {
         asset.serial = identity::normalise_serial(&hw.serial).unwrap_or_default();
         asset.smbios_uuid = identity::normalise_uuid(&hw.smbios_uuid).unwrap_or_default();
     }
-    let physical: Vec<&NetworkInterface> = inventory.interfaces.iter().filter(|n| !n.r#virtual).collect();
-    asset.macs = physical.iter().filter_map(|n| identity::normalise_mac(&n.mac)).collect::<BTreeSet<_>>().into_iter().collect();
+    let physical: Vec<&NetworkInterface> = inventory
+        .interfaces
+        .iter()
+        .filter(|n| !n.r#virtual)
+        .collect();
+    asset.macs = physical
+        .iter()
+        .filter_map(|n| identity::normalise_mac(&n.mac))
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
     asset.ips = physical
         .iter()
         .flat_map(|n| n.ipv4.iter().chain(&n.ipv6))
@@ -299,12 +339,33 @@ fn describe(asset: &mut Asset, inventory: &Inventory) {
 }
 
 fn kind_of(inventory: &Inventory) -> AssetKind {
-    let chassis = inventory.hardware.as_ref().map(|h| h.chassis.to_ascii_lowercase()).unwrap_or_default();
-    let os = inventory.system.as_ref().map(|s| s.os_name.to_ascii_lowercase()).unwrap_or_default();
-    const PORTABLE: [&str; 8] = ["laptop", "notebook", "portable", "convertible", "detachable", "tablet", "hand held", "sub notebook"];
+    let chassis = inventory
+        .hardware
+        .as_ref()
+        .map(|h| h.chassis.to_ascii_lowercase())
+        .unwrap_or_default();
+    let os = inventory
+        .system
+        .as_ref()
+        .map(|s| s.os_name.to_ascii_lowercase())
+        .unwrap_or_default();
+    const PORTABLE: [&str; 8] = [
+        "laptop",
+        "notebook",
+        "portable",
+        "convertible",
+        "detachable",
+        "tablet",
+        "hand held",
+        "sub notebook",
+    ];
     if PORTABLE.iter().any(|p| chassis.contains(p)) {
         AssetKind::Laptop
-    } else if chassis.contains("server") || chassis.contains("rack") || chassis.contains("blade") || os.contains("server") {
+    } else if chassis.contains("server")
+        || chassis.contains("rack")
+        || chassis.contains("blade")
+        || os.contains("server")
+    {
         AssetKind::Server
     } else {
         AssetKind::Pc
@@ -326,12 +387,20 @@ fn fingerprint_of_inventory(inventory: &Inventory) -> Fingerprint {
     let system = inventory.system.clone().unwrap_or_default();
     let mut fp = Fingerprint {
         uuid: identity::normalise_uuid(&hw.smbios_uuid),
-        serial: identity::normalise_serial(&hw.serial).or_else(|| identity::normalise_serial(&hw.board_serial)),
+        serial: identity::normalise_serial(&hw.serial)
+            .or_else(|| identity::normalise_serial(&hw.board_serial)),
         hostname: system.hostname,
         machine_id: Some(system.machine_id).filter(|m| !m.is_empty()),
         ..Default::default()
     };
-    add_macs(&mut fp, inventory.interfaces.iter().filter(|n| !n.r#virtual).map(|n| n.mac.as_str()));
+    add_macs(
+        &mut fp,
+        inventory
+            .interfaces
+            .iter()
+            .filter(|n| !n.r#virtual)
+            .map(|n| n.mac.as_str()),
+    );
     fp
 }
 
@@ -360,4 +429,222 @@ fn change_id(agent_id: &str, seq: u64, index: usize) -> String {
         .chain_update((index as u64).to_be_bytes())
         .finalize();
     hex::encode(&digest[..8])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{ChangeQuery, MemoryStore};
+    use caretaker_proto::v1;
+    use time::macros::datetime;
+
+    fn agent(id: &str) -> AgentRecord {
+        AgentRecord {
+            agent_id: id.to_owned(),
+            secret_sha256: String::new(),
+            enrolled_at: datetime!(2026-09-01 08:00 UTC),
+            hostname: "R12-PC03".to_owned(),
+            smbios_uuid: String::new(),
+            macs: vec!["00:16:3e:00:00:01".to_owned()],
+            peer: String::new(),
+            asset_id: None,
+        }
+    }
+
+    fn inventory(software: &[(&str, &str)]) -> Inventory {
+        Inventory {
+            system: Some(v1::System {
+                hostname: "R12-PC03".to_owned(),
+                ..Default::default()
+            }),
+            hardware: Some(v1::Hardware {
+                smbios_uuid: "4C4C4544-0042-3910-8036-B4C04F4B3732".to_owned(),
+                ram_bytes: 8 << 30,
+                ..Default::default()
+            }),
+            interfaces: vec![v1::NetworkInterface {
+                name: "eth0".to_owned(),
+                mac: "00:16:3e:00:00:01".to_owned(),
+                ..Default::default()
+            }],
+            software: software
+                .iter()
+                .map(|(n, v)| v1::Software {
+                    name: (*n).to_owned(),
+                    version: (*v).to_owned(),
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    fn report(agent: &str, seq: u64, missing: &[&str], inventory: Inventory) -> InventoryReport {
+        InventoryReport {
+            agent_id: agent.to_owned(),
+            seq,
+            collected_at: datetime!(2026-09-01 08:00 UTC) + time::Duration::minutes(seq as i64),
+            received_at: datetime!(2026-09-01 09:00 UTC),
+            clock_suspect: false,
+            missing: missing.iter().map(|m| (*m).to_owned()).collect(),
+            inventory,
+        }
+    }
+
+    fn apply(
+        cmdb: &mut Cmdb,
+        store: &MemoryStore,
+        agent: &mut AgentRecord,
+        r: InventoryReport,
+    ) -> AssetId {
+        let mut set = WriteSet::default();
+        let id = cmdb
+            .apply_inventory(store, agent, r, &mut set)
+            .expect("apply");
+        store.commit(set).expect("commit");
+        id
+    }
+
+    fn changes(store: &MemoryStore) -> Vec<(String, String)> {
+        let mut all: Vec<_> = store
+            .changes(&ChangeQuery {
+                limit: 1000,
+                ..Default::default()
+            })
+            .expect("changes")
+            .into_iter()
+            .map(|c| (c.kind, c.field))
+            .collect();
+        all.sort();
+        all
+    }
+
+    #[test]
+    fn a_partial_report_makes_no_phantom_changes_and_keeps_what_it_missed() {
+        let store = MemoryStore::default();
+        let mut cmdb = Cmdb::load(&store).expect("load");
+        let mut a = agent("ag1");
+        let id = apply(
+            &mut cmdb,
+            &store,
+            &mut a,
+            report(
+                "ag1",
+                1,
+                &[],
+                inventory(&[("vlc", "3.0"), ("gimp", "2.10")]),
+            ),
+        );
+        // Software collection timed out: the report's list is empty, but nothing was removed.
+        apply(
+            &mut cmdb,
+            &store,
+            &mut a,
+            report("ag1", 2, &["software"], inventory(&[])),
+        );
+        assert_eq!(
+            changes(&store),
+            [("created".to_owned(), "asset".to_owned())]
+        );
+        let kept = store.inventory(&id).expect("read").expect("inventory");
+        assert_eq!(kept.inventory.software.len(), 2);
+        assert_eq!(kept.meta.partial, ["software"]);
+        assert_eq!(
+            store.asset(&id).expect("read").expect("asset").partial,
+            ["software"]
+        );
+        // The next complete report is compared with what we knew, not with the gap.
+        apply(
+            &mut cmdb,
+            &store,
+            &mut a,
+            report("ag1", 3, &[], inventory(&[("vlc", "3.0.1")])),
+        );
+        assert_eq!(
+            changes(&store),
+            [
+                ("created".to_owned(), "asset".to_owned()),
+                ("removed".to_owned(), "software:gimp".to_owned()),
+                ("upgraded".to_owned(), "software:vlc".to_owned()),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_new_agent_on_known_hardware_joins_the_asset_and_says_why() {
+        let store = MemoryStore::default();
+        let mut cmdb = Cmdb::load(&store).expect("load");
+        let first = apply(
+            &mut cmdb,
+            &store,
+            &mut agent("ag1"),
+            report("ag1", 1, &[], inventory(&[])),
+        );
+        let second = apply(
+            &mut cmdb,
+            &store,
+            &mut agent("ag2"),
+            report("ag2", 1, &[], inventory(&[])),
+        );
+        assert_eq!(first, second);
+        let asset = store.asset(&first).expect("read").expect("asset");
+        assert_eq!(asset.agent_ids, ["ag1", "ag2"]);
+        assert!(
+            asset.identity_notes[0]
+                .reasons
+                .iter()
+                .any(|r| r.contains("SMBIOS UUID"))
+        );
+        // A reloaded register recognises it too.
+        let mut reloaded = Cmdb::load(&store).expect("load");
+        let third = apply(
+            &mut reloaded,
+            &store,
+            &mut agent("ag3"),
+            report("ag3", 1, &[], inventory(&[])),
+        );
+        assert_eq!(third, first);
+    }
+
+    #[test]
+    fn an_agent_state_copied_onto_other_hardware_becomes_a_new_asset() {
+        let store = MemoryStore::default();
+        let mut cmdb = Cmdb::load(&store).expect("load");
+        let mut a = agent("ag1");
+        let first = apply(
+            &mut cmdb,
+            &store,
+            &mut a,
+            report("ag1", 1, &[], inventory(&[])),
+        );
+        let mut other = inventory(&[]);
+        other.hardware = Some(v1::Hardware {
+            smbios_uuid: "4C4C4544-0051-3710-8048-C7C04F4B3732".to_owned(),
+            ..Default::default()
+        });
+        other.interfaces[0].mac = "00:16:3e:00:00:02".to_owned();
+        let second = apply(&mut cmdb, &store, &mut a, report("ag1", 2, &[], other));
+        assert_ne!(first, second);
+    }
+
+    #[test]
+    fn replaying_a_report_writes_the_same_change_ids() {
+        let store = MemoryStore::default();
+        let mut cmdb = Cmdb::load(&store).expect("load");
+        let mut a = agent("ag1");
+        apply(
+            &mut cmdb,
+            &store,
+            &mut a,
+            report("ag1", 1, &[], inventory(&[("vlc", "3.0")])),
+        );
+        let r = report("ag1", 2, &[], inventory(&[("vlc", "3.1")]));
+        let mut once = WriteSet::default();
+        cmdb.apply_inventory(&store, &mut a.clone(), r.clone(), &mut once)
+            .expect("apply");
+        let mut twice = WriteSet::default();
+        cmdb.apply_inventory(&store, &mut a, r, &mut twice)
+            .expect("apply");
+        assert_eq!(once.changes, twice.changes);
+    }
 }

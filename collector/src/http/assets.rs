@@ -39,14 +39,23 @@ fn view(state: &ApiState, asset: Asset, seen: &HashMap<String, OffsetDateTime>) 
         // An agent gone quiet does not prove the host is down; only a failed ping does.
         _ => Status::Unknown,
     };
-    AssetView { asset, status, last_seen }
+    AssetView {
+        asset,
+        status,
+        last_seen,
+    }
 }
 
 pub async fn list(State(state): State<ApiState>) -> Result<Json<Vec<AssetView>>, ApiError> {
     let store = state.store.clone();
     let (assets, seen) = blocking(move || Ok((store.assets()?, store.last_seen()?))).await?;
     let mut views: Vec<_> = assets.into_iter().map(|a| view(&state, a, &seen)).collect();
-    views.sort_by(|a, b| a.asset.name.to_lowercase().cmp(&b.asset.name.to_lowercase()));
+    views.sort_by(|a, b| {
+        a.asset
+            .name
+            .to_lowercase()
+            .cmp(&b.asset.name.to_lowercase())
+    });
     Ok(Json(views))
 }
 
@@ -57,7 +66,11 @@ pub async fn one(
     let store = state.store.clone();
     let key = id.clone();
     let (asset, seen, inventory) = blocking(move || {
-        Ok((store.asset(&key)?, store.last_seen()?, store.inventory(&key)?))
+        Ok((
+            store.asset(&key)?,
+            store.last_seen()?,
+            store.inventory(&key)?,
+        ))
     })
     .await?;
     let asset = asset.ok_or_else(|| ApiError::not_found(format!("asset {id}")))?;
@@ -95,7 +108,8 @@ pub async fn one(
 
 fn rfc3339(ts: &prost_types::Timestamp) -> Option<String> {
     let at = OffsetDateTime::from_unix_timestamp(ts.seconds).ok()?;
-    at.format(&time::format_description::well_known::Rfc3339).ok()
+    at.format(&time::format_description::well_known::Rfc3339)
+        .ok()
 }
 
 fn hardware(inventory: &v1::Inventory) -> Value {
@@ -217,5 +231,7 @@ pub async fn capacity(
             })
         })
         .collect();
-    Ok(Json(json!({ "asset_id": params.asset, "samples": samples })))
+    Ok(Json(
+        json!({ "asset_id": params.asset, "samples": samples }),
+    ))
 }

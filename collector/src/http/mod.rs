@@ -50,7 +50,10 @@ impl ApiError {
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
         tracing::error!(%error, "API read failed");
-        Self(StatusCode::SERVICE_UNAVAILABLE, "the store is unavailable".to_owned())
+        Self(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the store is unavailable".to_owned(),
+        )
     }
 }
 
@@ -76,7 +79,10 @@ pub fn router(state: ApiState) -> Router {
         .route("/changes", get(assets::changes))
         .route("/capacity", get(assets::capacity))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token))
-        .route("/health", get(|| async { axum::Json(json!({ "status": "ok" })) }));
+        .route(
+            "/health",
+            get(|| async { axum::Json(json!({ "status": "ok" })) }),
+        );
     Router::new()
         .nest("/api/v1", api)
         .fallback(|| async { ApiError::not_found("route") })

@@ -87,8 +87,8 @@ pub fn decode_inventory(value: &[u8]) -> Result<InventoryRecord, String> {
         .ok_or("inventory value too short")? as usize;
     let meta_bytes = value.get(4..4 + len).ok_or("inventory meta truncated")?;
     let meta: InventoryMeta = serde_json::from_slice(meta_bytes).map_err(|e| e.to_string())?;
-    let inventory = caretaker_proto::v1::Inventory::decode(&value[4 + len..])
-        .map_err(|e| e.to_string())?;
+    let inventory =
+        caretaker_proto::v1::Inventory::decode(&value[4 + len..]).map_err(|e| e.to_string())?;
     Ok(InventoryRecord { meta, inventory })
 }
 

@@ -50,7 +50,7 @@ fn sample(asset: &str, at: OffsetDateTime, seq: u64) -> StatusSample {
         asset_id: asset.to_owned(),
         at,
         seq,
-        clock_suspect: seq % 2 == 0,
+        clock_suspect: seq.is_multiple_of(2),
         status: v1::Status {
             uptime_secs: seq * 60,
             cpu_percent: 12.5,
@@ -112,9 +112,17 @@ fn records_round_trip(store: &dyn Store) {
             ..Default::default()
         })
         .expect("commit");
-    assert_eq!(store.asset("a1").expect("read"), Some(asset("a1", "ROOM12-PC03")));
+    assert_eq!(
+        store.asset("a1").expect("read"),
+        Some(asset("a1", "ROOM12-PC03"))
+    );
     assert_eq!(store.asset("missing").expect("read"), None);
-    let mut names: Vec<_> = store.assets().expect("assets").into_iter().map(|a| a.name).collect();
+    let mut names: Vec<_> = store
+        .assets()
+        .expect("assets")
+        .into_iter()
+        .map(|a| a.name)
+        .collect();
     names.sort();
     assert_eq!(names, ["LIBRARY-MFP", "ROOM12-PC03"]);
     assert_eq!(store.agents().expect("agents"), vec![agent]);
@@ -145,11 +153,26 @@ fn changes_list_newest_first_and_filter(store: &dyn Store) {
         })
         .expect("commit");
     let all = |q: ChangeQuery| -> Vec<String> {
-        store.changes(&q).expect("changes").into_iter().map(|c| c.id).collect()
+        store
+            .changes(&q)
+            .expect("changes")
+            .into_iter()
+            .map(|c| c.id)
+            .collect()
     };
-    assert_eq!(all(ChangeQuery { limit: 10, ..Default::default() }), ["c3", "c2", "c1", "c0"]);
     assert_eq!(
-        all(ChangeQuery { asset: Some("a1".to_owned()), limit: 10, ..Default::default() }),
+        all(ChangeQuery {
+            limit: 10,
+            ..Default::default()
+        }),
+        ["c3", "c2", "c1", "c0"]
+    );
+    assert_eq!(
+        all(ChangeQuery {
+            asset: Some("a1".to_owned()),
+            limit: 10,
+            ..Default::default()
+        }),
         ["c3", "c1", "c0"]
     );
     assert_eq!(
@@ -160,11 +183,32 @@ fn changes_list_newest_first_and_filter(store: &dyn Store) {
         }),
         ["c3"]
     );
-    assert_eq!(all(ChangeQuery { limit: 2, ..Default::default() }), ["c3", "c2"]);
+    assert_eq!(
+        all(ChangeQuery {
+            limit: 2,
+            ..Default::default()
+        }),
+        ["c3", "c2"]
+    );
     // An asset whose id is a prefix of another's sees only its own changes.
-    assert!(all(ChangeQuery { asset: Some("a".to_owned()), limit: 10, ..Default::default() }).is_empty());
-    let full = store.changes(&ChangeQuery { limit: 1, ..Default::default() }).expect("changes");
-    assert_eq!(full, vec![change("c3", "a1", datetime!(2026-09-01 10:00 UTC))]);
+    assert!(
+        all(ChangeQuery {
+            asset: Some("a".to_owned()),
+            limit: 10,
+            ..Default::default()
+        })
+        .is_empty()
+    );
+    let full = store
+        .changes(&ChangeQuery {
+            limit: 1,
+            ..Default::default()
+        })
+        .expect("changes");
+    assert_eq!(
+        full,
+        vec![change("c3", "a1", datetime!(2026-09-01 10:00 UTC))]
+    );
 }
 
 fn samples_are_ranged_by_time(store: &dyn Store) {
@@ -174,15 +218,27 @@ fn samples_are_ranged_by_time(store: &dyn Store) {
         .chain([sample("a10", base, 99)])
         .collect();
     store
-        .commit(WriteSet { samples: samples.clone(), ..Default::default() })
+        .commit(WriteSet {
+            samples: samples.clone(),
+            ..Default::default()
+        })
         .expect("commit");
     let got = store
-        .samples("a1", base + time::Duration::minutes(10), base + time::Duration::minutes(30), 100)
+        .samples(
+            "a1",
+            base + time::Duration::minutes(10),
+            base + time::Duration::minutes(30),
+            100,
+        )
         .expect("samples");
     assert_eq!(got, samples[2..6].to_vec());
-    let limited = store.samples("a1", base, base + time::Duration::days(1), 3).expect("samples");
+    let limited = store
+        .samples("a1", base, base + time::Duration::days(1), 3)
+        .expect("samples");
     assert_eq!(limited, samples[..3].to_vec());
-    let other = store.samples("a10", base, base + time::Duration::days(1), 10).expect("samples");
+    let other = store
+        .samples("a10", base, base + time::Duration::days(1), 10)
+        .expect("samples");
     assert_eq!(other, vec![samples[10].clone()]);
 }
 
@@ -197,8 +253,23 @@ fn replaying_a_commit_is_idempotent(store: &dyn Store) {
     store.commit(make()).expect("commit");
     store.commit(make()).expect("commit again");
     let far = datetime!(2100-01-01 00:00 UTC);
-    assert_eq!(store.samples("a1", OffsetDateTime::UNIX_EPOCH, far, 10).expect("samples").len(), 1);
-    assert_eq!(store.changes(&ChangeQuery { limit: 10, ..Default::default() }).expect("c").len(), 1);
+    assert_eq!(
+        store
+            .samples("a1", OffsetDateTime::UNIX_EPOCH, far, 10)
+            .expect("samples")
+            .len(),
+        1
+    );
+    assert_eq!(
+        store
+            .changes(&ChangeQuery {
+                limit: 10,
+                ..Default::default()
+            })
+            .expect("c")
+            .len(),
+        1
+    );
     assert_eq!(store.assets().expect("assets").len(), 1);
 }
 
@@ -216,6 +287,9 @@ pub fn survives_reopen(open: impl Fn() -> Box<dyn Store>) {
             .expect("commit");
     }
     let store = open();
-    assert_eq!(store.asset("a1").expect("read").map(|a| a.name), Some("PC".to_owned()));
+    assert_eq!(
+        store.asset("a1").expect("read").map(|a| a.name),
+        Some("PC".to_owned())
+    );
     assert_eq!(store.agent_seqs().expect("seqs").get("ag1"), Some(&42));
 }

@@ -29,7 +29,9 @@ struct Inner {
 
 impl MemoryStore {
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -40,9 +42,10 @@ impl Store for MemoryStore {
             inner.samples.insert(codec::sample_key(&sample), sample);
         }
         for change in set.changes {
-            inner
-                .changes
-                .insert(codec::change_key(unix_millis(change.at), &change.id), change);
+            inner.changes.insert(
+                codec::change_key(unix_millis(change.at), &change.id),
+                change,
+            );
         }
         for (asset, record) in set.inventories {
             inner.inventories.insert(asset, record);
@@ -75,7 +78,9 @@ impl Store for MemoryStore {
     }
 
     fn changes(&self, query: &ChangeQuery) -> Result<Vec<Change>, StoreError> {
-        let since = query.since.unwrap_or(OffsetDateTime::UNIX_EPOCH - time::Duration::days(365 * 1000));
+        let since = query
+            .since
+            .unwrap_or(OffsetDateTime::UNIX_EPOCH - time::Duration::days(365 * 1000));
         Ok(self
             .lock()
             .changes

@@ -18,9 +18,7 @@ use std::path::PathBuf;
 
 use time::OffsetDateTime;
 
-use crate::model::{
-    AgentId, AgentRecord, Asset, AssetId, Change, InventoryRecord, StatusSample,
-};
+use crate::model::{AgentId, AgentRecord, Asset, AssetId, Change, InventoryRecord, StatusSample};
 
 pub use self::sled::SledStore;
 pub use memory::MemoryStore;

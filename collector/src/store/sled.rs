@@ -13,8 +13,8 @@ use time::OffsetDateTime;
 use super::codec;
 use super::{ChangeQuery, Store, StoreError, WriteSet};
 use crate::model::{
-    AgentId, AgentRecord, Asset, AssetId, Change, InventoryRecord, StatusSample,
-    from_unix_millis, unix_millis,
+    AgentId, AgentRecord, Asset, AssetId, Change, InventoryRecord, StatusSample, from_unix_millis,
+    unix_millis,
 };
 
 pub struct SledStore {
@@ -94,7 +94,9 @@ impl Store for SledStore {
         for sample in &set.samples {
             batch.insert(codec::sample_key(sample), codec::encode_sample(sample));
         }
-        self.samples.apply_batch(batch).map_err(io("write samples"))?;
+        self.samples
+            .apply_batch(batch)
+            .map_err(io("write samples"))?;
 
         let mut changes = sled::Batch::default();
         let mut index = sled::Batch::default();
@@ -108,7 +110,9 @@ impl Store for SledStore {
             key.extend_from_slice(&codec::change_key(millis, &change.id));
             index.insert(key, &[][..]);
         }
-        self.changes.apply_batch(changes).map_err(io("write changes"))?;
+        self.changes
+            .apply_batch(changes)
+            .map_err(io("write changes"))?;
         self.changes_by_asset
             .apply_batch(index)
             .map_err(io("write change index"))?;
