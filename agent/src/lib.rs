@@ -79,6 +79,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
     }
 
     let notify = Arc::new(Notify::new());
+    // Heartbeat → sender: "the collector rejected this agent id". One slot is enough.
+    let (rejected_tx, rejected_rx) = tokio::sync::mpsc::channel(1);
     let tracker = TaskTracker::new();
     tracker.spawn(
         collection_task(
@@ -93,6 +95,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
         report::heartbeat_task(
             client.grpc(),
             client.identity_watch(),
+            rejected_tx,
             journal.clone(),
             config.heartbeat_interval,
             shutdown.child_token(),
@@ -100,8 +103,14 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
         .instrument(tracing::info_span!("heartbeat")),
     );
     tracker.spawn(
-        report::sender_task(client, journal.clone(), notify, shutdown.child_token())
-            .instrument(tracing::info_span!("send")),
+        report::sender_task(
+            client,
+            journal.clone(),
+            notify,
+            rejected_rx,
+            shutdown.child_token(),
+        )
+        .instrument(tracing::info_span!("send")),
     );
     tracker.close();
     shutdown.cancelled().await;

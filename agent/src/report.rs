@@ -2,7 +2,8 @@
 //! seq-ordered batches (≤ 64 reports / 1 MiB) and acking the journal with what the collector
 //! stored, and heartbeats. Tasks: [`sender_task`] (wakes on the journal's `Notify` or when
 //! its backoff expires; on shutdown makes one final flush bounded by [`FINAL_FLUSH`]) and
-//! [`heartbeat_task`] (fire-and-forget). Both stop when their cancellation token fires.
+//! [`heartbeat_task`] (fire-and-forget; an UNAUTHENTICATED answer is passed to the sender over
+//! a 1-slot channel so it re-enrols). Both stop when their cancellation token fires.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -10,7 +11,7 @@ use std::time::{Duration, SystemTime};
 
 use caretaker_proto::v1::agent_service_client::AgentServiceClient;
 use caretaker_proto::v1::{EnrollRequest, HeartbeatRequest, Report, SubmitRequest};
-use tokio::sync::{Notify, watch};
+use tokio::sync::{Notify, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Request, Status};
@@ -188,6 +189,18 @@ impl Client {
         Ok(identity)
     }
 
+    /// Drops the identity if it is still `agent_id`, so the next flush enrols again.
+    pub fn forget(&mut self, agent_id: &str) {
+        if self
+            .identity
+            .as_ref()
+            .is_some_and(|i| i.agent_id == agent_id)
+        {
+            tracing::warn!(%agent_id, "Collector no longer knows this agent; enrolling again");
+            self.identity = None;
+        }
+    }
+
     async fn identity(&mut self) -> Result<Identity, DeliveryError> {
         match &self.identity {
             Some(id) => Ok(id.clone()),
@@ -221,6 +234,8 @@ impl Client {
 
     /// Delivers everything pending in the journal; returns how many reports were acked.
     pub async fn flush(&mut self, journal: &SharedJournal) -> Result<usize, DeliveryError> {
+        // Enrol even with nothing pending, so heartbeats can start.
+        self.identity().await?;
         let mut delivered = 0;
         loop {
             let batch = lock(journal).pending(BATCH_REPORTS, BATCH_BYTES)?;
@@ -252,6 +267,7 @@ pub async fn sender_task(
     mut client: Client,
     journal: SharedJournal,
     notify: Arc<Notify>,
+    mut rejected: mpsc::Receiver<String>,
     shutdown: CancellationToken,
 ) {
     let mut backoff = Backoff::new();
@@ -275,6 +291,7 @@ pub async fn sender_task(
                 backoff.reset();
                 tokio::select! {
                     () = notify.notified() => {}
+                    Some(agent_id) = rejected.recv() => client.forget(&agent_id),
                     () = shutdown.cancelled() => break,
                 }
             }
@@ -318,6 +335,7 @@ pub async fn sender_task(
 pub async fn heartbeat_task(
     mut grpc: AgentServiceClient<Channel>,
     mut identity: watch::Receiver<Option<Identity>>,
+    rejected: mpsc::Sender<String>,
     journal: SharedJournal,
     period: Duration,
     shutdown: CancellationToken,
@@ -344,6 +362,10 @@ pub async fn heartbeat_task(
         tokio::select! {
             r = grpc.heartbeat(req) => match r {
                 Ok(_) => tracing::trace!(agent_id = %id.agent_id, "Heartbeat sent"),
+                Err(status) if status.code() == Code::Unauthenticated => {
+                    // Full means a re-enrolment is already requested: dropping is fine.
+                    let _ = rejected.try_send(id.agent_id.clone());
+                }
                 Err(status) => tracing::debug!(error = %status.message(), code = ?status.code(), agent_id = %id.agent_id, "Heartbeat failed"),
             },
             () = shutdown.cancelled() => return,

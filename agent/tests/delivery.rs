@@ -359,3 +359,38 @@ async fn daemon_collects_delivers_and_stops_promptly() {
     assert!(max_batch <= 64);
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn heartbeat_rejection_triggers_re_enrolment() {
+    let fake = Fake::default();
+    let server = serve(fake.clone(), "127.0.0.1:0".parse().unwrap()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(server.addr, dir.path(), TOKEN, false);
+    cfg.heartbeat_interval = Duration::from_millis(100);
+    let shutdown = CancellationToken::new();
+    let agent = tokio::spawn(caretaker_agent::run(cfg, shutdown.clone()));
+
+    let wait = |what: &'static str, f: Box<dyn Fn(&State) -> bool + Send>| {
+        let fake = fake.clone();
+        async move {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+            while !f(&fake.st()) {
+                assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    wait("first heartbeat", Box::new(|s| s.heartbeats >= 1)).await;
+    // Collector rebuilt while the agent idles (status interval is 5 minutes).
+    fake.st().secrets.clear();
+    wait("re-enrolment", Box::new(|s| s.enrolments.len() == 2)).await;
+    let beats = fake.st().heartbeats;
+    wait("heartbeats resume", Box::new(move |s| s.heartbeats > beats)).await;
+    shutdown.cancel();
+    agent.await.unwrap().unwrap();
+    assert_eq!(
+        Identity::load(dir.path()).unwrap().unwrap().agent_id,
+        "agent-2"
+    );
+    server.shutdown().await;
+}
