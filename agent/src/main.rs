@@ -32,7 +32,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the agent (until stopped, or one round with --once).
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Print this machine's inventory and send nothing.
     Inventory {
         /// Print the full report as JSON.
@@ -93,7 +93,7 @@ fn main() -> ExitCode {
         }
     };
     match cli.command {
-        Command::Run(args) => run(args),
+        Command::Run(args) => run(*args),
         Command::Inventory {
             json,
             collect_timeout,
