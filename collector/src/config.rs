@@ -477,3 +477,20 @@ to = ["technician@school.example"]
         assert_eq!(found[0].line, 2);
     }
 }
+
+#[cfg(test)]
+mod deploy_tests {
+    #[test]
+    fn the_shipped_example_config_is_valid() {
+        let path = std::path::Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../deploy/collector.toml"
+        ));
+        let config = super::load(path).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(config.grpc.listen.port(), 50051);
+        assert!(
+            config.scan.ranges.is_empty(),
+            "the example must scan nothing until ranges are listed"
+        );
+    }
+}

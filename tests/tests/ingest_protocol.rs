@@ -29,7 +29,10 @@ async fn enrol(collector: &Collector, hostname: &str, mac: &str, uuid: &str) -> 
         .await
         .expect("enrol")
         .into_inner();
-    FakeAgent { id: response.agent_id, secret: response.agent_secret }
+    FakeAgent {
+        id: response.agent_id,
+        secret: response.agent_secret,
+    }
 }
 
 fn inventory(seq: u64, hostname: &str, mac: &str, uuid: &str, serial: &str) -> Report {
@@ -109,7 +112,13 @@ async fn sigkill_mid_stream_loses_nothing_that_was_acknowledged() {
             .submit(authed(
                 SubmitRequest {
                     agent_id: agent.id.clone(),
-                    reports: vec![inventory(1, &format!("R12-PC{i:02}"), &mac, &uuid, &format!("SN{i}"))],
+                    reports: vec![inventory(
+                        1,
+                        &format!("R12-PC{i:02}"),
+                        &mac,
+                        &uuid,
+                        &format!("SN{i}"),
+                    )],
                 },
                 &agent.secret,
             ))
@@ -125,11 +134,18 @@ async fn sigkill_mid_stream_loses_nothing_that_was_acknowledged() {
         let (id, secret, acked) = (agent.id.clone(), agent.secret.clone(), acked.clone());
         let url = collector.url();
         tasks.push(tokio::spawn(async move {
-            let Ok(mut client) = v1::agent_service_client::AgentServiceClient::connect(url).await else {
+            let Ok(mut client) = v1::agent_service_client::AgentServiceClient::connect(url).await
+            else {
                 return;
             };
             for seq in 2.. {
-                let request = authed(SubmitRequest { agent_id: id.clone(), reports: vec![status(seq, seq)] }, &secret);
+                let request = authed(
+                    SubmitRequest {
+                        agent_id: id.clone(),
+                        reports: vec![status(seq, seq)],
+                    },
+                    &secret,
+                );
                 match client.submit(request).await {
                     Ok(response) => {
                         assert_eq!(response.into_inner().acked_seq, seq);
@@ -140,10 +156,14 @@ async fn sigkill_mid_stream_loses_nothing_that_was_acknowledged() {
             }
         }));
     }
-    wait_for(Duration::from_secs(30), "a few hundred acknowledged reports", || {
-        let total: u64 = acked.lock().expect("lock").values().sum();
-        (total > 16 * 40).then_some(())
-    });
+    wait_for(
+        Duration::from_secs(30),
+        "a few hundred acknowledged reports",
+        || {
+            let total: u64 = acked.lock().expect("lock").values().sum();
+            (total > 16 * 40).then_some(())
+        },
+    );
     collector.kill9();
     for task in tasks {
         task.await.expect("stream task");
@@ -156,7 +176,11 @@ async fn sigkill_mid_stream_loses_nothing_that_was_acknowledged() {
         let seqs = sample_seqs(&collector, asset["id"].as_str().expect("id"));
         let last = acked.get(&agent.id).copied().unwrap_or(1);
         let missing: Vec<u64> = (2..=last).filter(|s| !seqs.contains(s)).collect();
-        assert!(missing.is_empty(), "agent {} lost acknowledged reports {missing:?}", agent.id);
+        assert!(
+            missing.is_empty(),
+            "agent {} lost acknowledged reports {missing:?}",
+            agent.id
+        );
     }
 
     // A retry of something already stored is acknowledged without storing it twice.
@@ -164,16 +188,33 @@ async fn sigkill_mid_stream_loses_nothing_that_was_acknowledged() {
     let last = acked[&agent.id];
     let mut client = grpc_client(&collector).await;
     let response = client
-        .submit(authed(SubmitRequest { agent_id: agent.id.clone(), reports: vec![status(last, 1)] }, &agent.secret))
+        .submit(authed(
+            SubmitRequest {
+                agent_id: agent.id.clone(),
+                reports: vec![status(last, 1)],
+            },
+            &agent.secret,
+        ))
         .await
         .expect("retry")
         .into_inner();
     assert_eq!(response.acked_seq, last);
     let asset = asset_of(&collector, &agent.id).expect("asset");
-    let samples = collector.get(&format!("/capacity?asset={}", asset["id"].as_str().expect("id")));
-    let with_last: Vec<_> = samples["samples"].as_array().expect("samples").iter().filter(|s| s["seq"] == last).collect();
+    let samples = collector.get(&format!(
+        "/capacity?asset={}",
+        asset["id"].as_str().expect("id")
+    ));
+    let with_last: Vec<_> = samples["samples"]
+        .as_array()
+        .expect("samples")
+        .iter()
+        .filter(|s| s["seq"] == last)
+        .collect();
     assert_eq!(with_last.len(), 1);
-    assert_ne!(with_last[0]["uptime_secs"], 1, "the retry must not overwrite the stored report");
+    assert_ne!(
+        with_last[0]["uptime_secs"], 1,
+        "the retry must not overwrite the stored report"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -182,8 +223,16 @@ async fn clones_of_one_image_are_two_assets_and_a_reenrolled_pc_is_one() {
     let collector = Collector::start(dir.path());
     // Two PCs imaged from one master: same hostname and OS installation id, own hardware.
     let pcs = [
-        ("00:16:3e:aa:00:01", "4C4C4544-0042-3910-8036-B4C04F4B3732", "B4K2"),
-        ("00:16:3e:aa:00:02", "4C4C4544-0051-3710-8048-C7C04F4B3732", "C7K9"),
+        (
+            "00:16:3e:aa:00:01",
+            "4C4C4544-0042-3910-8036-B4C04F4B3732",
+            "B4K2",
+        ),
+        (
+            "00:16:3e:aa:00:02",
+            "4C4C4544-0051-3710-8048-C7C04F4B3732",
+            "C7K9",
+        ),
     ];
     let mut ids = Vec::new();
     for (mac, uuid, serial) in pcs {
@@ -191,7 +240,10 @@ async fn clones_of_one_image_are_two_assets_and_a_reenrolled_pc_is_one() {
         let mut client = grpc_client(&collector).await;
         client
             .submit(authed(
-                SubmitRequest { agent_id: agent.id.clone(), reports: vec![inventory(1, "MINWINPC", mac, uuid, serial)] },
+                SubmitRequest {
+                    agent_id: agent.id.clone(),
+                    reports: vec![inventory(1, "MINWINPC", mac, uuid, serial)],
+                },
                 &agent.secret,
             ))
             .await
@@ -207,7 +259,10 @@ async fn clones_of_one_image_are_two_assets_and_a_reenrolled_pc_is_one() {
     let mut client = grpc_client(&collector).await;
     client
         .submit(authed(
-            SubmitRequest { agent_id: agent.id.clone(), reports: vec![inventory(1, "R12-PC03", mac, uuid, serial)] },
+            SubmitRequest {
+                agent_id: agent.id.clone(),
+                reports: vec![inventory(1, "R12-PC03", mac, uuid, serial)],
+            },
             &agent.secret,
         ))
         .await
@@ -217,12 +272,21 @@ async fn clones_of_one_image_are_two_assets_and_a_reenrolled_pc_is_one() {
     assert_eq!(asset["hostname"], "R12-PC03");
     assert_eq!(collector.assets().len(), 2);
     let notes = asset["identity_notes"].as_array().expect("notes");
-    assert!(notes.iter().any(|n| n["reasons"].to_string().contains("SMBIOS UUID")), "{notes:?}");
+    assert!(
+        notes
+            .iter()
+            .any(|n| n["reasons"].to_string().contains("SMBIOS UUID")),
+        "{notes:?}"
+    );
     let changes = collector.get(&format!("/changes?asset={}", ids[0].as_str().expect("id")));
     assert!(
-        changes.as_array().expect("changes").iter().any(|c| c["field"] == "system.hostname"
-            && c["before"] == "MINWINPC"
-            && c["after"] == "R12-PC03"),
+        changes
+            .as_array()
+            .expect("changes")
+            .iter()
+            .any(|c| c["field"] == "system.hostname"
+                && c["before"] == "MINWINPC"
+                && c["after"] == "R12-PC03"),
         "{changes}"
     );
 }
@@ -234,75 +298,148 @@ async fn bad_input_gets_an_error_status_and_the_collector_keeps_going() {
     let mut client = grpc_client(&collector).await;
 
     let wrong = client
-        .enroll(EnrollRequest { enroll_token: "not-the-token".to_owned(), hostname: "x".to_owned(), ..Default::default() })
+        .enroll(EnrollRequest {
+            enroll_token: "not-the-token".to_owned(),
+            hostname: "x".to_owned(),
+            ..Default::default()
+        })
         .await
         .expect_err("a wrong token must not enrol");
     assert_eq!(wrong.code(), Code::Unauthenticated);
     // Logged once per source, however often it is tried.
     for _ in 0..5 {
-        let _ = client.enroll(EnrollRequest { enroll_token: "again".to_owned(), ..Default::default() }).await;
+        let _ = client
+            .enroll(EnrollRequest {
+                enroll_token: "again".to_owned(),
+                ..Default::default()
+            })
+            .await;
     }
 
     let agent = enrol(&collector, "LIB-PC01", "00:16:3e:bb:00:01", "").await;
     let no_secret = client
-        .submit(SubmitRequest { agent_id: agent.id.clone(), reports: vec![status(1, 1)] })
+        .submit(SubmitRequest {
+            agent_id: agent.id.clone(),
+            reports: vec![status(1, 1)],
+        })
         .await
         .expect_err("no credential");
     assert_eq!(no_secret.code(), Code::Unauthenticated);
     let stolen_id = client
-        .submit(authed(SubmitRequest { agent_id: agent.id.clone(), reports: vec![status(1, 1)] }, "guess"))
+        .submit(authed(
+            SubmitRequest {
+                agent_id: agent.id.clone(),
+                reports: vec![status(1, 1)],
+            },
+            "guess",
+        ))
         .await
         .expect_err("wrong secret");
     assert_eq!(stolen_id.code(), Code::Unauthenticated);
 
     let malformed = [
-        SubmitRequest { agent_id: agent.id.clone(), reports: vec![] },
-        SubmitRequest { agent_id: agent.id.clone(), reports: vec![status(0, 1)] },
-        SubmitRequest { agent_id: agent.id.clone(), reports: vec![status(3, 1), status(2, 1)] },
-        SubmitRequest { agent_id: agent.id.clone(), reports: vec![Report { seq: 1, ..Default::default() }] },
+        SubmitRequest {
+            agent_id: agent.id.clone(),
+            reports: vec![],
+        },
+        SubmitRequest {
+            agent_id: agent.id.clone(),
+            reports: vec![status(0, 1)],
+        },
+        SubmitRequest {
+            agent_id: agent.id.clone(),
+            reports: vec![status(3, 1), status(2, 1)],
+        },
+        SubmitRequest {
+            agent_id: agent.id.clone(),
+            reports: vec![Report {
+                seq: 1,
+                ..Default::default()
+            }],
+        },
     ];
     for request in malformed {
-        let error = client.submit(authed(request, &agent.secret)).await.expect_err("malformed");
+        let error = client
+            .submit(authed(request, &agent.secret))
+            .await
+            .expect_err("malformed");
         assert_eq!(error.code(), Code::InvalidArgument, "{error:?}");
     }
 
     // Larger than the 4 MiB default message limit.
     let huge = v1::Inventory {
         software: (0..60_000)
-            .map(|i| v1::Software { name: format!("package-{i:08}"), version: "1.0.0-1".repeat(8), ..Default::default() })
+            .map(|i| v1::Software {
+                name: format!("package-{i:08}"),
+                version: "1.0.0-1".repeat(8),
+                ..Default::default()
+            })
             .collect(),
         ..Default::default()
     };
-    let oversized = Report { seq: 1, collected_at: Some(now_timestamp()), body: Some(report::Body::Inventory(huge)), ..Default::default() };
+    let oversized = Report {
+        seq: 1,
+        collected_at: Some(now_timestamp()),
+        body: Some(report::Body::Inventory(huge)),
+        ..Default::default()
+    };
     let error = client
-        .submit(authed(SubmitRequest { agent_id: agent.id.clone(), reports: vec![oversized] }, &agent.secret))
+        .submit(authed(
+            SubmitRequest {
+                agent_id: agent.id.clone(),
+                reports: vec![oversized],
+            },
+            &agent.secret,
+        ))
         .await
         .expect_err("oversized");
-    assert!(matches!(error.code(), Code::ResourceExhausted | Code::OutOfRange), "{error:?}");
+    assert!(
+        matches!(error.code(), Code::ResourceExhausted | Code::OutOfRange),
+        "{error:?}"
+    );
 
     // A report from a clock a day ahead is stored, flagged, at the time it arrived.
     let mut future = status(1, 42);
     let ahead = now_timestamp();
-    future.collected_at = Some(prost_types::Timestamp { seconds: ahead.seconds + 86_400, nanos: 0 });
+    future.collected_at = Some(prost_types::Timestamp {
+        seconds: ahead.seconds + 86_400,
+        nanos: 0,
+    });
     let mut client = grpc_client(&collector).await;
     let acked = client
-        .submit(authed(SubmitRequest { agent_id: agent.id.clone(), reports: vec![future] }, &agent.secret))
+        .submit(authed(
+            SubmitRequest {
+                agent_id: agent.id.clone(),
+                reports: vec![future],
+            },
+            &agent.secret,
+        ))
         .await
         .expect("a flagged report is still stored")
         .into_inner()
         .acked_seq;
     assert_eq!(acked, 1);
     let asset = asset_of(&collector, &agent.id).expect("asset from enrolment");
-    let samples = collector.get(&format!("/capacity?asset={}", asset["id"].as_str().expect("id")));
+    let samples = collector.get(&format!(
+        "/capacity?asset={}",
+        asset["id"].as_str().expect("id")
+    ));
     let sample = &samples["samples"][0];
     assert_eq!(sample["clock_suspect"], true);
     assert_eq!(sample["uptime_secs"], 42);
     let at = sample["at"].as_str().expect("at");
     let stored = time_of(at);
-    assert!((stored - ahead.seconds).abs() < 600, "stored at {at}, not at the agent's future time");
+    assert!(
+        (stored - ahead.seconds).abs() < 600,
+        "stored at {at}, not at the agent's future time"
+    );
 
     let log = collector.log();
-    assert_eq!(log.matches("Rejected an agent request").count(), 1, "log once per source:\n{log}");
+    assert_eq!(
+        log.matches("Rejected an agent request").count(),
+        1,
+        "log once per source:\n{log}"
+    );
 }
 
 fn time_of(rfc3339: &str) -> i64 {
@@ -311,21 +448,31 @@ fn time_of(rfc3339: &str) -> i64 {
         .args(["-u", "-d", rfc3339, "+%s"])
         .output()
         .expect("date");
-    String::from_utf8_lossy(&output.stdout).trim().parse().expect("epoch seconds")
+    String::from_utf8_lossy(&output.stdout)
+        .trim()
+        .parse()
+        .expect("epoch seconds")
 }
 
 #[test]
 fn the_api_wants_its_token_and_answers_errors_as_json() {
     let dir = tempfile::tempdir().expect("tempdir");
     let collector = Collector::start(dir.path());
-    let (status, body) = caretaker_tests::get_raw(collector.http, "/api/v1/assets", None).expect("get");
+    let (status, body) =
+        caretaker_tests::get_raw(collector.http, "/api/v1/assets", None).expect("get");
     assert_eq!(status, 401);
     assert!(body.contains("\"error\""), "{body}");
-    let (status, _) = caretaker_tests::get_raw(collector.http, "/api/v1/assets", Some("wrong")).expect("get");
+    let (status, _) =
+        caretaker_tests::get_raw(collector.http, "/api/v1/assets", Some("wrong")).expect("get");
     assert_eq!(status, 401);
     let (status, body) = collector.get_status("/assets/0123456789abcdef");
     assert_eq!(status, 404);
-    assert!(body["error"].as_str().expect("error text").contains("0123456789abcdef"));
+    assert!(
+        body["error"]
+            .as_str()
+            .expect("error text")
+            .contains("0123456789abcdef")
+    );
     let (status, _) = collector.get_status("/changes?limit=zero");
     assert_eq!(status, 400);
     let (status, _) = collector.get_status("/changes?asset=nope");
@@ -339,7 +486,11 @@ fn the_api_wants_its_token_and_answers_errors_as_json() {
 fn a_mistyped_config_key_exits_78_naming_file_line_and_key() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("caretaker.toml");
-    std::fs::write(&path, "data_dir = \"/tmp/x\"\n[grpc]\nlisten = \"127.0.0.1:0\"\nmax_mesage_bytes = 1\n").expect("write");
+    std::fs::write(
+        &path,
+        "data_dir = \"/tmp/x\"\n[grpc]\nlisten = \"127.0.0.1:0\"\nmax_mesage_bytes = 1\n",
+    )
+    .expect("write");
     let output = std::process::Command::new(caretaker_tests::bin("caretaker-collector"))
         .args(["check-config", "--config"])
         .arg(&path)
@@ -347,7 +498,10 @@ fn a_mistyped_config_key_exits_78_naming_file_line_and_key() {
         .expect("run");
     assert_eq!(output.status.code(), Some(78));
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains(&format!("{}:4:1:", path.display())), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{}:4:1:", path.display())),
+        "{stderr}"
+    );
     assert!(stderr.contains("max_mesage_bytes"), "{stderr}");
 
     // `run` refuses the same file the same way, before touching anything.
