@@ -11,4 +11,3 @@ pub mod v1 {
 
 pub use prost;
 pub use prost_types;
-

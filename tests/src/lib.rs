@@ -50,7 +50,10 @@ pub fn wait_for<T>(timeout: Duration, what: &str, mut check: impl FnMut() -> Opt
         if let Some(value) = check() {
             return value;
         }
-        assert!(start.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            start.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -84,7 +87,13 @@ impl Collector {
             ),
         )
         .expect("write config");
-        let mut collector = Self { dir: dir.to_owned(), config, grpc, http, child: None };
+        let mut collector = Self {
+            dir: dir.to_owned(),
+            config,
+            grpc,
+            http,
+            child: None,
+        };
         collector.restart();
         collector
     }
@@ -108,7 +117,9 @@ impl Collector {
         self.child = Some(child);
         let http = self.http;
         wait_for(Duration::from_secs(30), "the collector's API", || {
-            get_raw(http, "/api/v1/health", None).ok().filter(|(s, _)| *s == 200)
+            get_raw(http, "/api/v1/health", None)
+                .ok()
+                .filter(|(s, _)| *s == 200)
         });
     }
 
@@ -133,9 +144,14 @@ impl Collector {
 
     /// GET an API path with the bearer token; returns the status and the JSON body.
     pub fn get_status(&self, path: &str) -> (u16, Value) {
-        let (status, body) = get_raw(self.http, &format!("/api/v1{path}"), Some(&self.api_token()))
-            .unwrap_or_else(|e| panic!("GET {path}: {e:#}"));
-        let json = serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {path}: {e}: {body}"));
+        let (status, body) = get_raw(
+            self.http,
+            &format!("/api/v1{path}"),
+            Some(&self.api_token()),
+        )
+        .unwrap_or_else(|e| panic!("GET {path}: {e:#}"));
+        let json =
+            serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {path}: {e}: {body}"));
         (status, json)
     }
 
@@ -191,8 +207,13 @@ pub fn get_raw(addr: SocketAddr, path: &str, token: Option<&str>) -> anyhow::Res
     use std::io::{Read, Write};
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
     stream.set_read_timeout(Some(Duration::from_secs(30)))?;
-    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\n\r\n")?;
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\n\r\n"
+    )?;
     let mut response = Vec::new();
     stream.read_to_end(&mut response)?;
     let text = String::from_utf8(response).context("response is not UTF-8")?;
@@ -202,7 +223,10 @@ pub fn get_raw(addr: SocketAddr, path: &str, token: Option<&str>) -> anyhow::Res
         .nth(1)
         .context("no status")?
         .parse()?;
-    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
         dechunk(body)?
     } else {
         body.to_owned()
@@ -257,7 +281,16 @@ pub fn agent_once(collector: &Collector, state_dir: &Path, extra: &[&str]) -> Ou
     let state = state_dir.display().to_string();
     let url = collector.url();
     let token = collector.enroll_token();
-    let mut args = vec!["run", "--once", "--collector", &url, "--enroll-token", &token, "--state-dir", &state];
+    let mut args = vec![
+        "run",
+        "--once",
+        "--collector",
+        &url,
+        "--enroll-token",
+        &token,
+        "--state-dir",
+        &state,
+    ];
     args.extend_from_slice(extra);
     let output = agent(&args, Duration::from_secs(120));
     assert!(
@@ -277,7 +310,14 @@ pub struct AgentProcess {
 impl AgentProcess {
     pub fn start(collector: &Collector, state_dir: &Path, extra: &[&str]) -> Self {
         let child = Command::new(bin("caretaker-agent"))
-            .args(["run", "--collector", &collector.url(), "--enroll-token", &collector.enroll_token(), "--state-dir"])
+            .args([
+                "run",
+                "--collector",
+                &collector.url(),
+                "--enroll-token",
+                &collector.enroll_token(),
+                "--state-dir",
+            ])
             .arg(state_dir)
             .args(extra)
             .env("CARETAKER_LOG", "info")
@@ -307,7 +347,10 @@ pub fn hostname() -> String {
 /// MACs of this machine's physical (non-virtual) interfaces, from sysfs.
 pub fn physical_macs() -> Vec<String> {
     let mut macs = Vec::new();
-    for entry in std::fs::read_dir("/sys/class/net").expect("sysfs net").flatten() {
+    for entry in std::fs::read_dir("/sys/class/net")
+        .expect("sysfs net")
+        .flatten()
+    {
         let real = std::fs::canonicalize(entry.path()).unwrap_or_default();
         if real.starts_with("/sys/devices/virtual") {
             continue;
@@ -375,5 +418,8 @@ pub fn now_timestamp() -> prost_types::Timestamp {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock after 1970");
-    prost_types::Timestamp { seconds: now.as_secs() as i64, nanos: now.subsec_nanos() as i32 }
+    prost_types::Timestamp {
+        seconds: now.as_secs() as i64,
+        nanos: now.subsec_nanos() as i32,
+    }
 }
