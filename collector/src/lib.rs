@@ -20,4 +20,5 @@ pub mod config;
 pub mod http;
 pub mod ingest;
 pub mod model;
+pub mod scan;
 pub mod store;

@@ -1,0 +1,4 @@
+//! Network discovery.
+pub mod ping;
+pub mod snmp;
+pub mod targets;
