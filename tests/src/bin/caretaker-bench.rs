@@ -1,0 +1,130 @@
+//! `caretaker-bench`: load and footprint benchmarks against the real binaries, on loopback.
+//!
+//! - `collector`: N simulated agents enrol, send one inventory each, then M status reports each
+//!   (timed) against a real `caretaker-collector` process; prints throughput, latency, the
+//!   collector's CPU and peak RSS, and store bytes per asset and per status report.
+//! - `agent`: runs the real `caretaker-agent` against a real collector for S seconds and
+//!   prints its RSS, CPU share, `inventory --json` time and binary size.
+//!
+//! Both start their peers in a temp dir, stop them with SIGTERM and remove the dir; every wait
+//! is bounded. Exit codes: 0 measured, 1 errors during the run (or a peer failed), 2 usage.
+//! Build the peers first, e.g. `cargo build --release -p caretaker-collector -p caretaker-agent
+//! -p caretaker-tests --bins`, then `target/release/caretaker-bench collector`.
+
+#[path = "bench/agent.rs"]
+mod agent;
+#[path = "bench/collector.rs"]
+mod collector;
+#[path = "bench/harness.rs"]
+mod harness;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "caretaker-bench",
+    about = "Benchmarks the real Caretaker binaries on loopback"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Simulated agents against a real collector: throughput, latency, CPU, RSS, store size.
+    Collector {
+        #[arg(long, default_value_t = 2000)]
+        agents: usize,
+        /// Status reports each agent sends in the timed phase (one per Submit).
+        #[arg(long, default_value_t = 20)]
+        reports_per_agent: u64,
+        /// RPCs in flight at most, across all agents.
+        #[arg(long, default_value_t = 256)]
+        concurrency: usize,
+        /// Default: `caretaker-collector` next to this executable.
+        #[arg(long)]
+        collector_bin: Option<PathBuf>,
+        /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The real agent against a real collector: RSS, CPU, inventory time, binary size.
+    Agent {
+        /// How long to watch the running agent (the first 10 s count as start-up).
+        #[arg(long, default_value_t = 180)]
+        seconds: u64,
+        /// Default: `caretaker-agent` next to this executable.
+        #[arg(long)]
+        agent_bin: Option<PathBuf>,
+        /// Default: `caretaker-collector` next to this executable.
+        #[arg(long)]
+        collector_bin: Option<PathBuf>,
+        /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("caretaker-bench: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command)) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => {
+            eprintln!("caretaker-bench: the run had errors (see above)");
+            ExitCode::FAILURE
+        }
+        Err(error) => {
+            eprintln!("caretaker-bench: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command) -> anyhow::Result<bool> {
+    match command {
+        Command::Collector {
+            agents,
+            reports_per_agent,
+            concurrency,
+            collector_bin,
+            json,
+        } => {
+            collector::run(collector::Options {
+                agents,
+                reports_per_agent,
+                concurrency,
+                collector_bin: harness::sibling_binary(collector_bin, "caretaker-collector")?,
+                json,
+            })
+            .await
+        }
+        Command::Agent {
+            seconds,
+            agent_bin,
+            collector_bin,
+            json,
+        } => {
+            agent::run(agent::Options {
+                seconds,
+                agent_bin: harness::sibling_binary(agent_bin, "caretaker-agent")?,
+                collector_bin: harness::sibling_binary(collector_bin, "caretaker-collector")?,
+                json,
+            })
+            .await
+        }
+    }
+}
