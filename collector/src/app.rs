@@ -17,7 +17,8 @@ use tracing::Instrument;
 
 use crate::config::Config;
 use crate::http::{self, ApiState};
-use crate::ingest::{self, IngestStats};
+use crate::ingest::{Agents, IngestService, IngestStats};
+use crate::register;
 use crate::store::{SledStore, Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +43,10 @@ pub enum AppError {
     },
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Scan(#[from] crate::scan::ScanError),
+    #[error("cannot read SNMP credentials: {0}")]
+    Credentials(String),
     #[error("the {server} server failed: {message}")]
     Server {
         server: &'static str,
@@ -55,6 +60,7 @@ impl AppError {
         match self {
             AppError::Store(_) | AppError::DataDir { .. } | AppError::Token { .. } => 74,
             AppError::Bind { .. } => 69,
+            AppError::Scan(_) | AppError::Credentials(_) => 78,
             AppError::Server { .. } => 1,
         }
     }
@@ -71,7 +77,7 @@ pub struct App {
     shutdown: CancellationToken,
     tracker: TaskTracker,
     failure: tokio::sync::mpsc::Receiver<AppError>,
-    writer: ingest::Writer,
+    writer: register::Writer,
 }
 
 impl App {
@@ -92,8 +98,17 @@ impl App {
                 .await
                 .expect("store open task")?,
         );
-        let (service, writer, agents, stats) =
-            ingest::start(store.clone(), &enroll_token, config.agents.clone())?;
+        let agents = Agents::load(store.as_ref())?;
+        let stats = Arc::new(IngestStats::default());
+        let (register, writer) =
+            register::start(store.clone(), config.agents.clone(), agents.clone(), stats.clone())?;
+        let service = IngestService::new(
+            register.clone(),
+            agents.clone(),
+            &enroll_token,
+            config.agents.clone(),
+            stats.clone(),
+        );
 
         let grpc_listener = tokio::net::TcpListener::bind(config.grpc.listen)
             .await
@@ -154,6 +169,7 @@ impl App {
                 agents,
                 api_token: api_token.clone().into(),
                 stale_after: config.agents.stale_after,
+                reach_stale_after: config.agents.stale_after.max(config.scan.interval * 3),
             };
             let token = shutdown.clone();
             tracker.spawn(
@@ -170,6 +186,19 @@ impl App {
                 .instrument(tracing::info_span!("http", addr = %http_addr)),
             );
         }
+        if !config.scan.ranges.is_empty() {
+            let scope = crate::scan::Scope::parse(&config.scan.ranges, config.scan.max_addresses)
+                .map_err(|errors| AppError::Scan(crate::scan::ScanError::Targets(errors)))?;
+            let options = scan_options(&config).map_err(AppError::Credentials)?;
+            let token = shutdown.clone();
+            let register = register.clone();
+            let interval = config.scan.interval;
+            tracker.spawn(
+                crate::scan::daemon::run(scope, options, interval, register, token)
+                    .instrument(tracing::info_span!("scan")),
+            );
+        }
+        drop(register);
         tracker.close();
         tracing::info!(grpc = %grpc_addr, http = %http_addr, data_dir = %data_dir.display(),
             "Collector ready");
@@ -210,6 +239,23 @@ impl App {
         tracing::info!("Collector stopped");
         failed.map_or(Ok(()), Err)
     }
+}
+
+/// Scan behaviour from the config (shared by the daemon and the `scan` command).
+pub fn scan_options(config: &Config) -> Result<crate::scan::ScanOptions, String> {
+    let mut options = crate::scan::ScanOptions::default();
+    options.sweep.rate = config.scan.rate;
+    options.sweep.timeout = config.scan.timeout;
+    options.sweep.retries = config.scan.retries;
+    options.sweep.max_in_flight = config.scan.max_in_flight;
+    options.tcp_ports.clone_from(&config.scan.tcp_ports);
+    options.reverse_dns = config.scan.reverse_dns;
+    options.snmp_credentials = config.snmp.credentials()?;
+    options.snmp_limits.timeout = config.snmp.timeout;
+    options.snmp_limits.retries = config.snmp.retries;
+    options.snmp_sessions = config.snmp.sessions;
+    options.snmp_port = config.snmp.port;
+    Ok(options)
 }
 
 fn create_private_dir(path: &Path) -> Result<(), AppError> {

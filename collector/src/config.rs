@@ -120,21 +120,138 @@ pub struct ScanConfig {
     pub ranges: Vec<String>,
     #[serde(with = "humantime_serde")]
     pub interval: Duration,
+    /// Echo requests per second across a sweep.
+    pub rate: u32,
+    /// Wait for each echo reply.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Extra passes over silent addresses.
+    pub retries: u32,
+    /// Echo requests awaiting replies at once.
+    pub max_in_flight: usize,
+    /// Refuse ranges adding up to more addresses than this.
+    pub max_addresses: u64,
+    /// TCP ports probed on live hosts to help classify them; `[]` for none.
+    pub tcp_ports: Vec<u16>,
+    pub reverse_dns: bool,
 }
 
 impl Default for ScanConfig {
     fn default() -> Self {
+        let sweep = crate::scan::SweepOptions::default();
         Self {
             ranges: Vec::new(),
             interval: Duration::from_secs(60),
+            rate: sweep.rate,
+            timeout: sweep.timeout,
+            retries: sweep.retries,
+            max_in_flight: sweep.max_in_flight,
+            max_addresses: crate::scan::targets::DEFAULT_MAX_ADDRESSES,
+            tcp_ports: crate::scan::probe::DEFAULT_PORTS.to_vec(),
+            reverse_dns: true,
         }
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+/// SNMP credentials, tried in order on live hosts: every `[[snmp.v3]]` user, then the v2c
+/// `communities`, then `v1_communities`. The one that answers is remembered per device.
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SnmpConfig {
-    pub communities: Vec<String>,
+    pub communities: Vec<Secret>,
+    pub v1_communities: Vec<Secret>,
+    pub v3: Vec<SnmpV3User>,
+    /// UDP port of the agents.
+    pub port: u16,
+    /// Per request.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    pub retries: u32,
+    /// SNMP sessions at once.
+    pub sessions: usize,
+}
+
+impl Default for SnmpConfig {
+    fn default() -> Self {
+        let limits = crate::scan::snmp::Limits::default();
+        Self {
+            communities: Vec::new(),
+            v1_communities: Vec::new(),
+            v3: Vec::new(),
+            port: 161,
+            timeout: limits.timeout,
+            retries: limits.retries,
+            sessions: 64,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SnmpV3User {
+    pub user: String,
+    pub auth_protocol: Option<crate::scan::snmp::AuthProtocol>,
+    pub auth_password: Option<Secret>,
+    pub auth_password_file: Option<PathBuf>,
+    pub priv_protocol: Option<crate::scan::snmp::PrivProtocol>,
+    pub priv_password: Option<Secret>,
+    pub priv_password_file: Option<PathBuf>,
+    #[serde(default)]
+    pub context: String,
+}
+
+/// A secret from the config: never printed by `Debug`.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl From<String> for Secret {
+    fn from(value: String) -> Self {
+        Self(value)
+    }
+}
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl SnmpConfig {
+    /// The credential list in the order it is tried, reading password files.
+    pub fn credentials(&self) -> Result<Vec<crate::scan::snmp::Credential>, String> {
+        use crate::scan::snmp::Credential;
+        let read = |inline: &Option<Secret>, file: &Option<PathBuf>| -> Result<Option<String>, String> {
+            match (inline, file) {
+                (Some(s), _) => Ok(Some(s.expose().to_owned())),
+                (None, Some(path)) => std::fs::read_to_string(path)
+                    .map(|t| Some(t.trim().to_owned()))
+                    .map_err(|e| format!("cannot read {}: {e}", path.display())),
+                (None, None) => Ok(None),
+            }
+        };
+        let mut out = Vec::new();
+        for user in &self.v3 {
+            let auth = match (user.auth_protocol, read(&user.auth_password, &user.auth_password_file)?) {
+                (Some(p), Some(k)) => Some((p, k)),
+                _ => None,
+            };
+            let privacy = match (user.priv_protocol, read(&user.priv_password, &user.priv_password_file)?) {
+                (Some(p), Some(k)) => Some((p, k)),
+                _ => None,
+            };
+            out.push(Credential::V3 { user: user.user.clone(), auth, privacy, context: user.context.clone() });
+        }
+        out.extend(self.communities.iter().map(|c| Credential::V2c { community: c.expose().to_owned() }));
+        out.extend(self.v1_communities.iter().map(|c| Credential::V1 { community: c.expose().to_owned() }));
+        Ok(out)
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -290,12 +407,56 @@ fn validate(config: &Config) -> Vec<(&'static str, &'static str, String)> {
             "must be at least heartbeat_interval, or every agent flaps to unknown".to_owned(),
         ));
     }
-    for range in &config.scan.ranges {
-        if let Err(problem) = check_cidr(range) {
+    if let Err(errors) =
+        crate::scan::Scope::parse(&config.scan.ranges, config.scan.max_addresses)
+    {
+        for error in errors {
+            issues.push(("scan", "ranges", error.to_string()));
+        }
+    }
+    if config.scan.rate == 0 {
+        issues.push(("scan", "rate", "must be at least 1 packet per second".to_owned()));
+    }
+    if config.scan.timeout.is_zero() || config.scan.timeout > Duration::from_secs(30) {
+        issues.push(("scan", "timeout", "must be between 1ms and 30s".to_owned()));
+    }
+    if config.scan.max_in_flight == 0 {
+        issues.push(("scan", "max_in_flight", "must be at least 1".to_owned()));
+    }
+    if config.scan.tcp_ports.contains(&0) {
+        issues.push(("scan", "tcp_ports", "port 0 cannot be probed".to_owned()));
+    }
+    if config.snmp.sessions == 0 {
+        issues.push(("snmp", "sessions", "must be at least 1".to_owned()));
+    }
+    if config.snmp.timeout.is_zero() {
+        issues.push(("snmp", "timeout", "must be longer than 0s".to_owned()));
+    }
+    for user in &config.snmp.v3 {
+        if user.user.trim().is_empty() {
+            issues.push(("snmp.v3", "user", "must not be empty".to_owned()));
+        }
+        let has_auth_key = user.auth_password.is_some() || user.auth_password_file.is_some();
+        if user.auth_protocol.is_some() != has_auth_key {
             issues.push((
-                "scan",
-                "ranges",
-                format!("{range:?} is not a CIDR: {problem}"),
+                "snmp.v3",
+                "auth_protocol",
+                format!("user {:?} needs both auth_protocol and auth_password(_file)", user.user),
+            ));
+        }
+        let has_priv_key = user.priv_password.is_some() || user.priv_password_file.is_some();
+        if user.priv_protocol.is_some() != has_priv_key {
+            issues.push((
+                "snmp.v3",
+                "priv_protocol",
+                format!("user {:?} needs both priv_protocol and priv_password(_file)", user.user),
+            ));
+        }
+        if user.priv_protocol.is_some() && user.auth_protocol.is_none() {
+            issues.push((
+                "snmp.v3",
+                "priv_protocol",
+                format!("user {:?}: privacy needs authentication (authPriv)", user.user),
             ));
         }
     }
@@ -323,19 +484,6 @@ fn validate(config: &Config) -> Vec<(&'static str, &'static str, String)> {
         }
     }
     issues
-}
-
-fn check_cidr(range: &str) -> Result<(), String> {
-    let (addr, prefix) = range
-        .split_once('/')
-        .ok_or_else(|| "missing /prefix".to_owned())?;
-    let addr: std::net::IpAddr = addr.parse().map_err(|e| format!("{e}"))?;
-    let prefix: u8 = prefix.parse().map_err(|_| "bad prefix length".to_owned())?;
-    let max = if addr.is_ipv4() { 32 } else { 128 };
-    if prefix > max {
-        return Err(format!("prefix /{prefix} is longer than /{max}"));
-    }
-    Ok(())
 }
 
 fn is_plausible_address(address: &str) -> bool {

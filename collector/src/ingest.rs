@@ -1,12 +1,10 @@
-//! Agent ingest: the gRPC `AgentService` and the single writer that makes reports durable.
+//! Agent ingest: the gRPC `AgentService`.
 //!
-//! Handlers check credentials and shape, then hand a [`Job`] to the writer over a bounded
-//! channel (`JOB_QUEUE`; when it is full, handlers wait, which is the back-pressure agents
-//! feel as latency). The writer runs on its own OS thread: it drains up to `MAX_BATCH` jobs,
-//! turns them into one [`WriteSet`] (status samples, CMDB updates, sequence numbers), commits
-//! it with one fsync (group commit) and only then answers each job. An agent's `acked_seq` is
-//! therefore always durable, and a resent report at or below it is recognised and dropped.
-//! The writer stops when every sender is gone (the server has shut down).
+//! Handlers check credentials and the shape of each request, then hand a [`Job`] to the
+//! register writer (see `register`) and answer only when it has made the job durable: an
+//! agent's `acked_seq` is therefore always on disk, and a resent report at or below it is
+//! recognised and dropped. When the writer's queue is full handlers wait (agents feel it as
+//! latency), and after `QUEUE_WAIT` they answer `UNAVAILABLE` so the agent backs off.
 
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
@@ -17,60 +15,31 @@ use std::time::Duration;
 use caretaker_proto::v1::agent_service_server::AgentService;
 use caretaker_proto::v1::{
     EnrollRequest, EnrollResponse, HeartbeatRequest, HeartbeatResponse, Report, SubmitRequest,
-    SubmitResponse, report,
+    SubmitResponse,
 };
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tonic::{Request, Response, Status};
 
-use crate::cmdb::{Cmdb, EnrolmentHints, InventoryReport};
+use crate::cmdb::EnrolmentHints;
 use crate::config::AgentsConfig;
-use crate::model::{AgentId, AgentRecord, StatusSample};
-use crate::store::{Store, StoreError, WriteSet};
+use crate::model::{AgentId, AgentRecord};
+use crate::register::{Job, Register, RegisterError};
+use crate::store::{Store, StoreError};
 
-/// Jobs waiting for the writer; handlers wait for room when it is full.
-const JOB_QUEUE: usize = 8192;
-/// Jobs the writer folds into one commit.
-const MAX_BATCH: usize = 2048;
 /// Reports one Submit may carry.
 pub const MAX_REPORTS_PER_SUBMIT: usize = 256;
 /// How long a handler waits for room in the queue before answering UNAVAILABLE.
 const QUEUE_WAIT: Duration = Duration::from_secs(10);
 
-#[derive(Debug, thiserror::Error)]
-pub enum IngestError {
-    #[error("the store rejected a write")]
-    Store(#[from] StoreError),
-    #[error("the ingest writer has stopped")]
-    WriterGone,
-}
-
 /// The one place internal errors become gRPC statuses.
-fn to_status(error: IngestError) -> Status {
+fn to_status(error: RegisterError) -> Status {
     match error {
-        IngestError::Store(e) => Status::unavailable(format!("store unavailable: {e}")),
-        IngestError::WriterGone => Status::unavailable("collector is shutting down"),
+        RegisterError::Store(e) => Status::unavailable(format!("store unavailable: {e}")),
+        RegisterError::WriterGone => Status::unavailable("collector is shutting down"),
     }
-}
-
-enum Job {
-    Enroll {
-        agent: AgentRecord,
-        hints: EnrolmentHints,
-        reply: oneshot::Sender<Result<(), IngestError>>,
-    },
-    Submit {
-        agent_id: AgentId,
-        reports: Vec<Report>,
-        received_at: OffsetDateTime,
-        reply: oneshot::Sender<Result<u64, IngestError>>,
-    },
-    Heartbeat {
-        agent_id: AgentId,
-        at: OffsetDateTime,
-    },
 }
 
 /// Counters for logs and benchmarks.
@@ -98,7 +67,7 @@ impl Agents {
             .clone()
     }
 
-    fn heard(&self, agent_id: &str, at: OffsetDateTime) {
+    pub(crate) fn heard(&self, agent_id: &str, at: OffsetDateTime) {
         self.last_heard
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -111,70 +80,45 @@ impl Agents {
 pub struct IngestService {
     enroll_token: Arc<[u8; 32]>,
     agents: Arc<Agents>,
-    jobs: mpsc::Sender<Job>,
+    register: Register,
     config: AgentsConfig,
     stats: Arc<IngestStats>,
     unauthenticated_sources: Arc<Mutex<HashSet<IpAddr>>>,
 }
 
-/// The writer thread's handle; join it after the service is dropped.
-pub struct Writer {
-    thread: std::thread::JoinHandle<()>,
-}
-
-impl Writer {
-    pub fn join(self) {
-        if self.thread.join().is_err() {
-            tracing::error!("The ingest writer panicked");
-        }
+impl Agents {
+    /// Every enrolled agent's secret hash, from the store.
+    pub fn load(store: &dyn Store) -> Result<Arc<Self>, StoreError> {
+        Ok(Arc::new(Self {
+            secrets: RwLock::new(
+                store
+                    .agents()?
+                    .iter()
+                    .filter_map(|r| Some((r.agent_id.clone(), decode_hash(&r.secret_sha256)?)))
+                    .collect(),
+            ),
+            last_heard: Mutex::new(HashMap::new()),
+        }))
     }
 }
 
-/// Builds the service and starts the writer thread over `store`.
-pub fn start(
-    store: Arc<dyn Store>,
-    enroll_token: &str,
-    config: AgentsConfig,
-) -> Result<(IngestService, Writer, Arc<Agents>, Arc<IngestStats>), StoreError> {
-    let records = store.agents()?;
-    let seqs = store.agent_seqs()?;
-    let cmdb = Cmdb::load(store.as_ref())?;
-    let agents = Arc::new(Agents {
-        secrets: RwLock::new(
-            records
-                .iter()
-                .filter_map(|r| Some((r.agent_id.clone(), decode_hash(&r.secret_sha256)?)))
-                .collect(),
-        ),
-        last_heard: Mutex::new(HashMap::new()),
-    });
-    let stats = Arc::new(IngestStats::default());
-    let (jobs, rx) = mpsc::channel(JOB_QUEUE);
-    let state = WriterState {
-        store,
-        cmdb,
-        agents: records
-            .into_iter()
-            .map(|r| (r.agent_id.clone(), r))
-            .collect(),
-        seqs,
-        config: config.clone(),
-        stats: stats.clone(),
-        shared: agents.clone(),
-    };
-    let thread = std::thread::Builder::new()
-        .name("ingest-writer".to_owned())
-        .spawn(move || state.run(rx))
-        .expect("spawning a thread");
-    let service = IngestService {
-        enroll_token: Arc::new(sha256(enroll_token.as_bytes())),
-        agents: agents.clone(),
-        jobs,
-        config,
-        stats: stats.clone(),
-        unauthenticated_sources: Arc::default(),
-    };
-    Ok((service, Writer { thread }, agents, stats))
+impl IngestService {
+    pub fn new(
+        register: Register,
+        agents: Arc<Agents>,
+        enroll_token: &str,
+        config: AgentsConfig,
+        stats: Arc<IngestStats>,
+    ) -> Self {
+        Self {
+            enroll_token: Arc::new(sha256(enroll_token.as_bytes())),
+            agents,
+            register,
+            config,
+            stats,
+            unauthenticated_sources: Arc::default(),
+        }
+    }
 }
 
 fn sha256(bytes: &[u8]) -> [u8; 32] {
@@ -242,9 +186,9 @@ impl IngestService {
     }
 
     async fn send(&self, job: Job) -> Result<(), Status> {
-        match tokio::time::timeout(QUEUE_WAIT, self.jobs.send(job)).await {
+        match tokio::time::timeout(QUEUE_WAIT, self.register.send(job)).await {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(_)) => Err(to_status(IngestError::WriterGone)),
+            Ok(Err(_)) => Err(to_status(RegisterError::WriterGone)),
             Err(_) => Err(Status::unavailable("collector is overloaded; retry later")),
         }
     }
@@ -341,7 +285,7 @@ impl AgentService for IngestService {
         })
         .await?;
         done.await
-            .map_err(|_| to_status(IngestError::WriterGone))?
+            .map_err(|_| to_status(RegisterError::WriterGone))?
             .map_err(to_status)?;
         self.agents
             .secrets
@@ -375,7 +319,7 @@ impl AgentService for IngestService {
         .await?;
         let acked_seq = done
             .await
-            .map_err(|_| to_status(IngestError::WriterGone))?
+            .map_err(|_| to_status(RegisterError::WriterGone))?
             .map_err(to_status)?;
         Ok(Response::new(SubmitResponse { acked_seq }))
     }
@@ -389,236 +333,18 @@ impl AgentService for IngestService {
         let now = OffsetDateTime::now_utc();
         self.agents.heard(&agent_id, now);
         // Heartbeats are lossy by design: if the writer is busy, this one is simply skipped.
-        let _ = self.jobs.try_send(Job::Heartbeat { agent_id, at: now });
+        self.register.try_send(Job::Heartbeat { agent_id, at: now });
         Ok(Response::new(HeartbeatResponse {
             server_time: Some(to_timestamp(now)),
         }))
     }
 }
 
-pub fn to_timestamp(at: OffsetDateTime) -> prost_types::Timestamp {
+pub(crate) fn to_timestamp(at: OffsetDateTime) -> prost_types::Timestamp {
     prost_types::Timestamp {
         seconds: at.unix_timestamp(),
         nanos: at.nanosecond() as i32,
     }
 }
 
-fn from_timestamp(ts: &prost_types::Timestamp) -> Option<OffsetDateTime> {
-    let nanos = i128::from(ts.seconds) * 1_000_000_000 + i128::from(ts.nanos.clamp(0, 999_999_999));
-    OffsetDateTime::from_unix_timestamp_nanos(nanos).ok()
-}
 
-struct WriterState {
-    store: Arc<dyn Store>,
-    cmdb: Cmdb,
-    agents: HashMap<AgentId, AgentRecord>,
-    seqs: HashMap<AgentId, u64>,
-    config: AgentsConfig,
-    stats: Arc<IngestStats>,
-    shared: Arc<Agents>,
-}
-
-enum Reply {
-    Enroll(oneshot::Sender<Result<(), IngestError>>),
-    Submit(oneshot::Sender<Result<u64, IngestError>>, u64),
-}
-
-impl WriterState {
-    fn run(mut self, mut rx: mpsc::Receiver<Job>) {
-        let mut jobs = Vec::with_capacity(MAX_BATCH);
-        while let Some(job) = rx.blocking_recv() {
-            jobs.push(job);
-            while jobs.len() < MAX_BATCH {
-                match rx.try_recv() {
-                    Ok(job) => jobs.push(job),
-                    Err(_) => break,
-                }
-            }
-            self.process(jobs.drain(..));
-        }
-        tracing::debug!("Ingest writer stopped");
-    }
-
-    fn process(&mut self, jobs: impl Iterator<Item = Job>) {
-        let mut set = WriteSet::default();
-        let mut replies = Vec::new();
-        let mut failed = None;
-        let mut touched_seqs = HashSet::new();
-        let mut seen = HashMap::new();
-        for job in jobs {
-            match job {
-                Job::Enroll {
-                    mut agent,
-                    hints,
-                    reply,
-                } => {
-                    self.cmdb.enrol(&mut agent, hints, &mut set);
-                    set.agents.push(agent.clone());
-                    self.agents.insert(agent.agent_id.clone(), agent);
-                    replies.push(Reply::Enroll(reply));
-                }
-                Job::Submit {
-                    agent_id,
-                    reports,
-                    received_at,
-                    reply,
-                } => match self.submit(&agent_id, reports, received_at, &mut set, &mut seen) {
-                    Ok(acked) => {
-                        touched_seqs.insert(agent_id);
-                        replies.push(Reply::Submit(reply, acked));
-                    }
-                    Err(error) => {
-                        tracing::error!(%error, %agent_id, "Could not apply a report batch");
-                        failed = Some(error.to_string());
-                        replies.push(Reply::Submit(reply, 0));
-                    }
-                },
-                Job::Heartbeat { agent_id, at } => {
-                    if let Some(asset) = self.agents.get(&agent_id).and_then(|a| a.asset_id.clone())
-                    {
-                        seen.insert(asset, at);
-                    }
-                }
-            }
-        }
-        set.last_seen = seen.into_iter().collect();
-        set.agent_seqs = touched_seqs
-            .into_iter()
-            .map(|a| {
-                let seq = self.seqs.get(&a).copied().unwrap_or(0);
-                (a, seq)
-            })
-            .collect();
-        let stored = set.samples.len() as u64;
-        let result = if failed.is_some() {
-            Err(())
-        } else {
-            self.store.commit(set).map_err(|error| {
-                tracing::error!(%error, "Could not commit ingested reports; agents will retry");
-            })
-        };
-        if result.is_err() {
-            // Nothing of this batch is acknowledged; reload what the store really holds so the
-            // retries are judged against durable state.
-            self.reload();
-        } else {
-            self.stats.commits.fetch_add(1, Ordering::Relaxed);
-            self.stats
-                .reports_stored
-                .fetch_add(stored, Ordering::Relaxed);
-        }
-        for reply in replies {
-            match reply {
-                Reply::Enroll(tx) => {
-                    let _ = tx.send(result.map_err(|()| IngestError::WriterGone));
-                }
-                Reply::Submit(tx, acked) => {
-                    let _ = tx.send(result.map(|()| acked).map_err(|()| IngestError::WriterGone));
-                }
-            }
-        }
-    }
-
-    fn reload(&mut self) {
-        let reloaded = (|| -> Result<(), StoreError> {
-            self.cmdb = Cmdb::load(self.store.as_ref())?;
-            self.seqs = self.store.agent_seqs()?;
-            self.agents = self
-                .store
-                .agents()?
-                .into_iter()
-                .map(|r| (r.agent_id.clone(), r))
-                .collect();
-            Ok(())
-        })();
-        if let Err(error) = reloaded {
-            tracing::error!(%error, "Could not reload ingest state from the store");
-        }
-    }
-
-    fn submit(
-        &mut self,
-        agent_id: &str,
-        reports: Vec<Report>,
-        received_at: OffsetDateTime,
-        set: &mut WriteSet,
-        seen: &mut HashMap<String, OffsetDateTime>,
-    ) -> Result<u64, StoreError> {
-        let Some(mut agent) = self.agents.get(agent_id).cloned() else {
-            return Ok(0);
-        };
-        let mut last = self.seqs.get(agent_id).copied().unwrap_or(0);
-        let ahead =
-            time::Duration::try_from(self.config.max_clock_ahead).unwrap_or(time::Duration::MAX);
-        let age =
-            time::Duration::try_from(self.config.max_report_age).unwrap_or(time::Duration::MAX);
-        for report in reports {
-            if report.seq <= last {
-                self.stats.reports_duplicate.fetch_add(1, Ordering::Relaxed);
-                continue;
-            }
-            let collected = report.collected_at.as_ref().and_then(from_timestamp);
-            let clock_suspect = match collected {
-                Some(at) => at > received_at + ahead || at < received_at - age,
-                None => true,
-            };
-            if clock_suspect {
-                self.stats
-                    .reports_clock_suspect
-                    .fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(%agent_id, seq = report.seq, collected_at = ?collected,
-                    "Report time is implausible; storing it flagged, at the time it arrived");
-            }
-            let at = if clock_suspect {
-                received_at
-            } else {
-                collected.unwrap_or(received_at)
-            };
-            match report.body {
-                Some(report::Body::Inventory(inventory)) => {
-                    let missing = report
-                        .missing
-                        .into_iter()
-                        .filter(|m| crate::cmdb::SECTIONS.contains(&m.as_str()))
-                        .collect();
-                    self.cmdb.apply_inventory(
-                        self.store.as_ref(),
-                        &mut agent,
-                        InventoryReport {
-                            agent_id: agent_id.to_owned(),
-                            seq: report.seq,
-                            collected_at: at,
-                            received_at,
-                            clock_suspect,
-                            missing,
-                            inventory,
-                        },
-                        set,
-                    )?;
-                    set.agents.push(agent.clone());
-                }
-                Some(report::Body::Status(status)) => {
-                    if let Some(asset_id) = &agent.asset_id {
-                        set.samples.push(StatusSample {
-                            asset_id: asset_id.clone(),
-                            at,
-                            seq: report.seq,
-                            clock_suspect,
-                            status,
-                        });
-                    }
-                }
-                None => {}
-            }
-            last = report.seq;
-        }
-        if let Some(asset) = &agent.asset_id {
-            let heard = seen.entry(asset.clone()).or_insert(received_at);
-            *heard = (*heard).max(received_at);
-        }
-        self.shared.heard(agent_id, received_at);
-        self.seqs.insert(agent_id.to_owned(), last);
-        self.agents.insert(agent_id.to_owned(), agent);
-        Ok(last)
-    }
-}

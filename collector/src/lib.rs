@@ -20,5 +20,6 @@ pub mod config;
 pub mod http;
 pub mod ingest;
 pub mod model;
+pub mod register;
 pub mod scan;
 pub mod store;

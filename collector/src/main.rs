@@ -42,6 +42,40 @@ enum Command {
         #[arg(long, env = "CARETAKER_CONFIG")]
         config: PathBuf,
     },
+    /// Sweep CIDR ranges once (ICMP, then SNMP with --snmp) and print what answered.
+    /// Works without a running daemon; sends nothing outside the given ranges.
+    Scan {
+        /// Ranges like 10.20.0.0/22 (IPv4).
+        #[arg(required = true)]
+        ranges: Vec<String>,
+        /// Ask live hosts over SNMP (communities from --community or the config).
+        #[arg(long)]
+        snmp: bool,
+        /// One JSON object per live host on stdout.
+        #[arg(long)]
+        json: bool,
+        /// Take [scan] and [snmp] settings from this config file.
+        #[arg(long, env = "CARETAKER_CONFIG")]
+        config: Option<PathBuf>,
+        /// SNMP v2c community (repeatable); default "public" when the config has none.
+        #[arg(long = "community")]
+        communities: Vec<String>,
+        /// Echo requests per second.
+        #[arg(long)]
+        rate: Option<u32>,
+        /// Wait for each reply, e.g. 1s or 500ms.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        timeout: Option<std::time::Duration>,
+        /// Extra passes over silent addresses.
+        #[arg(long)]
+        retries: Option<u32>,
+        /// TCP ports to probe on live hosts, comma separated; empty to skip.
+        #[arg(long, value_delimiter = ',', num_args = 0..)]
+        ports: Option<Vec<u16>>,
+        /// Skip reverse DNS.
+        #[arg(long)]
+        no_dns: bool,
+    },
     /// Start a collector and an agent for this machine on embedded defaults (loopback only).
     Demo {
         /// Where the demo keeps its store, tokens and agent state.
@@ -55,6 +89,8 @@ enum Command {
 }
 
 const EX_CONFIG: u8 = 78;
+
+mod cli_scan;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -80,6 +116,64 @@ fn main() -> ExitCode {
             })
         }
         Command::Demo { dir, grpc, http } => run_async(demo(dir, grpc, http)),
+        Command::Scan {
+            ranges,
+            snmp,
+            json,
+            config,
+            communities,
+            rate,
+            timeout,
+            retries,
+            ports,
+            no_dns,
+        } => {
+            let mut base = match config {
+                Some(path) => match config::load(&path) {
+                    Ok(config) => config,
+                    Err(error) => return config_failure(&error),
+                },
+                None => Config::default(),
+            };
+            if !communities.is_empty() {
+                base.snmp.communities = communities.into_iter().map(config::Secret::from).collect();
+            }
+            let mut options = match caretaker_collector::app::scan_options(&base) {
+                Ok(options) => options,
+                Err(error) => {
+                    eprintln!("caretaker-collector: {error}");
+                    return ExitCode::from(EX_CONFIG);
+                }
+            };
+            if snmp && options.snmp_credentials.is_empty() {
+                options.snmp_credentials =
+                    vec![caretaker_collector::scan::snmp::Credential::V2c { community: "public".to_owned() }];
+            }
+            if !snmp {
+                options.snmp_credentials.clear();
+            }
+            options.sweep.rate = rate.unwrap_or(options.sweep.rate);
+            options.sweep.timeout = timeout.unwrap_or(options.sweep.timeout);
+            options.sweep.retries = retries.unwrap_or(options.sweep.retries);
+            if let Some(ports) = ports {
+                options.tcp_ports = ports;
+            }
+            options.reverse_dns &= !no_dns;
+            let scope = match caretaker_collector::scan::Scope::parse(&ranges, base.scan.max_addresses) {
+                Ok(scope) => scope,
+                Err(errors) => {
+                    for error in errors {
+                        eprintln!("caretaker-collector: {error}");
+                    }
+                    return ExitCode::from(2);
+                }
+            };
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .expect("tokio runtime");
+            runtime.block_on(cli_scan::run(scope, options, json))
+        }
     }
 }
 

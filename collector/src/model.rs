@@ -153,6 +153,15 @@ pub struct StatusSample {
     pub status: caretaker_proto::v1::Status,
 }
 
+/// One sweep's verdict on one asset: did it answer ping, and how fast.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReachSample {
+    pub at: OffsetDateTime,
+    pub up: bool,
+    /// Round-trip time in microseconds (0 when down).
+    pub rtt_us: u32,
+}
+
 /// Milliseconds since the Unix epoch, the store's time key.
 pub fn unix_millis(at: OffsetDateTime) -> i64 {
     i64::try_from(at.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)

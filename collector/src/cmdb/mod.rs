@@ -7,6 +7,7 @@
 //! commits together with the report's acknowledgement.
 
 pub mod diff;
+pub mod discovery;
 pub mod identity;
 
 use std::collections::{BTreeSet, HashMap};

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use time::OffsetDateTime;
 
 use super::{ApiError, ApiState, blocking};
-use crate::model::{Asset, Change, Status};
+use crate::model::{Asset, Change, ReachSample, Status};
 use crate::store::ChangeQuery;
 
 /// An asset as the list shows it: the register's fields plus derived `status`/`last_seen`.
@@ -23,7 +23,12 @@ pub struct AssetView {
     last_seen: Option<OffsetDateTime>,
 }
 
-fn view(state: &ApiState, asset: Asset, seen: &HashMap<String, OffsetDateTime>) -> AssetView {
+fn view(
+    state: &ApiState,
+    asset: Asset,
+    seen: &HashMap<String, OffsetDateTime>,
+    reach: Option<ReachSample>,
+) -> AssetView {
     // Heard from since this collector started, or the last time recorded in the store.
     let heard = state.agents.last_heard();
     let last_seen = asset
@@ -33,23 +38,39 @@ fn view(state: &ApiState, asset: Asset, seen: &HashMap<String, OffsetDateTime>) 
         .chain(seen.get(&asset.id))
         .max()
         .copied();
-    let stale = time::Duration::try_from(state.stale_after).unwrap_or(time::Duration::MAX);
-    let status = match last_seen {
-        Some(at) if OffsetDateTime::now_utc() - at <= stale => Status::Up,
+    let now = OffsetDateTime::now_utc();
+    let within = |at: OffsetDateTime, window: std::time::Duration| {
+        now - at <= time::Duration::try_from(window).unwrap_or(time::Duration::MAX)
+    };
+    let agent_fresh = asset
+        .agent_ids
+        .iter()
+        .filter_map(|a| heard.get(a).or(seen.get(&asset.id)))
+        .any(|at| within(*at, state.stale_after));
+    let status = match reach {
+        _ if agent_fresh => Status::Up,
+        // The latest sweep decides for devices that answer ping.
+        Some(r) if within(r.at, state.reach_stale_after) => {
+            if r.up { Status::Up } else { Status::Down }
+        }
         // An agent gone quiet does not prove the host is down; only a failed ping does.
         _ => Status::Unknown,
     };
-    AssetView {
-        asset,
-        status,
-        last_seen,
-    }
+    AssetView { asset, status, last_seen }
 }
 
 pub async fn list(State(state): State<ApiState>) -> Result<Json<Vec<AssetView>>, ApiError> {
     let store = state.store.clone();
-    let (assets, seen) = blocking(move || Ok((store.assets()?, store.last_seen()?))).await?;
-    let mut views: Vec<_> = assets.into_iter().map(|a| view(&state, a, &seen)).collect();
+    let (assets, seen) = blocking(move || {
+        let assets = store.assets()?;
+        let reach = assets
+            .iter()
+            .map(|a| store.latest_reach(&a.id))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((assets.into_iter().zip(reach).collect::<Vec<_>>(), store.last_seen()?))
+    })
+    .await?;
+    let mut views: Vec<_> = assets.into_iter().map(|(a, r)| view(&state, a, &seen, r)).collect();
     views.sort_by(|a, b| {
         a.asset
             .name
@@ -65,16 +86,20 @@ pub async fn one(
 ) -> Result<Json<Value>, ApiError> {
     let store = state.store.clone();
     let key = id.clone();
-    let (asset, seen, inventory) = blocking(move || {
+    let (asset, seen, inventory, reach, snmp) = blocking(move || {
         Ok((
             store.asset(&key)?,
             store.last_seen()?,
             store.inventory(&key)?,
+            store.latest_reach(&key)?,
+            store.snmp(&key)?,
         ))
     })
     .await?;
     let asset = asset.ok_or_else(|| ApiError::not_found(format!("asset {id}")))?;
-    let mut body = serde_json::to_value(view(&state, asset, &seen)).expect("asset view serialises");
+    let mut body =
+        serde_json::to_value(view(&state, asset, &seen, reach)).expect("asset view serialises");
+    let snmp = snmp.unwrap_or(Value::Null);
     let inventory = inventory.map(|r| r.inventory).unwrap_or_default();
     let object = body.as_object_mut().expect("asset view is an object");
     object.insert("hardware".into(), hardware(&inventory));
@@ -90,7 +115,13 @@ pub async fn one(
             })
             .collect(),
     );
+    let agent_interfaces = !inventory.interfaces.is_empty();
     object.insert(
+        "interfaces".into(),
+        if agent_interfaces { Value::Null } else { snmp["interfaces"].clone() },
+    );
+    if agent_interfaces {
+        object.insert(
         "interfaces".into(),
         inventory
             .interfaces
@@ -101,9 +132,38 @@ pub async fn one(
             })
             .collect(),
     );
-    object.insert("supplies".into(), json!([]));
-    object.insert("counters".into(), json!({}));
+    }
+    if object["interfaces"].is_null() {
+        object.insert("interfaces".into(), json!([]));
+    }
+    object.insert("supplies".into(), supplies(&snmp));
+    object.insert(
+        "counters".into(),
+        json!({
+            "page_count": snmp["page_count"],
+            "interfaces": snmp["interfaces"].as_array().map(Vec::len),
+        }),
+    );
+    if !snmp.is_null() {
+        object.insert("snmp".into(), snmp);
+    }
     Ok(Json(body))
+}
+
+/// Printer supplies in the contract's shape, from the SNMP snapshot.
+fn supplies(snmp: &Value) -> Value {
+    snmp["supplies"]
+        .as_array()
+        .map(|list| {
+            list.iter()
+                .map(|s| {
+                    json!({"description": s["description"], "kind": s["kind"], "colour": s["colour"],
+                           "level": s["level"], "max": s["max"], "percent": s["percent"],
+                           "state": s["state"], "unit": s["unit"]})
+                })
+                .collect()
+        })
+        .unwrap_or_else(|| json!([]))
 }
 
 fn rfc3339(ts: &prost_types::Timestamp) -> Option<String> {

@@ -29,6 +29,8 @@ pub struct ApiState {
     pub agents: Arc<Agents>,
     pub api_token: Arc<str>,
     pub stale_after: Duration,
+    /// A ping verdict older than this no longer decides the status.
+    pub reach_stale_after: Duration,
 }
 
 /// An API error: a status and a sentence.

@@ -5,7 +5,9 @@
 
 use prost::Message;
 
-use crate::model::{InventoryMeta, InventoryRecord, StatusSample, from_unix_millis, unix_millis};
+use crate::model::{
+    InventoryMeta, InventoryRecord, ReachSample, StatusSample, from_unix_millis, unix_millis,
+};
 
 pub fn time_key(millis: i64) -> [u8; 8] {
     // Flip the sign bit so negative times still sort before positive ones.
@@ -64,6 +66,28 @@ pub fn decode_sample(key: &[u8], value: &[u8]) -> Result<StatusSample, String> {
         clock_suspect: *flags & 1 == 1,
         status,
     })
+}
+
+/// `asset \0 time`: one asset's ping verdicts sort by time.
+pub fn reach_key(asset: &str, millis: i64) -> Vec<u8> {
+    let mut key = asset_prefix(asset);
+    key.extend_from_slice(&time_key(millis));
+    key
+}
+
+/// `[up u8][rtt_us u32]`.
+pub fn encode_reach(sample: &ReachSample) -> [u8; 5] {
+    let mut value = [0u8; 5];
+    value[0] = u8::from(sample.up);
+    value[1..].copy_from_slice(&sample.rtt_us.to_be_bytes());
+    value
+}
+
+pub fn decode_reach(key: &[u8], value: &[u8]) -> Result<ReachSample, String> {
+    let split = key.iter().position(|b| *b == 0).ok_or("reach key without asset separator")?;
+    let millis = time_from_key(&key[split + 1..]).ok_or("reach key without time")?;
+    let rtt: [u8; 4] = value.get(1..5).and_then(|b| b.try_into().ok()).ok_or("reach value too short")?;
+    Ok(ReachSample { at: from_unix_millis(millis), up: value[0] == 1, rtt_us: u32::from_be_bytes(rtt) })
 }
 
 /// `[meta length u32][meta JSON][Inventory protobuf]`.

@@ -5,7 +5,8 @@ use time::macros::datetime;
 
 use super::{ChangeQuery, Store, WriteSet};
 use crate::model::{
-    AgentRecord, Asset, AssetKind, Change, InventoryMeta, InventoryRecord, Source, StatusSample,
+    AgentRecord, Asset, AssetKind, Change, InventoryMeta, InventoryRecord, ReachSample, Source,
+    StatusSample,
 };
 use caretaker_proto::v1;
 
@@ -71,6 +72,35 @@ pub fn run(make: impl Fn(usize) -> Box<dyn Store>) {
     changes_list_newest_first_and_filter(make(1).as_ref());
     samples_are_ranged_by_time(make(2).as_ref());
     replaying_a_commit_is_idempotent(make(3).as_ref());
+    reach_samples_and_snmp_snapshots(make(4).as_ref());
+}
+
+fn reach_samples_and_snmp_snapshots(store: &dyn Store) {
+    let base = datetime!(2026-10-01 08:00 UTC);
+    let reach = |minutes: i64, up: bool| ReachSample {
+        at: base + time::Duration::minutes(minutes),
+        up,
+        rtt_us: if up { 350 } else { 0 },
+    };
+    assert_eq!(store.latest_reach("a1").expect("latest"), None);
+    store
+        .commit(WriteSet {
+            reach: vec![
+                ("a1".to_owned(), reach(0, true)),
+                ("a1".to_owned(), reach(1, false)),
+                ("a1".to_owned(), reach(2, true)),
+                ("a10".to_owned(), reach(5, false)),
+            ],
+            snmp: vec![("a1".to_owned(), serde_json::json!({"system": {"name": "ICT-SW2"}}))],
+            ..Default::default()
+        })
+        .expect("commit");
+    let got = store.reach("a1", base, base + time::Duration::minutes(2), 10).expect("reach");
+    assert_eq!(got, vec![reach(0, true), reach(1, false)]);
+    assert_eq!(store.latest_reach("a1").expect("latest"), Some(reach(2, true)));
+    assert_eq!(store.latest_reach("a10").expect("latest"), Some(reach(5, false)));
+    assert_eq!(store.snmp("a1").expect("snmp").expect("snapshot")["system"]["name"], "ICT-SW2");
+    assert_eq!(store.snmp("a2").expect("snmp"), None);
 }
 
 fn records_round_trip(store: &dyn Store) {

@@ -8,7 +8,8 @@ use time::OffsetDateTime;
 use super::codec;
 use super::{ChangeQuery, Store, StoreError, WriteSet};
 use crate::model::{
-    AgentId, AgentRecord, Asset, AssetId, Change, InventoryRecord, StatusSample, unix_millis,
+    AgentId, AgentRecord, Asset, AssetId, Change, InventoryRecord, ReachSample, StatusSample,
+    unix_millis,
 };
 
 #[derive(Default)]
@@ -25,6 +26,8 @@ struct Inner {
     inventories: HashMap<AssetId, InventoryRecord>,
     changes: BTreeMap<Vec<u8>, Change>,
     samples: BTreeMap<Vec<u8>, StatusSample>,
+    reach: BTreeMap<(AssetId, i64), ReachSample>,
+    snmp: HashMap<AssetId, serde_json::Value>,
 }
 
 impl MemoryStore {
@@ -41,6 +44,10 @@ impl Store for MemoryStore {
         for sample in set.samples {
             inner.samples.insert(codec::sample_key(&sample), sample);
         }
+        for (asset, sample) in set.reach {
+            inner.reach.insert((asset, unix_millis(sample.at)), sample);
+        }
+        inner.snmp.extend(set.snmp);
         for change in set.changes {
             inner.changes.insert(
                 codec::change_key(unix_millis(change.at), &change.id),
@@ -108,6 +115,26 @@ impl Store for MemoryStore {
             .take(limit)
             .cloned()
             .collect())
+    }
+
+    fn reach(
+        &self,
+        asset: &str,
+        from: OffsetDateTime,
+        to: OffsetDateTime,
+        limit: usize,
+    ) -> Result<Vec<ReachSample>, StoreError> {
+        let range = (asset.to_owned(), unix_millis(from))..(asset.to_owned(), unix_millis(to));
+        Ok(self.lock().reach.range(range).take(limit).map(|(_, s)| *s).collect())
+    }
+
+    fn latest_reach(&self, asset: &str) -> Result<Option<ReachSample>, StoreError> {
+        let range = (asset.to_owned(), i64::MIN)..=(asset.to_owned(), i64::MAX);
+        Ok(self.lock().reach.range(range).next_back().map(|(_, s)| *s))
+    }
+
+    fn snmp(&self, asset: &str) -> Result<Option<serde_json::Value>, StoreError> {
+        Ok(self.lock().snmp.get(asset).cloned())
     }
 
     fn agents(&self) -> Result<Vec<AgentRecord>, StoreError> {

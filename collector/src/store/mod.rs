@@ -18,7 +18,9 @@ use std::path::PathBuf;
 
 use time::OffsetDateTime;
 
-use crate::model::{AgentId, AgentRecord, Asset, AssetId, Change, InventoryRecord, StatusSample};
+use crate::model::{
+    AgentId, AgentRecord, Asset, AssetId, Change, InventoryRecord, ReachSample, StatusSample,
+};
 
 pub use self::sled::SledStore;
 pub use memory::MemoryStore;
@@ -49,6 +51,10 @@ pub enum StoreError {
 #[derive(Debug, Default)]
 pub struct WriteSet {
     pub samples: Vec<StatusSample>,
+    /// Ping verdicts per asset, one per sweep.
+    pub reach: Vec<(AssetId, ReachSample)>,
+    /// The latest SNMP description of an asset (JSON, as discovery produced it).
+    pub snmp: Vec<(AssetId, serde_json::Value)>,
     pub changes: Vec<Change>,
     pub inventories: Vec<(AssetId, InventoryRecord)>,
     pub assets: Vec<Asset>,
@@ -61,6 +67,8 @@ pub struct WriteSet {
 impl WriteSet {
     pub fn is_empty(&self) -> bool {
         self.samples.is_empty()
+            && self.reach.is_empty()
+            && self.snmp.is_empty()
             && self.changes.is_empty()
             && self.inventories.is_empty()
             && self.assets.is_empty()
@@ -97,6 +105,19 @@ pub trait Store: Send + Sync + 'static {
         to: OffsetDateTime,
         limit: usize,
     ) -> Result<Vec<StatusSample>, StoreError>;
+
+    /// Ping verdicts of one asset in `[from, to)`, oldest first, at most `limit`.
+    fn reach(
+        &self,
+        asset: &str,
+        from: OffsetDateTime,
+        to: OffsetDateTime,
+        limit: usize,
+    ) -> Result<Vec<ReachSample>, StoreError>;
+    /// The newest ping verdict of one asset.
+    fn latest_reach(&self, asset: &str) -> Result<Option<ReachSample>, StoreError>;
+    /// The latest SNMP description of an asset.
+    fn snmp(&self, asset: &str) -> Result<Option<serde_json::Value>, StoreError>;
 
     fn agents(&self) -> Result<Vec<AgentRecord>, StoreError>;
     fn agent_seqs(&self) -> Result<HashMap<AgentId, u64>, StoreError>;

@@ -13,8 +13,8 @@ use time::OffsetDateTime;
 use super::codec;
 use super::{ChangeQuery, Store, StoreError, WriteSet};
 use crate::model::{
-    AgentId, AgentRecord, Asset, AssetId, Change, InventoryRecord, StatusSample, from_unix_millis,
-    unix_millis,
+    AgentId, AgentRecord, Asset, AssetId, Change, InventoryRecord, ReachSample, StatusSample,
+    from_unix_millis, unix_millis,
 };
 
 pub struct SledStore {
@@ -27,6 +27,8 @@ pub struct SledStore {
     changes: sled::Tree,
     changes_by_asset: sled::Tree,
     samples: sled::Tree,
+    reach: sled::Tree,
+    snmp: sled::Tree,
 }
 
 fn io(operation: &'static str) -> impl FnOnce(sled::Error) -> StoreError {
@@ -68,6 +70,8 @@ impl SledStore {
             changes: tree("changes")?,
             changes_by_asset: tree("changes_by_asset")?,
             samples: tree("samples")?,
+            reach: tree("reach")?,
+            snmp: tree("snmp")?,
             db,
         })
     }
@@ -97,6 +101,28 @@ impl Store for SledStore {
         self.samples
             .apply_batch(batch)
             .map_err(io("write samples"))?;
+
+        let mut batch = sled::Batch::default();
+        for (asset, sample) in &set.reach {
+            batch.insert(
+                codec::reach_key(asset, unix_millis(sample.at)),
+                &codec::encode_reach(sample)[..],
+            );
+        }
+        self.reach
+            .apply_batch(batch)
+            .map_err(io("write reach samples"))?;
+
+        let mut batch = sled::Batch::default();
+        for (asset, value) in &set.snmp {
+            batch.insert(
+                asset.as_bytes(),
+                serde_json::to_vec(value).expect("JSON serialises"),
+            );
+        }
+        self.snmp
+            .apply_batch(batch)
+            .map_err(io("write SNMP snapshots"))?;
 
         let mut changes = sled::Batch::default();
         let mut index = sled::Batch::default();
@@ -263,6 +289,43 @@ impl Store for SledStore {
                 codec::decode_sample(&key, &value).map_err(|e| corrupt("samples", &key, e))
             })
             .collect()
+    }
+
+    fn reach(
+        &self,
+        asset: &str,
+        from: OffsetDateTime,
+        to: OffsetDateTime,
+        limit: usize,
+    ) -> Result<Vec<ReachSample>, StoreError> {
+        let start = codec::reach_key(asset, unix_millis(from));
+        let end = codec::reach_key(asset, unix_millis(to));
+        self.reach
+            .range(start..end)
+            .take(limit)
+            .map(|entry| {
+                let (key, value) = entry.map_err(io("scan reach samples"))?;
+                codec::decode_reach(&key, &value).map_err(|e| corrupt("reach", &key, e))
+            })
+            .collect()
+    }
+
+    fn latest_reach(&self, asset: &str) -> Result<Option<ReachSample>, StoreError> {
+        self.reach
+            .scan_prefix(codec::asset_prefix(asset))
+            .next_back()
+            .transpose()
+            .map_err(io("read latest reach sample"))?
+            .map(|(key, value)| codec::decode_reach(&key, &value).map_err(|e| corrupt("reach", &key, e)))
+            .transpose()
+    }
+
+    fn snmp(&self, asset: &str) -> Result<Option<serde_json::Value>, StoreError> {
+        self.snmp
+            .get(asset.as_bytes())
+            .map_err(io("read SNMP snapshot"))?
+            .map(|v| serde_json::from_slice(&v).map_err(|e| corrupt("snmp", asset.as_bytes(), e)))
+            .transpose()
     }
 
     fn agents(&self) -> Result<Vec<AgentRecord>, StoreError> {

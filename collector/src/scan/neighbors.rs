@@ -1,0 +1,87 @@
+//! What the collector's own segment tells about a live address: its MAC (from the kernel's
+//! neighbour table) and the vendor that MAC was assigned to (IEEE OUI registry).
+
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+
+/// MACs of complete entries in the IPv4 neighbour table (`/proc/net/arp` on Linux).
+pub fn arp_table() -> HashMap<Ipv4Addr, String> {
+    #[cfg(target_os = "linux")]
+    {
+        std::fs::read_to_string("/proc/net/arp").map(|t| parse_proc_net_arp(&t)).unwrap_or_default()
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        HashMap::new()
+    }
+}
+
+/// Parses `/proc/net/arp`: `IP address  HW type  Flags  HW address  Mask  Device`.
+pub fn parse_proc_net_arp(text: &str) -> HashMap<Ipv4Addr, String> {
+    text.lines()
+        .skip(1)
+        .filter_map(|line| {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            let ip = cols.first()?.parse().ok()?;
+            let flags = u32::from_str_radix(cols.get(2)?.trim_start_matches("0x"), 16).ok()?;
+            let mac = crate::cmdb::identity::normalise_mac(cols.get(3)?)?;
+            // 0x2 = ATF_COM: the entry is complete (resolved).
+            (flags & 0x2 != 0).then_some((ip, mac))
+        })
+        .collect()
+}
+
+/// What a MAC says about who made the device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MacVendor {
+    /// Registered to this organisation.
+    Known(String),
+    /// Locally administered (random MACs of phones and laptops, VMs): no vendor.
+    LocallyAdministered,
+    /// Not in the registry.
+    Unknown,
+}
+
+impl MacVendor {
+    /// The vendor as the register shows it.
+    pub fn label(&self) -> String {
+        match self {
+            MacVendor::Known(name) => name.clone(),
+            MacVendor::LocallyAdministered => "(locally administered MAC)".to_owned(),
+            MacVendor::Unknown => String::new(),
+        }
+    }
+}
+
+pub fn vendor_of(mac: &str) -> MacVendor {
+    if crate::cmdb::identity::is_locally_administered(mac) {
+        return MacVendor::LocallyAdministered;
+    }
+    match oui_data::lookup(mac) {
+        Some(record) => MacVendor::Known(record.organization().trim().to_owned()),
+        None => MacVendor::Unknown,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn complete_neighbour_entries_only() {
+        let table = "IP address       HW type     Flags       HW address            Mask     Device\n\
+                     198.18.0.10      0x1         0x2         00:1b:21:aa:bb:cc     *        eth0\n\
+                     198.18.0.11      0x1         0x0         00:00:00:00:00:00     *        eth0\n\
+                     198.18.0.12      0x1         0x6         3C:22:FB:01:02:03     *        eth0\n";
+        let parsed = parse_proc_net_arp(table);
+        assert_eq!(parsed.len(), 2);
+        assert_eq!(parsed[&Ipv4Addr::new(198, 18, 0, 12)], "3c:22:fb:01:02:03");
+    }
+
+    #[test]
+    fn vendors_come_from_the_ieee_registry() {
+        assert!(matches!(vendor_of("00:1b:21:aa:bb:cc"), MacVendor::Known(v) if v.contains("Intel")));
+        assert_eq!(vendor_of("02:fc:00:00:00:01"), MacVendor::LocallyAdministered);
+        assert_eq!(vendor_of("da:a1:19:00:00:01").label(), "(locally administered MAC)");
+    }
+}

@@ -1,0 +1,156 @@
+//! The ICMP echo sweep: every address in scope, paced, bounded, with retries.
+//!
+//! One surge-ping client (one socket: DGRAM "ping" socket when the kernel allows it, RAW
+//! otherwise) serves the whole sweep. Probes leave at most `rate` per second (a token bucket
+//! checked before each send) with at most `max_in_flight` awaiting replies. Pass 1 probes
+//! every address in random order; each further pass re-probes only the silent ones. Every
+//! address is checked against the [`Scope`] before a packet is sent.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use surge_ping::{Client, Config, ICMP, PingIdentifier, PingSequence, SurgeError};
+use tokio::sync::{Semaphore, mpsc};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::targets::Scope;
+
+#[derive(Debug, Clone)]
+pub struct SweepOptions {
+    /// Echo requests per second, across the whole sweep.
+    pub rate: u32,
+    /// How long to wait for each reply.
+    pub timeout: Duration,
+    /// Extra passes over the addresses that stayed silent.
+    pub retries: u32,
+    /// Probes awaiting a reply at once.
+    pub max_in_flight: usize,
+}
+
+impl Default for SweepOptions {
+    fn default() -> Self {
+        Self { rate: 20_000, timeout: Duration::from_secs(1), retries: 1, max_in_flight: 16_384 }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PingError {
+    #[error("cannot open an ICMP socket (needs root, CAP_NET_RAW or net.ipv4.ping_group_range): {0}")]
+    Socket(#[source] std::io::Error),
+}
+
+/// One address that answered.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Alive {
+    pub ip: Ipv4Addr,
+    pub rtt: Duration,
+    /// 1 when the first probe was answered.
+    pub attempts: u32,
+}
+
+/// Progress callbacks: addresses probed so far (all passes) and hosts found.
+pub trait Progress: Send + Sync {
+    fn probed(&self, _count: u64) {}
+    fn found(&self, _alive: &Alive) {}
+}
+
+impl Progress for () {}
+
+/// Sweeps `targets` (already shuffled, all inside `scope`). Returns the live hosts in the
+/// order they answered. Stops early (returning what it has) when `cancel` fires.
+pub async fn sweep(
+    scope: &Scope,
+    targets: Vec<Ipv4Addr>,
+    options: &SweepOptions,
+    progress: &dyn Progress,
+    cancel: &CancellationToken,
+) -> Result<Vec<Alive>, PingError> {
+    let client = Client::new(&Config::builder().kind(ICMP::V4).build()).map_err(PingError::Socket)?;
+    let ident = PingIdentifier(rand::random());
+    let permits = Arc::new(Semaphore::new(options.max_in_flight.max(1)));
+    let interval = Duration::from_secs_f64(1.0 / f64::from(options.rate.max(1)));
+    let payload = *b"caretaker-sweep!";
+
+    let mut alive = Vec::new();
+    let mut silent = targets;
+    let start = Instant::now();
+    let mut sent: u64 = 0;
+    for attempt in 0..=options.retries {
+        if silent.is_empty() || cancel.is_cancelled() {
+            break;
+        }
+        let (tx, mut rx) = mpsc::channel::<(Ipv4Addr, Option<Duration>)>(4096);
+        let pass = silent.len();
+        let sender = async {
+            for ip in std::mem::take(&mut silent) {
+                if !scope.contains(ip) {
+                    tracing::error!(%ip, "Refusing to probe an address outside the scan ranges");
+                    let _ = tx.send((ip, None)).await;
+                    continue;
+                }
+                let due = start + interval.mul_f64(sent as f64);
+                tokio::select! {
+                    () = cancel.cancelled() => break,
+                    () = tokio::time::sleep_until(due) => {}
+                }
+                let permit = permits.clone().acquire_owned().await.expect("semaphore is never closed");
+                sent += 1;
+                progress.probed(sent);
+                let mut pinger = client.pinger(IpAddr::V4(ip), ident).await;
+                pinger.timeout(options.timeout);
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    let result = match pinger.ping(PingSequence(attempt as u16), &payload).await {
+                        Ok((_, rtt)) => Some(rtt),
+                        Err(SurgeError::Timeout { .. }) => None,
+                        Err(error) => {
+                            tracing::debug!(%ip, %error, "Echo request failed");
+                            None
+                        }
+                    };
+                    drop(permit);
+                    let _ = tx.send((ip, result)).await;
+                });
+            }
+            drop(tx);
+        };
+        let receiver = async {
+            let mut still_silent = Vec::with_capacity(pass);
+            while let Some((ip, rtt)) = rx.recv().await {
+                match rtt {
+                    Some(rtt) => {
+                        let found = Alive { ip, rtt, attempts: attempt + 1 };
+                        progress.found(&found);
+                        alive.push(found);
+                    }
+                    None => still_silent.push(ip),
+                }
+            }
+            still_silent
+        };
+        let ((), still_silent) = tokio::join!(sender, receiver);
+        silent = still_silent;
+    }
+    Ok(alive)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn loopback_answers_and_out_of_scope_addresses_are_never_probed() {
+        let scope = Scope::parse(&["127.0.0.0/30".to_owned()], 1024).expect("scope");
+        let targets = vec![Ipv4Addr::new(127, 0, 0, 1), Ipv4Addr::new(127, 0, 0, 2), Ipv4Addr::new(198, 18, 0, 1)];
+        let options = SweepOptions { timeout: Duration::from_millis(500), retries: 0, ..Default::default() };
+        let found = match sweep(&scope, targets, &options, &(), &CancellationToken::new()).await {
+            Ok(found) => found,
+            Err(error) => panic!("run the tests as root or allow ping sockets: {error}"),
+        };
+        let ips: Vec<_> = found.iter().map(|a| a.ip).collect();
+        assert!(ips.contains(&Ipv4Addr::new(127, 0, 0, 1)));
+        assert!(!ips.contains(&Ipv4Addr::new(198, 18, 0, 1)), "outside the scope: never probed, never found");
+    }
+}

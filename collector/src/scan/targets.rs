@@ -1,0 +1,214 @@
+//! What may be scanned: CIDR parsing, size caps, routes, and the randomised probe order.
+//!
+//! [`Scope`] is the one gate every probe passes: a sweep, an SNMP query or a TCP probe to an
+//! address outside the configured ranges is refused here, whatever the caller asked.
+
+use std::fmt;
+use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+use std::str::FromStr;
+
+use rand::seq::SliceRandom;
+
+/// Largest total number of addresses one scan may cover unless configured otherwise (a /16).
+pub const DEFAULT_MAX_ADDRESSES: u64 = 65_536;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum TargetError {
+    #[error("{0:?} is not an IPv4 CIDR range (like 10.20.0.0/22): {1}")]
+    Malformed(String, &'static str),
+    #[error("{range} has {addresses} addresses; the cap is {cap} (raise [scan] max_addresses)")]
+    TooLarge { range: String, addresses: u64, cap: u64 },
+    #[error("{0} has no route from this machine: {1}")]
+    NoRoute(String, String),
+}
+
+/// An IPv4 network in CIDR form, normalised to its network address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Ipv4Net {
+    network: u32,
+    prefix: u8,
+}
+
+impl Ipv4Net {
+    pub fn new(addr: Ipv4Addr, prefix: u8) -> Option<Self> {
+        (prefix <= 32).then(|| Self { network: u32::from(addr) & mask(prefix), prefix })
+    }
+
+    pub fn prefix(&self) -> u8 {
+        self.prefix
+    }
+
+    pub fn network(&self) -> Ipv4Addr {
+        Ipv4Addr::from(self.network)
+    }
+
+    /// Number of addresses in the block, network and broadcast included.
+    pub fn size(&self) -> u64 {
+        1u64 << (32 - u32::from(self.prefix))
+    }
+
+    pub fn contains(&self, addr: Ipv4Addr) -> bool {
+        u32::from(addr) & mask(self.prefix) == self.network
+    }
+
+    /// Addresses a host can have: all but network and broadcast, except in /31 and /32.
+    pub fn hosts(&self) -> impl Iterator<Item = Ipv4Addr> + use<> {
+        let first = u64::from(self.network);
+        let last = first + self.size() - 1;
+        let (first, last) = if self.prefix >= 31 { (first, last) } else { (first + 1, last - 1) };
+        (first..=last).map(|a| Ipv4Addr::from(a as u32))
+    }
+}
+
+fn mask(prefix: u8) -> u32 {
+    if prefix == 0 { 0 } else { u32::MAX << (32 - u32::from(prefix)) }
+}
+
+impl fmt::Display for Ipv4Net {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.network(), self.prefix)
+    }
+}
+
+impl FromStr for Ipv4Net {
+    type Err = TargetError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let bad = |why| TargetError::Malformed(text.to_owned(), why);
+        let (addr, prefix) = match text.trim().split_once('/') {
+            Some((a, p)) => (a, p.parse::<u8>().map_err(|_| bad("the prefix length is not a number"))?),
+            None => (text.trim(), 32),
+        };
+        if addr.contains(':') {
+            return Err(bad("IPv6 ranges are not swept (too large); IPv4 only"));
+        }
+        let addr: Ipv4Addr = addr.parse().map_err(|_| bad("the address is not IPv4"))?;
+        Ipv4Net::new(addr, prefix).ok_or_else(|| bad("the prefix length is over 32"))
+    }
+}
+
+/// The validated set of ranges a scan may touch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scope {
+    ranges: Vec<Ipv4Net>,
+}
+
+impl Scope {
+    /// Parses every range, collecting all errors, and enforces the address cap.
+    pub fn parse(ranges: &[String], max_addresses: u64) -> Result<Self, Vec<TargetError>> {
+        let mut errors = Vec::new();
+        let mut nets = Vec::new();
+        for range in ranges {
+            match range.parse::<Ipv4Net>() {
+                Ok(net) if net.size() > max_addresses => errors.push(TargetError::TooLarge {
+                    range: range.clone(),
+                    addresses: net.size(),
+                    cap: max_addresses,
+                }),
+                Ok(net) => nets.push(net),
+                Err(e) => errors.push(e),
+            }
+        }
+        nets.sort();
+        nets.dedup();
+        let total: u64 = nets.iter().map(Ipv4Net::size).sum();
+        if errors.is_empty() && total > max_addresses {
+            errors.push(TargetError::TooLarge { range: ranges.join(", "), addresses: total, cap: max_addresses });
+        }
+        if errors.is_empty() { Ok(Self { ranges: nets }) } else { Err(errors) }
+    }
+
+    pub fn ranges(&self) -> &[Ipv4Net] {
+        &self.ranges
+    }
+
+    pub fn contains(&self, addr: Ipv4Addr) -> bool {
+        self.ranges.iter().any(|r| r.contains(addr))
+    }
+
+    /// Every host address once, in random order (so a sweep never walks a subnet in order
+    /// and never hammers one switch port after another).
+    pub fn shuffled_hosts(&self) -> Vec<Ipv4Addr> {
+        let mut hosts: Vec<Ipv4Addr> = self.ranges.iter().flat_map(Ipv4Net::hosts).collect();
+        hosts.sort_unstable();
+        hosts.dedup();
+        hosts.shuffle(&mut rand::rng());
+        hosts
+    }
+
+    /// Checks that the kernel has a route to each range. A UDP `connect` only consults the
+    /// routing table; it sends nothing.
+    pub fn check_routes(&self) -> Result<(), Vec<TargetError>> {
+        let errors: Vec<_> = self
+            .ranges
+            .iter()
+            .filter_map(|net| {
+                let probe = net.hosts().next().unwrap_or(net.network());
+                let socket = UdpSocket::bind("0.0.0.0:0").ok()?;
+                socket
+                    .connect(SocketAddr::from((probe, 9)))
+                    .err()
+                    .map(|e| TargetError::NoRoute(net.to_string(), e.to_string()))
+            })
+            .collect();
+        if errors.is_empty() { Ok(()) } else { Err(errors) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn ranges_parse_and_normalise() {
+        let net: Ipv4Net = "198.18.3.7/22".parse().expect("cidr");
+        assert_eq!(net.to_string(), "198.18.0.0/22");
+        assert_eq!(net.size(), 1024);
+        assert_eq!(net.hosts().count(), 1022);
+        assert_eq!("198.18.0.9".parse::<Ipv4Net>().expect("host").hosts().collect::<Vec<_>>(), [Ipv4Addr::new(198, 18, 0, 9)]);
+        assert_eq!("198.18.0.0/31".parse::<Ipv4Net>().expect("p2p").hosts().count(), 2);
+    }
+
+    #[test]
+    fn bad_ranges_are_named() {
+        for bad in ["198.18.0.0/33", "198.18.0/24", "fd00::/64", "school", "198.18.0.0/x"] {
+            let error = bad.parse::<Ipv4Net>().expect_err(bad);
+            assert!(error.to_string().contains(bad), "{error}");
+        }
+        let errors = Scope::parse(&["198.18.0.0/8".to_owned(), "nope".to_owned()], DEFAULT_MAX_ADDRESSES).expect_err("too big");
+        assert_eq!(errors.len(), 2);
+        assert!(errors[0].to_string().contains("198.18.0.0/8"));
+        assert!(errors[0].to_string().contains("16777216"));
+    }
+
+    #[test]
+    fn the_cap_counts_all_ranges_together() {
+        let two = ["198.18.0.0/16".to_owned(), "198.19.0.0/16".to_owned()];
+        assert!(Scope::parse(&two, DEFAULT_MAX_ADDRESSES).is_err());
+        assert!(Scope::parse(&two, 2 * DEFAULT_MAX_ADDRESSES).is_ok());
+    }
+
+    #[test]
+    fn an_unroutable_range_is_reported_without_sending() {
+        // Loopback always routes; the scope check itself sends nothing.
+        let scope = Scope::parse(&["127.0.0.0/30".to_owned()], 1024).expect("scope");
+        assert!(scope.check_routes().is_ok());
+    }
+
+    proptest! {
+        #[test]
+        fn every_shuffled_host_is_in_scope_exactly_once(a in any::<u32>(), prefix in 20u8..=32, b in any::<u32>(), q in 24u8..=32) {
+            let ranges = [format!("{}/{prefix}", Ipv4Addr::from(a)), format!("{}/{q}", Ipv4Addr::from(b))];
+            let scope = Scope::parse(&ranges, 1 << 13).expect("scope");
+            let hosts = scope.shuffled_hosts();
+            let mut sorted = hosts.clone();
+            sorted.sort_unstable();
+            sorted.dedup();
+            prop_assert_eq!(sorted.len(), hosts.len());
+            prop_assert!(hosts.iter().all(|h| scope.contains(*h)));
+            let expected: std::collections::BTreeSet<_> = scope.ranges().iter().flat_map(Ipv4Net::hosts).collect();
+            prop_assert_eq!(expected.len(), hosts.len());
+        }
+    }
+}
