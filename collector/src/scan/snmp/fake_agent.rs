@@ -13,7 +13,12 @@ pub(crate) fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
     if len < 0x80 {
         out.push(len as u8);
     } else {
-        let bytes: Vec<u8> = len.to_be_bytes().iter().copied().skip_while(|&b| b == 0).collect();
+        let bytes: Vec<u8> = len
+            .to_be_bytes()
+            .iter()
+            .copied()
+            .skip_while(|&b| b == 0)
+            .collect();
         out.push(0x80 | bytes.len() as u8);
         out.extend(bytes);
     }
@@ -25,7 +30,8 @@ fn int_bytes(n: i64) -> Vec<u8> {
     let bytes = n.to_be_bytes();
     let mut start = 0;
     while start < 7
-        && ((bytes[start] == 0 && bytes[start + 1] & 0x80 == 0) || (bytes[start] == 0xff && bytes[start + 1] & 0x80 != 0))
+        && ((bytes[start] == 0 && bytes[start + 1] & 0x80 == 0)
+            || (bytes[start] == 0xff && bytes[start + 1] & 0x80 != 0))
     {
         start += 1;
     }
@@ -86,7 +92,12 @@ pub(crate) fn value_tlv(val: &Val) -> Vec<u8> {
 }
 
 /// Encodes a v2c GetResponse.
-pub(crate) fn encode_response(community: &[u8], req_id: i32, error_status: i64, varbinds: &[(OidVec, Val)]) -> Vec<u8> {
+pub(crate) fn encode_response(
+    community: &[u8],
+    req_id: i32,
+    error_status: i64,
+    varbinds: &[(OidVec, Val)],
+) -> Vec<u8> {
     let mut vbs = Vec::new();
     for (oid, val) in varbinds {
         let mut vb = tlv(0x06, &oid_bytes(oid));
@@ -116,13 +127,19 @@ pub(crate) struct Request {
 
 /// Binds 127.0.0.1:0 and answers every request with `behave`; returns the address.
 pub(crate) async fn spawn(behave: Behaviour) -> std::net::SocketAddr {
-    let socket = UdpSocket::bind("127.0.0.1:0").await.expect("bind fake agent");
+    let socket = UdpSocket::bind("127.0.0.1:0")
+        .await
+        .expect("bind fake agent");
     let addr = socket.local_addr().expect("local addr");
     tokio::spawn(async move {
         let mut buf = vec![0u8; 65_535];
         loop {
-            let Ok((n, peer)) = socket.recv_from(&mut buf).await else { return };
-            let Ok(pdu) = snmp2::Pdu::from_bytes(&buf[..n]) else { continue };
+            let Ok((n, peer)) = socket.recv_from(&mut buf).await else {
+                return;
+            };
+            let Ok(pdu) = snmp2::Pdu::from_bytes(&buf[..n]) else {
+                continue;
+            };
             let req = Request {
                 req_id: pdu.req_id,
                 community: pdu.community.to_vec(),

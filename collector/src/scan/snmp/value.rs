@@ -63,7 +63,11 @@ impl Val {
     pub fn is_absent(&self) -> bool {
         matches!(
             self,
-            Val::Null | Val::EndOfMibView | Val::NoSuchObject | Val::NoSuchInstance | Val::Unexpected
+            Val::Null
+                | Val::EndOfMibView
+                | Val::NoSuchObject
+                | Val::NoSuchInstance
+                | Val::Unexpected
         )
     }
 
@@ -233,14 +237,20 @@ pub fn copy_varbinds(pdu: snmp2::Pdu<'_>) -> Vec<(Option<OidVec>, Val)> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use proptest::prelude::*;
 
     #[test]
     fn text_trims_nuls_and_whitespace() {
-        assert_eq!(text(&Val::Str(b"  HP LaserJet\0\0".to_vec())).as_deref(), Some("HP LaserJet"));
-        assert_eq!(text(&Val::Str(vec![0xff, b'a'])).as_deref(), Some("\u{fffd}a"));
+        assert_eq!(
+            text(&Val::Str(b"  HP LaserJet\0\0".to_vec())).as_deref(),
+            Some("HP LaserJet")
+        );
+        assert_eq!(
+            text(&Val::Str(vec![0xff, b'a'])).as_deref(),
+            Some("\u{fffd}a")
+        );
         assert_eq!(text(&Val::Int(3)), None);
         assert_eq!(text(&Val::Null), None);
         assert_eq!(nonempty_text(&Val::Str(b"\0".to_vec())), None);
@@ -250,7 +260,12 @@ mod tests {
     fn mac_from_raw_and_text() {
         let raw = Val::Str(vec![0x00, 0x1B, 0x21, 0xAA, 0xbb, 0x0c]);
         assert_eq!(mac(&raw).as_deref(), Some("00:1b:21:aa:bb:0c"));
-        for spelled in ["00:1B:21:AA:BB:0C", "00-1b-21-aa-bb-0c", "001b.21aa.bb0c", "001B21AABB0C"] {
+        for spelled in [
+            "00:1B:21:AA:BB:0C",
+            "00-1b-21-aa-bb-0c",
+            "001b.21aa.bb0c",
+            "001B21AABB0C",
+        ] {
             assert_eq!(
                 mac(&Val::Str(spelled.as_bytes().to_vec())).as_deref(),
                 Some("00:1b:21:aa:bb:0c"),
@@ -265,9 +280,18 @@ mod tests {
 
     #[test]
     fn display_hexes_binary() {
-        assert_eq!(display(&Val::Str(b"axis".to_vec())).as_deref(), Some("axis"));
-        assert_eq!(display(&Val::Str(vec![0, 0x40, 0x8c, 1, 2, 3])).as_deref(), Some("00:40:8c:01:02:03"));
-        assert_eq!(display(&Val::Ip([10, 1, 2, 3])).as_deref(), Some("10.1.2.3"));
+        assert_eq!(
+            display(&Val::Str(b"axis".to_vec())).as_deref(),
+            Some("axis")
+        );
+        assert_eq!(
+            display(&Val::Str(vec![0, 0x40, 0x8c, 1, 2, 3])).as_deref(),
+            Some("00:40:8c:01:02:03")
+        );
+        assert_eq!(
+            display(&Val::Ip([10, 1, 2, 3])).as_deref(),
+            Some("10.1.2.3")
+        );
     }
 
     #[test]
@@ -288,14 +312,23 @@ mod tests {
         assert_eq!(parse_dotted("1.3.x"), None);
         assert_eq!(parse_dotted(""), None);
         assert_eq!(dotted(&[1, 3, 6, 1, 4, 1, 11]), "1.3.6.1.4.1.11");
-        assert_eq!(oid_string(&Val::Oid(vec![1, 3, 6])).as_deref(), Some("1.3.6"));
+        assert_eq!(
+            oid_string(&Val::Oid(vec![1, 3, 6])).as_deref(),
+            Some("1.3.6")
+        );
         let oid = Oid::from(&[1, 3, 6, 1, 4, 1, 318, 1]).unwrap();
         assert_eq!(oid_to_vec(&oid), Some(vec![1, 3, 6, 1, 4, 1, 318, 1]));
     }
 
     #[test]
     fn absent_values() {
-        for v in [Val::Null, Val::NoSuchObject, Val::NoSuchInstance, Val::EndOfMibView, Val::Unexpected] {
+        for v in [
+            Val::Null,
+            Val::NoSuchObject,
+            Val::NoSuchInstance,
+            Val::EndOfMibView,
+            Val::Unexpected,
+        ] {
             assert!(v.is_absent());
             assert_eq!(text(&v), None);
             assert_eq!(int(&v), None);
@@ -369,8 +402,14 @@ mod tests {
             1,
             0,
             &[
-                (vec![1, 3, 6, 1, 2, 1, 1, 1, 0], Val::Str(b"HP ETHERNET MULTI-ENVIRONMENT".to_vec())),
-                (vec![1, 3, 6, 1, 2, 1, 1, 2, 0], Val::Oid(vec![1, 3, 6, 1, 4, 1, 11, 2, 3, 9, 1])),
+                (
+                    vec![1, 3, 6, 1, 2, 1, 1, 1, 0],
+                    Val::Str(b"HP ETHERNET MULTI-ENVIRONMENT".to_vec()),
+                ),
+                (
+                    vec![1, 3, 6, 1, 2, 1, 1, 2, 0],
+                    Val::Oid(vec![1, 3, 6, 1, 4, 1, 11, 2, 3, 9, 1]),
+                ),
                 (vec![1, 3, 6, 1, 2, 1, 1, 3, 0], Val::Ticks(12345)),
             ],
         )
@@ -382,7 +421,10 @@ mod tests {
         let pdu = snmp2::Pdu::from_bytes(&bytes).unwrap();
         let vbs = copy_varbinds(pdu);
         assert_eq!(vbs.len(), 3);
-        assert_eq!(oid_string(&vbs[1].1).as_deref(), Some("1.3.6.1.4.1.11.2.3.9.1"));
+        assert_eq!(
+            oid_string(&vbs[1].1).as_deref(),
+            Some("1.3.6.1.4.1.11.2.3.9.1")
+        );
         assert_eq!(uint(&vbs[2].1), Some(12345));
     }
 }
