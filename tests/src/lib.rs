@@ -4,6 +4,8 @@
 //! Binaries are taken from `CARETAKER_BIN_DIR`, else from the workspace's `target/debug`
 //! (the README's test command builds them first). A missing binary fails the test loudly.
 
+pub mod lab;
+
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
