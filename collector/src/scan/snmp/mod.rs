@@ -21,6 +21,8 @@ pub mod classify;
 #[cfg(test)]
 mod fake_agent;
 mod inventory;
+#[cfg(test)]
+mod recordings_tests;
 mod session;
 pub mod tables;
 pub mod value;
