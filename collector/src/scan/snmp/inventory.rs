@@ -185,10 +185,10 @@ async fn run_inventory(
         let cols: Vec<Column> = client.walk(&roots, deadline).await;
         let mut reasons: Vec<String> = Vec::new();
         for (root, col) in roots.into_iter().zip(cols) {
-            if let Some(reason) = col.stopped {
-                if !reasons.contains(&reason) {
-                    reasons.push(reason);
-                }
+            if let Some(reason) = col.stopped
+                && !reasons.contains(&reason)
+            {
+                reasons.push(reason);
             }
             walked.insert(root, col.rows);
         }

@@ -179,10 +179,10 @@ fn interface_count(name: &str) -> usize {
     let mut set = BTreeSet::new();
     for (oid, _, _) in records(name) {
         for prefix in ["1.3.6.1.2.1.2.2.1.", "1.3.6.1.2.1.31.1.1.1."] {
-            if let Some(rest) = oid.strip_prefix(prefix) {
-                if let Some((_col, idx)) = rest.split_once('.') {
-                    set.insert(idx.to_owned());
-                }
+            if let Some(rest) = oid.strip_prefix(prefix)
+                && let Some((_col, idx)) = rest.split_once('.')
+            {
+                set.insert(idx.to_owned());
             }
         }
     }
@@ -636,7 +636,7 @@ async fn silent_and_garbage_agents_time_out() {
         let n = seen.fetch_add(1, Ordering::Relaxed);
         let good = encode_response(&req.community, req.req_id, 0, &[]);
         // Truncated, then pure noise.
-        Some(if n % 2 == 0 {
+        Some(if n.is_multiple_of(2) {
             good[..good.len() / 2].to_vec()
         } else {
             vec![0x30, 0x84, 0xff, 0xff, 0xff, 0xff, 0x02]
