@@ -69,9 +69,9 @@ enum Command {
         /// Extra passes over silent addresses.
         #[arg(long)]
         retries: Option<u32>,
-        /// TCP ports to probe on live hosts, comma separated; empty to skip.
-        #[arg(long, value_delimiter = ',', num_args = 0..)]
-        ports: Option<Vec<u16>>,
+        /// TCP ports to probe on live hosts, comma separated; "" to skip.
+        #[arg(long, value_parser = parse_ports)]
+        ports: Option<Ports>,
         /// Skip reverse DNS.
         #[arg(long)]
         no_dns: bool,
@@ -89,6 +89,18 @@ enum Command {
 }
 
 const EX_CONFIG: u8 = 78;
+
+#[derive(Clone)]
+struct Ports(Vec<u16>);
+
+fn parse_ports(text: &str) -> Result<Ports, String> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|p| p.parse::<u16>().ok().filter(|p| *p != 0).ok_or_else(|| format!("{p:?} is not a TCP port")))
+        .collect::<Result<Vec<_>, _>>()
+        .map(Ports)
+}
 
 mod cli_scan;
 
@@ -155,7 +167,7 @@ fn main() -> ExitCode {
             options.sweep.rate = rate.unwrap_or(options.sweep.rate);
             options.sweep.timeout = timeout.unwrap_or(options.sweep.timeout);
             options.sweep.retries = retries.unwrap_or(options.sweep.retries);
-            if let Some(ports) = ports {
+            if let Some(Ports(ports)) = ports {
                 options.tcp_ports = ports;
             }
             options.reverse_dns &= !no_dns;

@@ -1,7 +1,11 @@
 //! The ICMP echo sweep: every address in scope, paced, bounded, with retries.
 //!
-//! One surge-ping client (one socket: DGRAM "ping" socket when the kernel allows it, RAW
-//! otherwise) serves the whole sweep. Probes leave at most `rate` per second (a token bucket
+//! A small pool of surge-ping clients (each one socket: a DGRAM "ping" socket when the kernel
+//! allows it, RAW otherwise) serves the whole sweep; several sockets because on the
+//! collector's own segment every probe to an address without a neighbour entry waits for ARP
+//! in the kernel and counts against its socket's send buffer. A send refused for lack of
+//! buffer space (ENOBUFS: full socket buffer or neighbour table) is retried after a pause,
+//! never counted as a dead host. Probes leave at most `rate` per second (a token bucket
 //! checked before each send) with at most `max_in_flight` awaiting replies. Pass 1 probes
 //! every address in random order; each further pass re-probes only the silent ones. Every
 //! address is checked against the [`Scope`] before a packet is sent.
@@ -16,6 +20,14 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::targets::Scope;
+
+/// ICMP sockets per sweep (each has its own kernel send buffer).
+const SOCKETS: usize = 16;
+/// Linux's "No buffer space available".
+const ENOBUFS: i32 = 105;
+/// How often, and how long apart, a refused send is retried (~3 s in all: ARP's give-up time).
+const MAX_REFUSALS: u32 = 150;
+const REFUSAL_PAUSE: Duration = Duration::from_millis(20);
 
 #[derive(Debug, Clone)]
 pub struct SweepOptions {
@@ -67,7 +79,11 @@ pub async fn sweep(
     progress: &dyn Progress,
     cancel: &CancellationToken,
 ) -> Result<Vec<Alive>, PingError> {
-    let client = Client::new(&Config::builder().kind(ICMP::V4).build()).map_err(PingError::Socket)?;
+    let config = Config::builder().kind(ICMP::V4).build();
+    let clients = (0..SOCKETS)
+        .map(|_| Client::new(&config))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(PingError::Socket)?;
     let ident = PingIdentifier(rand::random());
     let permits = Arc::new(Semaphore::new(options.max_in_flight.max(1)));
     let interval = Duration::from_secs_f64(1.0 / f64::from(options.rate.max(1)));
@@ -98,16 +114,26 @@ pub async fn sweep(
                 let permit = permits.clone().acquire_owned().await.expect("semaphore is never closed");
                 sent += 1;
                 progress.probed(sent);
+                let client = &clients[(sent % clients.len() as u64) as usize];
                 let mut pinger = client.pinger(IpAddr::V4(ip), ident).await;
                 pinger.timeout(options.timeout);
                 let tx = tx.clone();
                 tokio::spawn(async move {
-                    let result = match pinger.ping(PingSequence(attempt as u16), &payload).await {
-                        Ok((_, rtt)) => Some(rtt),
-                        Err(SurgeError::Timeout { .. }) => None,
-                        Err(error) => {
-                            tracing::debug!(%ip, %error, "Echo request failed");
-                            None
+                    let mut refused = 0;
+                    let result = loop {
+                        match pinger.ping(PingSequence(attempt as u16), &payload).await {
+                            Ok((_, rtt)) => break Some(rtt),
+                            Err(SurgeError::Timeout { .. }) => break None,
+                            Err(SurgeError::IOError(error))
+                                if error.raw_os_error() == Some(ENOBUFS) && refused < MAX_REFUSALS =>
+                            {
+                                refused += 1;
+                                tokio::time::sleep(REFUSAL_PAUSE).await;
+                            }
+                            Err(error) => {
+                                tracing::debug!(%ip, %error, "Echo request failed");
+                                break None;
+                            }
                         }
                     };
                     drop(permit);
