@@ -422,9 +422,6 @@ pub fn identify(
             id.firmware = descr.split_whitespace().nth(2).unwrap_or("").to_owned();
         }
     }
-    if id.vendor.is_empty() && descr.starts_with("Linux ") {
-        id.vendor = String::new();
-    }
     id
 }
 

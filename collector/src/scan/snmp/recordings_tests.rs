@@ -417,6 +417,20 @@ async fn snmpsim_recordings() {
         (AssetKind::Projector, "Epson")
     );
 
+    // SNMPv1 (GETNEXT walks, noSuchName handling) gives the same printer.
+    let v1 = Credential::V1 {
+        community: "ricoh_aficio-mp-c3002".into(),
+    };
+    let ricoh1 = inventory(sim.addr, &v1, &Limits::default())
+        .await
+        .expect("v1 inventory");
+    assert_eq!(
+        (ricoh1.kind, ricoh1.page_count),
+        (AssetKind::Printer, Some(271_871))
+    );
+    assert_eq!(ricoh1.supplies, ricoh.supplies);
+    assert_eq!(ricoh1.interfaces.len(), ricoh.interfaces.len());
+
     // Credentials are tried in order: a wrong community first, then the right one.
     let quick = Limits {
         timeout: Duration::from_millis(300),
@@ -616,6 +630,23 @@ async fn hostile_agent_endless_table_is_cut_at_max_rows() {
         "{:?}",
         d.notes
     );
+}
+
+#[tokio::test]
+async fn refused_batch_get_falls_back_to_single_gets() {
+    // tooBig for any GET of more than one name; single GETs answered.
+    let addr = fake_agent::spawn(Box::new(|req: &Request| {
+        if req.kind == snmp2::MessageType::GetRequest && req.oids.len() > 1 {
+            return Some(encode_response(&req.community, req.req_id, 1, &[]));
+        }
+        agent(|_| Vec::new())(req)
+    }))
+    .await;
+    let (index, system) = probe(addr, &[v2c("x")], &fast_limits())
+        .await
+        .expect("probe");
+    assert_eq!((index, system.descr.as_str()), (0, "Hostile switch"));
+    assert_eq!(system.object_id, "1.3.6.1.4.1.171.1");
 }
 
 #[tokio::test]

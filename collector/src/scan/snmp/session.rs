@@ -15,6 +15,7 @@ use std::net::SocketAddr;
 
 use snmp2::{AsyncSession, Oid};
 use tokio::time::{Instant, timeout};
+use tracing::debug;
 
 use super::value::{OidVec, Val, copy_varbinds};
 use super::{Credential, Limits, SnmpError};
@@ -121,7 +122,7 @@ impl Client {
                 }
                 Ok(Err(snmp2::Error::RequestIdMismatch | snmp2::Error::CommunityMismatch)) => {
                     resends += 1;
-                    tracing::debug!(target = %self.target, "Stale or foreign SNMP reply; reopening the session");
+                    debug!(target = %self.target, "Stale or foreign SNMP reply; reopening the session");
                     self.session =
                         new_session(self.target, &self.credential, &self.limits, deadline).await?;
                 }
@@ -142,7 +143,8 @@ impl Client {
 
     /// GETs scalars; the result is aligned with `oids` (absent ones as `Val::NoSuchObject`).
     /// v1 agents fail the whole request on one missing name (noSuchName): that name is marked
-    /// absent and the rest asked again.
+    /// absent and the rest asked again. Other refusals (tooBig, genErr) fall back to one GET
+    /// per name.
     pub async fn get(&mut self, oids: &[OidVec], deadline: Instant) -> Result<Vec<Val>, SnmpError> {
         let mut out = vec![Val::NoSuchObject; oids.len()];
         let mut pending: Vec<usize> = (0..oids.len()).collect();
@@ -157,11 +159,24 @@ impl Client {
                 pending.remove(bad);
                 continue;
             }
+            if reply.error_status != 0 && pending.len() > 1 {
+                // tooBig, genErr on one unknown name, ...: ask one name at a time instead.
+                debug!(target = %self.target, status = reply.error_status, "GET refused; asking one OID at a time");
+                for &slot in &pending {
+                    let one = [oids[slot].clone()];
+                    let reply = self.exchange(Req::Get(&one), deadline).await?;
+                    if reply.error_status == 0
+                        && let Some((Some(oid), val)) = reply.varbinds.into_iter().next()
+                        && oid == oids[slot]
+                    {
+                        out[slot] = val;
+                    }
+                }
+                break;
+            }
             if reply.error_status != 0 {
-                return Err(SnmpError::Protocol(format!(
-                    "agent error-status {} on GET",
-                    reply.error_status
-                )));
+                // A single name the agent refuses: absent.
+                break;
             }
             for (slot, (oid, val)) in pending.iter().zip(reply.varbinds) {
                 if oid.as_deref() == Some(oids[*slot].as_slice()) {

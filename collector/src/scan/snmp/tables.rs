@@ -442,13 +442,11 @@ pub fn supplies(w: &Walked) -> (Vec<Supply>, Vec<String>) {
         w.map(P, 8),
         w.map(P, 9),
     );
-    let colorants = w.map(oids::PRT_COLORANT_VALUE, 0);
     let colorant_values: BTreeMap<&[u64], &Val> = w
         .rows(oids::PRT_COLORANT_VALUE)
         .iter()
         .map(|(i, v)| (i.as_slice(), v))
         .collect();
-    drop(colorants);
     let mut notes = Vec::new();
     let supplies = idx
         .iter()
