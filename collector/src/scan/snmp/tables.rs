@@ -72,16 +72,6 @@ impl Walked {
             .flat_map(|&c| self.col(entry, c).iter().map(|(idx, _)| idx.clone()))
             .collect()
     }
-
-    /// A scalar (`root.0` or `root` walked as a subtree with suffix `[0]`).
-    pub fn scalar(&self, root: &[u64], column: &[u64]) -> Option<&Val> {
-        let mut oid = root.to_vec();
-        oid.extend_from_slice(column);
-        self.0
-            .get(&oid)
-            .and_then(|rows| rows.iter().find(|(i, _)| i.as_slice() == [0]))
-            .map(|(_, v)| v)
-    }
 }
 
 fn single_u32(idx: &[u64]) -> Option<u32> {
