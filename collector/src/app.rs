@@ -100,8 +100,12 @@ impl App {
         );
         let agents = Agents::load(store.as_ref())?;
         let stats = Arc::new(IngestStats::default());
-        let (register, writer) =
-            register::start(store.clone(), config.agents.clone(), agents.clone(), stats.clone())?;
+        let (register, writer) = register::start(
+            store.clone(),
+            config.agents.clone(),
+            agents.clone(),
+            stats.clone(),
+        )?;
         let service = IngestService::new(
             register.clone(),
             agents.clone(),
@@ -187,8 +191,9 @@ impl App {
             );
         }
         if !config.scan.ranges.is_empty() {
-            let scope = crate::scan::Scope::parse(&config.scan.ranges, config.scan.max_addresses)
-                .map_err(|errors| AppError::Scan(crate::scan::ScanError::Targets(errors)))?;
+            let scope =
+                crate::scan::Scope::parse(&config.scan.ranges, config.scan.max_addresses)
+                    .map_err(|errors| AppError::Scan(crate::scan::ScanError::Targets(errors)))?;
             let options = scan_options(&config).map_err(AppError::Credentials)?;
             let token = shutdown.clone();
             let register = register.clone();

@@ -4,7 +4,9 @@
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
-use caretaker_collector::scan::{self, Alive, CredentialMemory, DiscoveredHost, Progress, ScanOptions, Scope};
+use caretaker_collector::scan::{
+    self, Alive, CredentialMemory, DiscoveredHost, Progress, ScanOptions, Scope,
+};
 use indicatif::{ProgressBar, ProgressStyle};
 use tokio_util::sync::CancellationToken;
 
@@ -18,21 +20,33 @@ impl Progress for Counting {
         self.bar.set_position(count);
     }
     fn found(&self, _alive: &Alive) {
-        let n = self.found.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        let n = self
+            .found
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            + 1;
         self.bar.set_message(format!("{n} live"));
     }
 }
 
 pub async fn run(scope: Scope, options: ScanOptions, json: bool) -> ExitCode {
-    let total: u64 = scope.ranges().iter().map(|r| r.hosts().count() as u64).sum();
+    let total: u64 = scope
+        .ranges()
+        .iter()
+        .map(|r| r.hosts().count() as u64)
+        .sum();
     let progress: Box<dyn Progress> = if std::io::stderr().is_terminal() {
         let bar = ProgressBar::new(total);
         bar.set_style(
-            ProgressStyle::with_template("{spinner} sweeping [{bar:30}] {pos}/{len} probes, {msg} ({elapsed})")
-                .expect("valid template")
-                .progress_chars("=> "),
+            ProgressStyle::with_template(
+                "{spinner} sweeping [{bar:30}] {pos}/{len} probes, {msg} ({elapsed})",
+            )
+            .expect("valid template")
+            .progress_chars("=> "),
         );
-        Box::new(Counting { bar, found: Default::default() })
+        Box::new(Counting {
+            bar,
+            found: Default::default(),
+        })
     } else {
         Box::new(())
     };
@@ -62,7 +76,11 @@ pub async fn run(scope: Scope, options: ScanOptions, json: bool) -> ExitCode {
     let mut out = std::io::stdout().lock();
     if json {
         for host in &sweep.hosts {
-            let _ = writeln!(out, "{}", serde_json::to_string(host).expect("host serialises"));
+            let _ = writeln!(
+                out,
+                "{}",
+                serde_json::to_string(host).expect("host serialises")
+            );
         }
     } else {
         let _ = write!(out, "{}", table(&sweep.hosts));
@@ -71,7 +89,12 @@ pub async fn run(scope: Scope, options: ScanOptions, json: bool) -> ExitCode {
             "\n{} live of {} addresses in {} ({:.2} s)",
             sweep.hosts.len(),
             sweep.probed,
-            scope.ranges().iter().map(ToString::to_string).collect::<Vec<_>>().join(", "),
+            scope
+                .ranges()
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", "),
             started.elapsed().as_secs_f64()
         );
     }
@@ -84,11 +107,16 @@ pub async fn run(scope: Scope, options: ScanOptions, json: bool) -> ExitCode {
 
 /// A plain table, one row per host; widths fit the content.
 fn table(hosts: &[DiscoveredHost]) -> String {
-    let header = ["IP", "MAC", "VENDOR", "NAME", "KIND", "RTT", "MODEL", "PORTS", "SUPPLIES"];
+    let header = [
+        "IP", "MAC", "VENDOR", "NAME", "KIND", "RTT", "MODEL", "PORTS", "SUPPLIES",
+    ];
     let rows: Vec<[String; 9]> = hosts
         .iter()
         .map(|h| {
-            let kind = serde_json::to_value(h.kind).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+            let kind = serde_json::to_value(h.kind)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default();
             let model = h.snmp.as_ref().map(|d| d.model.clone()).unwrap_or_default();
             let supplies = h
                 .snmp
@@ -96,7 +124,10 @@ fn table(hosts: &[DiscoveredHost]) -> String {
                 .map(|d| {
                     d.supplies
                         .iter()
-                        .filter_map(|s| s.percent.map(|p| format!("{} {p:.0}%", short(&s.description, 18))))
+                        .filter_map(|s| {
+                            s.percent
+                                .map(|p| format!("{} {p:.0}%", short(&s.description, 18)))
+                        })
                         .collect::<Vec<_>>()
                         .join(", ")
                 })
@@ -109,7 +140,11 @@ fn table(hosts: &[DiscoveredHost]) -> String {
                 kind,
                 format!("{:.1}ms", h.rtt_ms),
                 short(&model, 28),
-                h.open_ports.iter().map(u16::to_string).collect::<Vec<_>>().join(","),
+                h.open_ports
+                    .iter()
+                    .map(u16::to_string)
+                    .collect::<Vec<_>>()
+                    .join(","),
                 supplies,
             ]
         })

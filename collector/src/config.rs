@@ -227,29 +227,45 @@ impl SnmpConfig {
     /// The credential list in the order it is tried, reading password files.
     pub fn credentials(&self) -> Result<Vec<crate::scan::snmp::Credential>, String> {
         use crate::scan::snmp::Credential;
-        let read = |inline: &Option<Secret>, file: &Option<PathBuf>| -> Result<Option<String>, String> {
-            match (inline, file) {
-                (Some(s), _) => Ok(Some(s.expose().to_owned())),
-                (None, Some(path)) => std::fs::read_to_string(path)
-                    .map(|t| Some(t.trim().to_owned()))
-                    .map_err(|e| format!("cannot read {}: {e}", path.display())),
-                (None, None) => Ok(None),
-            }
-        };
+        let read =
+            |inline: &Option<Secret>, file: &Option<PathBuf>| -> Result<Option<String>, String> {
+                match (inline, file) {
+                    (Some(s), _) => Ok(Some(s.expose().to_owned())),
+                    (None, Some(path)) => std::fs::read_to_string(path)
+                        .map(|t| Some(t.trim().to_owned()))
+                        .map_err(|e| format!("cannot read {}: {e}", path.display())),
+                    (None, None) => Ok(None),
+                }
+            };
         let mut out = Vec::new();
         for user in &self.v3 {
-            let auth = match (user.auth_protocol, read(&user.auth_password, &user.auth_password_file)?) {
+            let auth = match (
+                user.auth_protocol,
+                read(&user.auth_password, &user.auth_password_file)?,
+            ) {
                 (Some(p), Some(k)) => Some((p, k)),
                 _ => None,
             };
-            let privacy = match (user.priv_protocol, read(&user.priv_password, &user.priv_password_file)?) {
+            let privacy = match (
+                user.priv_protocol,
+                read(&user.priv_password, &user.priv_password_file)?,
+            ) {
                 (Some(p), Some(k)) => Some((p, k)),
                 _ => None,
             };
-            out.push(Credential::V3 { user: user.user.clone(), auth, privacy, context: user.context.clone() });
+            out.push(Credential::V3 {
+                user: user.user.clone(),
+                auth,
+                privacy,
+                context: user.context.clone(),
+            });
         }
-        out.extend(self.communities.iter().map(|c| Credential::V2c { community: c.expose().to_owned() }));
-        out.extend(self.v1_communities.iter().map(|c| Credential::V1 { community: c.expose().to_owned() }));
+        out.extend(self.communities.iter().map(|c| Credential::V2c {
+            community: c.expose().to_owned(),
+        }));
+        out.extend(self.v1_communities.iter().map(|c| Credential::V1 {
+            community: c.expose().to_owned(),
+        }));
         Ok(out)
     }
 }
@@ -407,15 +423,17 @@ fn validate(config: &Config) -> Vec<(&'static str, &'static str, String)> {
             "must be at least heartbeat_interval, or every agent flaps to unknown".to_owned(),
         ));
     }
-    if let Err(errors) =
-        crate::scan::Scope::parse(&config.scan.ranges, config.scan.max_addresses)
-    {
+    if let Err(errors) = crate::scan::Scope::parse(&config.scan.ranges, config.scan.max_addresses) {
         for error in errors {
             issues.push(("scan", "ranges", error.to_string()));
         }
     }
     if config.scan.rate == 0 {
-        issues.push(("scan", "rate", "must be at least 1 packet per second".to_owned()));
+        issues.push((
+            "scan",
+            "rate",
+            "must be at least 1 packet per second".to_owned(),
+        ));
     }
     if config.scan.timeout.is_zero() || config.scan.timeout > Duration::from_secs(30) {
         issues.push(("scan", "timeout", "must be between 1ms and 30s".to_owned()));
@@ -441,7 +459,10 @@ fn validate(config: &Config) -> Vec<(&'static str, &'static str, String)> {
             issues.push((
                 "snmp.v3",
                 "auth_protocol",
-                format!("user {:?} needs both auth_protocol and auth_password(_file)", user.user),
+                format!(
+                    "user {:?} needs both auth_protocol and auth_password(_file)",
+                    user.user
+                ),
             ));
         }
         let has_priv_key = user.priv_password.is_some() || user.priv_password_file.is_some();
@@ -449,14 +470,20 @@ fn validate(config: &Config) -> Vec<(&'static str, &'static str, String)> {
             issues.push((
                 "snmp.v3",
                 "priv_protocol",
-                format!("user {:?} needs both priv_protocol and priv_password(_file)", user.user),
+                format!(
+                    "user {:?} needs both priv_protocol and priv_password(_file)",
+                    user.user
+                ),
             ));
         }
         if user.priv_protocol.is_some() && user.auth_protocol.is_none() {
             issues.push((
                 "snmp.v3",
                 "priv_protocol",
-                format!("user {:?}: privacy needs authentication (authPriv)", user.user),
+                format!(
+                    "user {:?}: privacy needs authentication (authPriv)",
+                    user.user
+                ),
             ));
         }
     }

@@ -346,5 +346,3 @@ pub(crate) fn to_timestamp(at: OffsetDateTime) -> prost_types::Timestamp {
         nanos: at.nanosecond() as i32,
     }
 }
-
-

@@ -97,7 +97,12 @@ fn parse_ports(text: &str) -> Result<Ports, String> {
     text.split(',')
         .map(str::trim)
         .filter(|p| !p.is_empty())
-        .map(|p| p.parse::<u16>().ok().filter(|p| *p != 0).ok_or_else(|| format!("{p:?} is not a TCP port")))
+        .map(|p| {
+            p.parse::<u16>()
+                .ok()
+                .filter(|p| *p != 0)
+                .ok_or_else(|| format!("{p:?} is not a TCP port"))
+        })
         .collect::<Result<Vec<_>, _>>()
         .map(Ports)
 }
@@ -158,8 +163,9 @@ fn main() -> ExitCode {
                 }
             };
             if snmp && options.snmp_credentials.is_empty() {
-                options.snmp_credentials =
-                    vec![caretaker_collector::scan::snmp::Credential::V2c { community: "public".to_owned() }];
+                options.snmp_credentials = vec![caretaker_collector::scan::snmp::Credential::V2c {
+                    community: "public".to_owned(),
+                }];
             }
             if !snmp {
                 options.snmp_credentials.clear();
@@ -171,15 +177,16 @@ fn main() -> ExitCode {
                 options.tcp_ports = ports;
             }
             options.reverse_dns &= !no_dns;
-            let scope = match caretaker_collector::scan::Scope::parse(&ranges, base.scan.max_addresses) {
-                Ok(scope) => scope,
-                Err(errors) => {
-                    for error in errors {
-                        eprintln!("caretaker-collector: {error}");
+            let scope =
+                match caretaker_collector::scan::Scope::parse(&ranges, base.scan.max_addresses) {
+                    Ok(scope) => scope,
+                    Err(errors) => {
+                        for error in errors {
+                            eprintln!("caretaker-collector: {error}");
+                        }
+                        return ExitCode::from(2);
                     }
-                    return ExitCode::from(2);
-                }
-            };
+                };
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()

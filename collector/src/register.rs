@@ -18,10 +18,10 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::cmdb::discovery::SweepSummary;
 use crate::cmdb::{Cmdb, EnrolmentHints, InventoryReport};
-use crate::scan::Sweep;
 use crate::config::AgentsConfig;
 use crate::ingest::{Agents, IngestStats};
 use crate::model::{AgentId, AgentRecord, StatusSample};
+use crate::scan::Sweep;
 use crate::store::{Store, StoreError, WriteSet};
 
 /// Jobs waiting for the writer; senders wait for room when it is full.
@@ -46,7 +46,10 @@ pub struct Register {
 impl Register {
     /// Queues a job, waiting for room.
     pub async fn send(&self, job: Job) -> Result<(), RegisterError> {
-        self.jobs.send(job).await.map_err(|_| RegisterError::WriterGone)
+        self.jobs
+            .send(job)
+            .await
+            .map_err(|_| RegisterError::WriterGone)
     }
 
     /// Queues a job if there is room; lossy jobs (heartbeats) use this.
@@ -64,7 +67,11 @@ pub fn start(
 ) -> Result<(Register, Writer), StoreError> {
     let state = WriterState {
         cmdb: Cmdb::load(store.as_ref())?,
-        agents: store.agents()?.into_iter().map(|r| (r.agent_id.clone(), r)).collect(),
+        agents: store
+            .agents()?
+            .into_iter()
+            .map(|r| (r.agent_id.clone(), r))
+            .collect(),
         seqs: store.agent_seqs()?,
         store,
         config,
@@ -80,8 +87,7 @@ pub fn start(
 }
 
 fn from_timestamp(ts: &prost_types::Timestamp) -> Option<OffsetDateTime> {
-    let nanos =
-        i128::from(ts.seconds) * 1_000_000_000 + i128::from(ts.nanos.clamp(0, 999_999_999));
+    let nanos = i128::from(ts.seconds) * 1_000_000_000 + i128::from(ts.nanos.clamp(0, 999_999_999));
     OffsetDateTime::from_unix_timestamp_nanos(nanos).ok()
 }
 
@@ -108,7 +114,6 @@ pub enum Job {
     },
 }
 
-
 /// The writer thread's handle; join it after the service is dropped.
 pub struct Writer {
     thread: std::thread::JoinHandle<()>,
@@ -121,7 +126,6 @@ impl Writer {
         }
     }
 }
-
 
 struct WriterState {
     store: Arc<dyn Store>,
@@ -136,7 +140,10 @@ struct WriterState {
 enum Reply {
     Enroll(oneshot::Sender<Result<(), RegisterError>>),
     Submit(oneshot::Sender<Result<u64, RegisterError>>, u64),
-    Discovery(oneshot::Sender<Result<SweepSummary, RegisterError>>, SweepSummary),
+    Discovery(
+        oneshot::Sender<Result<SweepSummary, RegisterError>>,
+        SweepSummary,
+    ),
 }
 
 impl WriterState {
@@ -239,10 +246,18 @@ impl WriterState {
                     let _ = tx.send(result.map_err(|()| RegisterError::WriterGone));
                 }
                 Reply::Submit(tx, acked) => {
-                    let _ = tx.send(result.map(|()| acked).map_err(|()| RegisterError::WriterGone));
+                    let _ = tx.send(
+                        result
+                            .map(|()| acked)
+                            .map_err(|()| RegisterError::WriterGone),
+                    );
                 }
                 Reply::Discovery(tx, summary) => {
-                    let _ = tx.send(result.map(|()| summary).map_err(|()| RegisterError::WriterGone));
+                    let _ = tx.send(
+                        result
+                            .map(|()| summary)
+                            .map_err(|()| RegisterError::WriterGone),
+                    );
                 }
             }
         }

@@ -575,11 +575,11 @@ impl Lab {
     /// macvlan hosts (own MAC); one snmpsimd runs per namespace involved. Waits until every
     /// address answers from the scanner.
     ///
-    /// snmpsim 0.4.5 (`--v2c-arch`) looks up, for community C on its N-th
-    /// `--agent-udpv4-endpoint` (transport id 1.3.6.1.6.1.1.N, N from 0), the data file
-    /// `C/1.3.6.1.6.1.1.N/<source ip>`, then `C/1.3.6.1.6.1.1.N`, then `C` (relative to
-    /// `--data-dir`, without `.snmprec`). So `data/public/1.3.6.1.6.1.1.N.snmprec` is a symlink
-    /// to the recording for endpoint N; symlinks to one file share one index.
+    /// One snmpsimd per distinct recording (its default SNMPv3 architecture), listening on every
+    /// address that serves that recording, with the recording linked as `public.snmprec` (and
+    /// under its own name). snmpsim 0.4.5's `--v2c-arch`, which could pick a recording per
+    /// endpoint in one process, spins forever answering a GETBULK that runs past the end of
+    /// the MIB, so it is not used.
     pub fn start_snmpsim(&mut self, devices: &[(Ipv4Addr, &str)]) -> Result<()> {
         require(&["snmpsimd", "snmpget", "chown"])?;
         ensure!(!devices.is_empty(), "start_snmpsim: no devices");
@@ -592,44 +592,41 @@ impl Lab {
         if !missing.is_empty() {
             self.add_hosts_at(&missing)?;
         }
-        let mut by_ns: BTreeMap<String, Vec<(Ipv4Addr, &str)>> = BTreeMap::new();
+        // One daemon per (namespace, recording): community "public" then always means it.
+        let mut groups: BTreeMap<(String, &str), Vec<Ipv4Addr>> = BTreeMap::new();
         for &(ip, rec) in devices {
             let host = self.hosts.iter().find(|h| h.ip == ip).expect("added above");
-            by_ns.entry(host.netns.clone()).or_default().push((ip, rec));
+            groups
+                .entry((host.netns.clone(), rec))
+                .or_default()
+                .push(ip);
         }
-        for (ns, devs) in by_ns {
+        for ((ns, rec), ips) in groups {
             let dir = self.new_dir("snmpsim")?;
-            let (rec_dir, data, cache) = (dir.join("rec"), dir.join("data"), dir.join("cache"));
-            for d in [&rec_dir, &data.join("public"), &cache] {
+            let (data, cache) = (dir.join("data"), dir.join("cache"));
+            for d in [&data, &cache] {
                 std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
             }
+            let src = recordings.join(format!("{rec}.snmprec"));
+            let text = std::fs::read_to_string(&src)
+                .with_context(|| format!("reading recording {}", src.display()))?;
+            let copy = data.join(format!("{rec}.snmprec"));
+            write(&copy, &servable_recording(&text))?;
+            symlink(&copy, &data.join("public.snmprec"))?;
             let mut cmd = self.in_ns(&ns, "snmpsimd", &[] as &[&str]);
-            cmd.arg("--v2c-arch")
-                .arg(format!("--data-dir={}", data.display()))
+            cmd.arg(format!("--data-dir={}", data.display()))
                 .arg(format!("--cache-dir={}", cache.display()))
                 .args(["--process-user=nobody", "--process-group=nogroup"]);
-            for (n, (ip, rec)) in devs.iter().enumerate() {
-                let copy = rec_dir.join(format!("{rec}.snmprec"));
-                if !copy.exists() {
-                    let src = recordings.join(format!("{rec}.snmprec"));
-                    let text = std::fs::read_to_string(&src)
-                        .with_context(|| format!("reading recording {}", src.display()))?;
-                    write(&copy, &servable_recording(&text))?;
-                    symlink(&copy, &data.join(format!("{rec}.snmprec")))?;
-                }
-                symlink(
-                    &copy,
-                    &data.join(format!("public/1.3.6.1.6.1.1.{n}.snmprec")),
-                )?;
+            for ip in &ips {
                 cmd.arg(format!("--agent-udpv4-endpoint={ip}:161"));
             }
             run(Command::new("chmod").arg("-R").arg("a+rX").arg(&dir))?;
             run(Command::new("chown").arg("nobody:nogroup").arg(&cache))?;
             let log = dir.join("snmpsimd.log");
-            let name = format!("snmpsimd in {ns}");
+            let name = format!("snmpsimd ({rec}) in {ns}");
             self.spawn_daemon(&name, cmd, &log)?;
             let args = ["-v2c", "-c", "public", "-t", "1", "-r", "0", "-On"];
-            for (ip, _) in &devs {
+            for ip in &ips {
                 self.wait_snmp(&name, &log, *ip, &args, "1.3.6.1", Duration::from_secs(60))?;
             }
         }

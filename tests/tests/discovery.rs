@@ -28,7 +28,8 @@ fn scan_json(lab: &Lab, args: &[&str]) -> Result<BTreeMap<Ipv4Addr, Value>> {
     String::from_utf8(output.stdout)?
         .lines()
         .map(|line| {
-            let host: Value = serde_json::from_str(line).with_context(|| format!("not JSON: {line}"))?;
+            let host: Value =
+                serde_json::from_str(line).with_context(|| format!("not JSON: {line}"))?;
             let ip = host["ip"].as_str().context("ip")?.parse()?;
             Ok((ip, host))
         })
@@ -38,7 +39,9 @@ fn scan_json(lab: &Lab, args: &[&str]) -> Result<BTreeMap<Ipv4Addr, Value>> {
 fn scan_fails(lab: &Lab, args: &[&str]) -> Output {
     let mut all = vec!["scan"];
     all.extend_from_slice(args);
-    lab.scanner_cmd(bin("caretaker-collector"), &all).output().expect("run scan")
+    lab.scanner_cmd(bin("caretaker-collector"), &all)
+        .output()
+        .expect("run scan")
 }
 
 #[test]
@@ -56,7 +59,11 @@ fn a_sweep_finds_every_live_host_with_its_mac_and_nothing_else() -> Result<()> {
     for host in hosts.iter().chain([&lonely]) {
         let seen = &found[&host.ip];
         assert_eq!(seen["mac"].as_str(), Some(host.mac.as_str()), "{seen}");
-        assert!(seen["rtt_ms"].as_f64().is_some_and(|r| r > 0.0 && r < 1000.0));
+        assert!(
+            seen["rtt_ms"]
+                .as_f64()
+                .is_some_and(|r| r > 0.0 && r < 1000.0)
+        );
     }
 
     // The same hosts as nmap finds, on the same lab.
@@ -114,10 +121,18 @@ impl Recording {
         self.get(oid)?.parse().ok()
     }
 
-    /// Row indexes under a table column, e.g. ifIndex values.
-    fn rows(&self, column: &str) -> usize {
-        let prefix = format!("{column}.");
-        self.0.keys().filter(|k| k.starts_with(&prefix)).count()
+    /// Distinct row indexes of a table entry (`ENTRY.COLUMN.INDEX`), over all its columns.
+    fn rows(&self, entry: &str) -> usize {
+        let prefix = format!("{entry}.");
+        self.0
+            .keys()
+            .filter_map(|k| {
+                k.strip_prefix(&prefix)?
+                    .split_once('.')
+                    .map(|(_, index)| index.to_owned())
+            })
+            .collect::<BTreeSet<_>>()
+            .len()
     }
 }
 
@@ -125,9 +140,18 @@ fn supply<'a>(host: &'a Value, description_starts: &str) -> &'a Value {
     host["snmp"]["supplies"]
         .as_array()
         .and_then(|list| {
-            list.iter().find(|s| s["description"].as_str().is_some_and(|d| d.starts_with(description_starts)))
+            list.iter().find(|s| {
+                s["description"]
+                    .as_str()
+                    .is_some_and(|d| d.starts_with(description_starts))
+            })
         })
-        .unwrap_or_else(|| panic!("no supply {description_starts:?} in {}", host["snmp"]["supplies"]))
+        .unwrap_or_else(|| {
+            panic!(
+                "no supply {description_starts:?} in {}",
+                host["snmp"]["supplies"]
+            )
+        })
 }
 
 #[test]
@@ -144,15 +168,44 @@ fn snmp_describes_printers_switches_access_points_upses_and_nases() -> Result<()
     ];
     lab.start_snmpsim(&devices)?;
     let server = lab.add_host_ns("198.18.1.60".parse()?)?;
-    let conf = SnmpdConf { community: "school-ro".into(), sys_name: "LIB-SRV01".into(), ..SnmpdConf::default() };
+    let conf = SnmpdConf {
+        community: "school-ro".into(),
+        sys_name: "LIB-SRV01".into(),
+        ..SnmpdConf::default()
+    };
     lab.start_snmpd(&server, &conf)?;
     let cidr = lab.lan().to_string();
 
     // The wrong community first: each device is asked with the next one.
-    let found = scan_json(&lab, &[&cidr, "--snmp", "--community", "wrong", "--community", "public", "--community", "school-ro", "--ports", ""])?;
+    let found = scan_json(
+        &lab,
+        &[
+            &cidr,
+            "--snmp",
+            "--community",
+            "wrong",
+            "--community",
+            "public",
+            "--community",
+            "school-ro",
+            "--ports",
+            "",
+        ],
+    )?;
     let kind = |ip: Ipv4Addr| found[&ip]["kind"].as_str().unwrap_or_default().to_owned();
     let kinds: Vec<String> = devices.iter().map(|(ip, _)| kind(*ip)).collect();
-    assert_eq!(kinds, ["printer", "printer", "printer", "switch", "access-point", "ups", "nas"]);
+    assert_eq!(
+        kinds,
+        [
+            "printer",
+            "printer",
+            "printer",
+            "switch",
+            "access-point",
+            "ups",
+            "nas"
+        ]
+    );
     assert_eq!(found[&server.ip]["snmp"]["system"]["name"], "LIB-SRV01");
     assert_eq!(kind(server.ip), "server");
 
@@ -162,39 +215,71 @@ fn snmp_describes_printers_switches_access_points_upses_and_nases() -> Result<()
     let black = supply(hp_host, "Black Cartridge");
     let level = hp.int("1.3.6.1.2.1.43.11.1.1.9.1.1").context("level")?;
     let max = hp.int("1.3.6.1.2.1.43.11.1.1.8.1.1").context("max")?;
-    assert_eq!(black["percent"].as_f64().map(f64::round), Some((level * 100 / max) as f64));
-    assert_eq!(hp_host["snmp"]["page_count"].as_i64(), hp.int("1.3.6.1.2.1.43.10.2.1.4.1.1"));
-    assert!(hp_host["snmp"]["model"].as_str().is_some_and(|m| m.contains("M130")), "{}", hp_host["snmp"]["model"]);
+    assert_eq!(
+        black["percent"].as_f64().map(f64::round),
+        Some((level * 100 / max) as f64)
+    );
+    assert_eq!(
+        hp_host["snmp"]["page_count"].as_i64(),
+        hp.int("1.3.6.1.2.1.43.10.2.1.4.1.1")
+    );
+    assert!(
+        hp_host["snmp"]["model"]
+            .as_str()
+            .is_some_and(|m| m.contains("M130")),
+        "{}",
+        hp_host["snmp"]["model"]
+    );
 
     let ricoh = Recording::load("ricoh_aficio-mp-c3002")?;
     let cyan = supply(&found[&devices[1].0], "Cyan Toner");
-    assert_eq!(cyan["percent"].as_f64().map(f64::round), ricoh.int("1.3.6.1.2.1.43.11.1.1.9.1.3").map(|v| v as f64));
-    assert_eq!(found[&devices[1].0]["snmp"]["page_count"].as_i64(), ricoh.int("1.3.6.1.2.1.43.10.2.1.4.1.1"));
+    assert_eq!(
+        cyan["percent"].as_f64().map(f64::round),
+        ricoh.int("1.3.6.1.2.1.43.11.1.1.9.1.3").map(|v| v as f64)
+    );
+    assert_eq!(
+        found[&devices[1].0]["snmp"]["page_count"].as_i64(),
+        ricoh.int("1.3.6.1.2.1.43.10.2.1.4.1.1")
+    );
 
     // Brother reports an unknown maximum (-2) and "some remaining" (-3): no percentages.
     let brother = &found[&devices[2].0];
     for s in brother["snmp"]["supplies"].as_array().context("supplies")? {
-        if s["description"].as_str().is_some_and(|d| d.starts_with("Black Toner")) {
+        if s["description"]
+            .as_str()
+            .is_some_and(|d| d.starts_with("Black Toner"))
+        {
             assert!(s["percent"].is_null(), "{s}");
         }
     }
 
     // The switch: every interface of the recording.
     let dlink = Recording::load("dlink_dgs-1510-28")?;
-    let interfaces = found[&devices[3].0]["snmp"]["interfaces"].as_array().context("interfaces")?;
-    assert_eq!(interfaces.len(), dlink.rows("1.3.6.1.2.1.2.2.1.1"));
-    assert!(!found[&devices[3].0]["snmp"]["lldp"].as_array().context("lldp")?.is_empty());
+    let interfaces = found[&devices[3].0]["snmp"]["interfaces"]
+        .as_array()
+        .context("interfaces")?;
+    assert_eq!(interfaces.len(), dlink.rows("1.3.6.1.2.1.2.2.1"));
+    assert!(
+        !found[&devices[3].0]["snmp"]["lldp"]
+            .as_array()
+            .context("lldp")?
+            .is_empty()
+    );
 
     // The UPS: model and runtime from PowerNet.
     let ups = &found[&devices[5].0]["snmp"];
     assert_eq!(ups["model"], "Smart-UPS 1500 RM");
     assert_eq!(ups["ups"]["on_battery"], false);
-    let ticks = Recording::load("apc_smart-ups-1500-rm")?.int("1.3.6.1.4.1.318.1.1.1.2.2.3.0").context("runtime")?;
+    let ticks = Recording::load("apc_smart-ups-1500-rm")?
+        .int("1.3.6.1.4.1.318.1.1.1.2.2.3.0")
+        .context("runtime")?;
     assert_eq!(ups["ups"]["runtime_secs"].as_i64(), Some(ticks / 100));
 
     // The NAS says only "net-snmp Linux" in sysObjectID; its model comes from the Synology MIB.
     let nas = Recording::load("synology_rs2212rp")?;
-    let model = nas.get("1.3.6.1.4.1.6574.1.5.1.0").context("synology model")?;
+    let model = nas
+        .get("1.3.6.1.4.1.6574.1.5.1.0")
+        .context("synology model")?;
     assert_eq!(found[&devices[6].0]["snmp"]["model"].as_str(), Some(model));
     Ok(())
 }

@@ -259,11 +259,25 @@ fn snmpsim_serves_a_recording_per_address() -> Result<()> {
         rows > 0,
         "ipAddrTable of the fixed Windows recording is served"
     );
-    // The recording's own name works as a community too.
+    // The recording's own name works as a community too, at its own address only.
     let named = ["-v2c", "-c", "cisco_cbs250-24p-4x"];
     assert_eq!(
-        snmpget(&lab, &named, printer, sys_object_id)?,
+        snmpget(&lab, &named, switch, sys_object_id)?,
         ".1.3.6.1.4.1.9.6.1.1005.24.5"
+    );
+    assert!(snmpget(&lab, &named, printer, sys_object_id).is_err());
+    // A GETBULK that runs past the end of the MIB is answered (snmpsim's --v2c-arch spins).
+    let mut bulk = lab.scanner_cmd(
+        "snmpbulkget",
+        &["-v2c", "-c", "public", "-On", "-Cr8", "-t", "2", "-r", "0"],
+    );
+    bulk.arg(printer.to_string())
+        .args(["1.3.6.1.2.1.31.1.1.1.1", "1.3.6.1.2.1.31.1.1.1.18"]);
+    lab::run(&mut bulk)?;
+    assert_eq!(
+        snmpget(&lab, &public, printer, sys_object_id)?,
+        ".1.3.6.1.4.1.11.2.3.9.1",
+        "still answering after a bulk request past the end of the MIB"
     );
     // Devices are lab hosts with their own MACs.
     let devices: BTreeSet<&str> = lab.hosts().iter().map(|h| h.mac.as_str()).collect();

@@ -34,7 +34,10 @@ impl Cmdb {
         out: &mut WriteSet,
     ) -> Result<SweepSummary, StoreError> {
         let at = sweep.finished_at;
-        let mut summary = SweepSummary { live: sweep.hosts.len(), ..Default::default() };
+        let mut summary = SweepSummary {
+            live: sweep.hosts.len(),
+            ..Default::default()
+        };
         let mut answered: BTreeSet<AssetId> = BTreeSet::new();
         let first_change = out.changes.len();
         for host in &sweep.hosts {
@@ -51,25 +54,31 @@ impl Cmdb {
             let before = asset.clone();
             describe_from_network(&mut asset, host);
             let mut index = 0;
-            let mut change = |kind: &str, field: &str, before: Option<String>, after: Option<String>| {
-                index += 1;
-                out.changes.push(Change {
-                    id: change_id(at, &asset.id, index),
-                    asset_id: asset.id.clone(),
-                    at,
-                    kind: kind.to_owned(),
-                    field: field.to_owned(),
-                    before,
-                    after,
-                    clock_suspect: false,
-                });
-            };
+            let mut change =
+                |kind: &str, field: &str, before: Option<String>, after: Option<String>| {
+                    index += 1;
+                    out.changes.push(Change {
+                        id: change_id(at, &asset.id, index),
+                        asset_id: asset.id.clone(),
+                        at,
+                        kind: kind.to_owned(),
+                        field: field.to_owned(),
+                        before,
+                        after,
+                        clock_suspect: false,
+                    });
+                };
             if existing.is_none() {
-                let what = [host.ip.to_string(), asset.name.clone(), asset.vendor.clone(), kind_label(asset.kind)]
-                    .into_iter()
-                    .filter(|s| !s.is_empty())
-                    .collect::<Vec<_>>()
-                    .join(" ");
+                let what = [
+                    host.ip.to_string(),
+                    asset.name.clone(),
+                    asset.vendor.clone(),
+                    kind_label(asset.kind),
+                ]
+                .into_iter()
+                .filter(|s| !s.is_empty())
+                .collect::<Vec<_>>()
+                .join(" ");
                 change("created", "asset", None, Some(what));
             } else if !before.sources.contains(&Source::Agent) {
                 for (field, b, a) in [
@@ -83,7 +92,12 @@ impl Cmdb {
                     }
                 }
                 if !before.ips.is_empty() && before.ips != asset.ips {
-                    change("changed", "ips", Some(before.ips.join(" ")), Some(asset.ips.join(" ")));
+                    change(
+                        "changed",
+                        "ips",
+                        Some(before.ips.join(" ")),
+                        Some(asset.ips.join(" ")),
+                    );
                 }
             }
             if let (Some(device), Some(id)) = (&host.snmp, &existing) {
@@ -91,20 +105,39 @@ impl Cmdb {
                     .snmp(id)?
                     .and_then(|s| s["firmware"].as_str().map(str::to_owned))
                     .unwrap_or_default();
-                if !previous.is_empty() && !device.firmware.is_empty() && previous != device.firmware {
-                    change("changed", "snmp.firmware", Some(previous), Some(device.firmware.clone()));
+                if !previous.is_empty()
+                    && !device.firmware.is_empty()
+                    && previous != device.firmware
+                {
+                    change(
+                        "changed",
+                        "snmp.firmware",
+                        Some(previous),
+                        Some(device.firmware.clone()),
+                    );
                 }
             }
             if let Some(device) = &host.snmp {
                 let mut snapshot = serde_json::to_value(device).expect("SNMP device serialises");
+                let timed_out = device.notes.iter().any(|n| n.contains("timeout"));
+                if timed_out && let Some(id) = &existing {
+                    keep_what_timed_out(&mut snapshot, store.snmp(id)?);
+                }
                 if let Some(object) = snapshot.as_object_mut() {
-                    object.insert("collected_at".into(), serde_json::json!(at.unix_timestamp()));
+                    object.insert(
+                        "collected_at".into(),
+                        serde_json::json!(at.unix_timestamp()),
+                    );
                 }
                 out.snmp.push((asset.id.clone(), snapshot));
             }
             out.reach.push((
                 asset.id.clone(),
-                ReachSample { at, up: true, rtt_us: (host.rtt_ms * 1000.0).round().clamp(0.0, u32::MAX as f64) as u32 },
+                ReachSample {
+                    at,
+                    up: true,
+                    rtt_us: (host.rtt_ms * 1000.0).round().clamp(0.0, u32::MAX as f64) as u32,
+                },
             ));
             out.last_seen.push((asset.id.clone(), at));
             answered.insert(asset.id.clone());
@@ -125,7 +158,14 @@ impl Cmdb {
                 .any(|ip| sweep.scope.contains(ip));
             if in_scope {
                 summary.down += 1;
-                out.reach.push((asset.id.clone(), ReachSample { at, up: false, rtt_us: 0 }));
+                out.reach.push((
+                    asset.id.clone(),
+                    ReachSample {
+                        at,
+                        up: false,
+                        rtt_us: 0,
+                    },
+                ));
             }
         }
         summary.changes = out.changes.len() - first_change;
@@ -139,9 +179,15 @@ impl Cmdb {
         {
             return Some(asset.id.clone());
         }
-        let serial = host.snmp.as_ref().and_then(|d| identity::normalise_serial(&d.serial));
+        let serial = host
+            .snmp
+            .as_ref()
+            .and_then(|d| identity::normalise_serial(&d.serial));
         if let Some(serial) = serial
-            && let Some(asset) = self.assets.values().find(|a| a.serial.eq_ignore_ascii_case(&serial))
+            && let Some(asset) = self
+                .assets
+                .values()
+                .find(|a| a.serial.eq_ignore_ascii_case(&serial))
         {
             return Some(asset.id.clone());
         }
@@ -161,6 +207,31 @@ impl Cmdb {
             })
             .min_by_key(|a| a.first_seen)
             .map(|a| a.id.clone())
+    }
+}
+
+/// A walk that timed out leaves its part empty; keep the previous values for it instead of
+/// blanking them (the snapshot's `notes` say what was partial, `stale` lists what was kept).
+fn keep_what_timed_out(snapshot: &mut serde_json::Value, previous: Option<serde_json::Value>) {
+    let (Some(new), Some(serde_json::Value::Object(old))) = (snapshot.as_object_mut(), previous)
+    else {
+        return;
+    };
+    let mut kept = Vec::new();
+    for (key, old_value) in old {
+        let empty = |v: &serde_json::Value| {
+            v.is_null()
+                || v.as_array().is_some_and(Vec::is_empty)
+                || v.as_str().is_some_and(str::is_empty)
+        };
+        let replace = new.get(&key).is_some_and(empty) && !empty(&old_value);
+        if replace && !matches!(key.as_str(), "notes" | "stale" | "collected_at") {
+            kept.push(serde_json::Value::from(key.clone()));
+            new.insert(key, old_value);
+        }
+    }
+    if !kept.is_empty() {
+        new.insert("stale".into(), serde_json::Value::Array(kept));
     }
 }
 
@@ -193,8 +264,14 @@ fn describe_from_network(asset: &mut Asset, host: &DiscoveredHost) {
             };
             set(&mut asset.vendor, &device.vendor);
             set(&mut asset.model, &device.model);
-            set(&mut asset.serial, &identity::normalise_serial(&device.serial).unwrap_or_default());
-            set(&mut asset.os, device.system.descr.lines().next().unwrap_or_default());
+            set(
+                &mut asset.serial,
+                &identity::normalise_serial(&device.serial).unwrap_or_default(),
+            );
+            set(
+                &mut asset.os,
+                device.system.descr.lines().next().unwrap_or_default(),
+            );
             if asset.os.chars().count() > 160 {
                 asset.os = asset.os.chars().take(160).collect();
             }
@@ -210,7 +287,13 @@ fn describe_from_network(asset: &mut Asset, host: &DiscoveredHost) {
         if let Some(dns) = &host.dns_name {
             asset.hostname.clone_from(dns);
         }
-        asset.name = host.name().unwrap_or_else(|| if asset.name.is_empty() { ip_name(host) } else { asset.name.clone() });
+        asset.name = host.name().unwrap_or_else(|| {
+            if asset.name.is_empty() {
+                ip_name(host)
+            } else {
+                asset.name.clone()
+            }
+        });
     }
 }
 
@@ -219,7 +302,10 @@ fn ip_name(host: &DiscoveredHost) -> String {
 }
 
 fn kind_label(kind: AssetKind) -> String {
-    serde_json::to_value(kind).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
+    serde_json::to_value(kind)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
 }
 
 /// Short host names compared case-insensitively (`LIB-PC01` = `lib-pc01.school.local`).

@@ -317,11 +317,7 @@ fn describe(asset: &mut Asset, inventory: &Inventory) {
         asset.serial = identity::normalise_serial(&hw.serial).unwrap_or_default();
         asset.smbios_uuid = identity::normalise_uuid(&hw.smbios_uuid).unwrap_or_default();
     }
-    let physical: Vec<&NetworkInterface> = inventory
-        .interfaces
-        .iter()
-        .filter(|n| !n.r#virtual)
-        .collect();
+    let physical = identity_interfaces(inventory);
     asset.macs = physical
         .iter()
         .filter_map(|n| identity::normalise_mac(&n.mac))
@@ -373,6 +369,25 @@ fn kind_of(inventory: &Inventory) -> AssetKind {
     }
 }
 
+/// The interfaces that identify the device: the physical ones, or, on a machine that has
+/// none (a container, a lab namespace), the virtual ones that are up with an IPv4 address.
+fn identity_interfaces(inventory: &Inventory) -> Vec<&NetworkInterface> {
+    let physical: Vec<_> = inventory
+        .interfaces
+        .iter()
+        .filter(|n| !n.r#virtual && identity::normalise_mac(&n.mac).is_some())
+        .collect();
+    if !physical.is_empty() {
+        return physical;
+    }
+    inventory
+        .interfaces
+        .iter()
+        .filter(|n| n.up && !n.ipv4.is_empty() && identity::normalise_mac(&n.mac).is_some())
+        .filter(|n| !n.ipv4.iter().all(|ip| ip.starts_with("127.")))
+        .collect()
+}
+
 fn add_macs<'a>(fp: &mut Fingerprint, macs: impl Iterator<Item = &'a str>) {
     for mac in macs.filter_map(identity::normalise_mac) {
         if identity::is_locally_administered(&mac) {
@@ -396,10 +411,8 @@ fn fingerprint_of_inventory(inventory: &Inventory) -> Fingerprint {
     };
     add_macs(
         &mut fp,
-        inventory
-            .interfaces
-            .iter()
-            .filter(|n| !n.r#virtual)
+        identity_interfaces(inventory)
+            .into_iter()
             .map(|n| n.mac.as_str()),
     );
     fp

@@ -51,12 +51,20 @@ fn view(
         _ if agent_fresh => Status::Up,
         // The latest sweep decides for devices that answer ping.
         Some(r) if within(r.at, state.reach_stale_after) => {
-            if r.up { Status::Up } else { Status::Down }
+            if r.up {
+                Status::Up
+            } else {
+                Status::Down
+            }
         }
         // An agent gone quiet does not prove the host is down; only a failed ping does.
         _ => Status::Unknown,
     };
-    AssetView { asset, status, last_seen }
+    AssetView {
+        asset,
+        status,
+        last_seen,
+    }
 }
 
 pub async fn list(State(state): State<ApiState>) -> Result<Json<Vec<AssetView>>, ApiError> {
@@ -67,10 +75,16 @@ pub async fn list(State(state): State<ApiState>) -> Result<Json<Vec<AssetView>>,
             .iter()
             .map(|a| store.latest_reach(&a.id))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok((assets.into_iter().zip(reach).collect::<Vec<_>>(), store.last_seen()?))
+        Ok((
+            assets.into_iter().zip(reach).collect::<Vec<_>>(),
+            store.last_seen()?,
+        ))
     })
     .await?;
-    let mut views: Vec<_> = assets.into_iter().map(|(a, r)| view(&state, a, &seen, r)).collect();
+    let mut views: Vec<_> = assets
+        .into_iter()
+        .map(|(a, r)| view(&state, a, &seen, r))
+        .collect();
     views.sort_by(|a, b| {
         a.asset
             .name
@@ -118,20 +132,24 @@ pub async fn one(
     let agent_interfaces = !inventory.interfaces.is_empty();
     object.insert(
         "interfaces".into(),
-        if agent_interfaces { Value::Null } else { snmp["interfaces"].clone() },
+        if agent_interfaces {
+            Value::Null
+        } else {
+            snmp["interfaces"].clone()
+        },
     );
     if agent_interfaces {
         object.insert(
-        "interfaces".into(),
-        inventory
-            .interfaces
-            .iter()
-            .map(|n| {
-                json!({"name": n.name, "mac": n.mac, "ipv4": n.ipv4, "ipv6": n.ipv6,
+            "interfaces".into(),
+            inventory
+                .interfaces
+                .iter()
+                .map(|n| {
+                    json!({"name": n.name, "mac": n.mac, "ipv4": n.ipv4, "ipv6": n.ipv6,
                        "speed_mbps": n.speed_mbps, "up": n.up, "virtual": n.r#virtual})
-            })
-            .collect(),
-    );
+                })
+                .collect(),
+        );
     }
     if object["interfaces"].is_null() {
         object.insert("interfaces".into(), json!([]));

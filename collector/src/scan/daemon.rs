@@ -38,7 +38,14 @@ pub async fn run(
         }
         let probed = sweep.probed;
         let (reply, done) = tokio::sync::oneshot::channel();
-        if register.send(Job::Discovery { sweep: Box::new(sweep), reply }).await.is_err() {
+        if register
+            .send(Job::Discovery {
+                sweep: Box::new(sweep),
+                reply,
+            })
+            .await
+            .is_err()
+        {
             return;
         }
         match done.await {

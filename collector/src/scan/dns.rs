@@ -31,19 +31,33 @@ impl ReverseDns {
             })
             .and_then(|b| b.build());
         match resolver {
-            Ok(resolver) => Self { resolver: Some(resolver), cache: Mutex::default() },
+            Ok(resolver) => Self {
+                resolver: Some(resolver),
+                cache: Mutex::default(),
+            },
             Err(error) => {
                 tracing::warn!(%error, "No DNS resolver configuration; hosts get no reverse names");
-                Self { resolver: None, cache: Mutex::default() }
+                Self {
+                    resolver: None,
+                    cache: Mutex::default(),
+                }
             }
         }
     }
 
     fn cached(&self, ip: IpAddr) -> Option<Option<String>> {
         let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        cache.get(&ip).filter(|(name, at)| {
-            at.elapsed() < if name.is_some() { POSITIVE_TTL } else { NEGATIVE_TTL }
-        }).map(|(name, _)| name.clone())
+        cache
+            .get(&ip)
+            .filter(|(name, at)| {
+                at.elapsed()
+                    < if name.is_some() {
+                        POSITIVE_TTL
+                    } else {
+                        NEGATIVE_TTL
+                    }
+            })
+            .map(|(name, _)| name.clone())
     }
 
     /// The PTR name of `ip` without the trailing dot, if it has one.
@@ -53,16 +67,22 @@ impl ReverseDns {
         }
         let name = match &self.resolver {
             Some(resolver) => resolver.reverse_lookup(ip).await.ok().and_then(|lookup| {
-                lookup.answers().iter().find_map(|record| match &record.data {
-                    hickory_resolver::proto::rr::RData::PTR(ptr) => {
-                        Some(ptr.0.to_utf8().trim_end_matches('.').to_owned())
-                    }
-                    _ => None,
-                })
+                lookup
+                    .answers()
+                    .iter()
+                    .find_map(|record| match &record.data {
+                        hickory_resolver::proto::rr::RData::PTR(ptr) => {
+                            Some(ptr.0.to_utf8().trim_end_matches('.').to_owned())
+                        }
+                        _ => None,
+                    })
             }),
             None => None,
         };
-        self.cache.lock().unwrap_or_else(|p| p.into_inner()).insert(ip, (name.clone(), Instant::now()));
+        self.cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(ip, (name.clone(), Instant::now()));
         name
     }
 

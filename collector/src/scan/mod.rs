@@ -153,7 +153,10 @@ pub async fn run(
         .iter()
         .map(|a| {
             let mac = arp.get(&a.ip).cloned();
-            let vendor = mac.as_deref().map(|m| neighbors::vendor_of(m).label()).unwrap_or_default();
+            let vendor = mac
+                .as_deref()
+                .map(|m| neighbors::vendor_of(m).label())
+                .unwrap_or_default();
             let open_ports = ports.get(&a.ip).cloned().unwrap_or_default();
             let (snmp_credential, device) = match snmp.remove(&a.ip) {
                 Some((index, device)) => (Some(index), Some(device)),
@@ -177,7 +180,13 @@ pub async fn run(
         })
         .collect();
     hosts.sort_by_key(|h| h.ip);
-    Ok(Sweep { started_at, finished_at: OffsetDateTime::now_utc(), scope: scope.clone(), probed, hosts })
+    Ok(Sweep {
+        started_at,
+        finished_at: OffsetDateTime::now_utc(),
+        scope: scope.clone(),
+        probed,
+        hosts,
+    })
 }
 
 /// SNMP on every live host: the remembered credential first, then the rest in order; then a
@@ -194,13 +203,20 @@ async fn snmp_all(
     let permits = Arc::new(Semaphore::new(options.snmp_sessions.max(1)));
     let mut tasks = tokio::task::JoinSet::new();
     for &ip in ips {
-        let remembered = memory.lock().unwrap_or_else(|p| p.into_inner()).get(&ip).copied();
+        let remembered = memory
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&ip)
+            .copied();
         let mut order: Vec<usize> = (0..options.snmp_credentials.len()).collect();
         if let Some(first) = remembered.filter(|i| *i < order.len()) {
             order.retain(|i| *i != first);
             order.insert(0, first);
         }
-        let credentials: Vec<snmp::Credential> = order.iter().map(|i| options.snmp_credentials[*i].clone()).collect();
+        let credentials: Vec<snmp::Credential> = order
+            .iter()
+            .map(|i| options.snmp_credentials[*i].clone())
+            .collect();
         let limits = options.snmp_limits.clone();
         let permits = permits.clone();
         let target = SocketAddr::from((ip, options.snmp_port));
@@ -228,7 +244,10 @@ async fn snmp_all(
     while let Some(joined) = tasks.join_next().await {
         match joined {
             Ok((ip, Some((index, device)))) => {
-                memory.lock().unwrap_or_else(|p| p.into_inner()).insert(ip, index);
+                memory
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(ip, index);
                 found.insert(ip, (index, device));
             }
             Ok((_, None)) => {}

@@ -8,7 +8,9 @@ use std::net::Ipv4Addr;
 pub fn arp_table() -> HashMap<Ipv4Addr, String> {
     #[cfg(target_os = "linux")]
     {
-        std::fs::read_to_string("/proc/net/arp").map(|t| parse_proc_net_arp(&t)).unwrap_or_default()
+        std::fs::read_to_string("/proc/net/arp")
+            .map(|t| parse_proc_net_arp(&t))
+            .unwrap_or_default()
     }
     #[cfg(not(target_os = "linux"))]
     {
@@ -80,8 +82,16 @@ mod tests {
 
     #[test]
     fn vendors_come_from_the_ieee_registry() {
-        assert!(matches!(vendor_of("00:1b:21:aa:bb:cc"), MacVendor::Known(v) if v.contains("Intel")));
-        assert_eq!(vendor_of("02:fc:00:00:00:01"), MacVendor::LocallyAdministered);
-        assert_eq!(vendor_of("da:a1:19:00:00:01").label(), "(locally administered MAC)");
+        assert!(
+            matches!(vendor_of("00:1b:21:aa:bb:cc"), MacVendor::Known(v) if v.contains("Intel"))
+        );
+        assert_eq!(
+            vendor_of("02:fc:00:00:00:01"),
+            MacVendor::LocallyAdministered
+        );
+        assert_eq!(
+            vendor_of("da:a1:19:00:00:01").label(),
+            "(locally administered MAC)"
+        );
     }
 }

@@ -43,13 +43,20 @@ pub struct SweepOptions {
 
 impl Default for SweepOptions {
     fn default() -> Self {
-        Self { rate: 20_000, timeout: Duration::from_secs(1), retries: 1, max_in_flight: 16_384 }
+        Self {
+            rate: 20_000,
+            timeout: Duration::from_secs(1),
+            retries: 1,
+            max_in_flight: 16_384,
+        }
     }
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum PingError {
-    #[error("cannot open an ICMP socket (needs root, CAP_NET_RAW or net.ipv4.ping_group_range): {0}")]
+    #[error(
+        "cannot open an ICMP socket (needs root, CAP_NET_RAW or net.ipv4.ping_group_range): {0}"
+    )]
     Socket(#[source] std::io::Error),
 }
 
@@ -111,7 +118,11 @@ pub async fn sweep(
                     () = cancel.cancelled() => break,
                     () = tokio::time::sleep_until(due) => {}
                 }
-                let permit = permits.clone().acquire_owned().await.expect("semaphore is never closed");
+                let permit = permits
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .expect("semaphore is never closed");
                 sent += 1;
                 progress.probed(sent);
                 let client = &clients[(sent % clients.len() as u64) as usize];
@@ -125,7 +136,8 @@ pub async fn sweep(
                             Ok((_, rtt)) => break Some(rtt),
                             Err(SurgeError::Timeout { .. }) => break None,
                             Err(SurgeError::IOError(error))
-                                if error.raw_os_error() == Some(ENOBUFS) && refused < MAX_REFUSALS =>
+                                if error.raw_os_error() == Some(ENOBUFS)
+                                    && refused < MAX_REFUSALS =>
                             {
                                 refused += 1;
                                 tokio::time::sleep(REFUSAL_PAUSE).await;
@@ -147,7 +159,11 @@ pub async fn sweep(
             while let Some((ip, rtt)) = rx.recv().await {
                 match rtt {
                     Some(rtt) => {
-                        let found = Alive { ip, rtt, attempts: attempt + 1 };
+                        let found = Alive {
+                            ip,
+                            rtt,
+                            attempts: attempt + 1,
+                        };
                         progress.found(&found);
                         alive.push(found);
                     }
@@ -169,14 +185,25 @@ mod tests {
     #[tokio::test]
     async fn loopback_answers_and_out_of_scope_addresses_are_never_probed() {
         let scope = Scope::parse(&["127.0.0.0/30".to_owned()], 1024).expect("scope");
-        let targets = vec![Ipv4Addr::new(127, 0, 0, 1), Ipv4Addr::new(127, 0, 0, 2), Ipv4Addr::new(198, 18, 0, 1)];
-        let options = SweepOptions { timeout: Duration::from_millis(500), retries: 0, ..Default::default() };
+        let targets = vec![
+            Ipv4Addr::new(127, 0, 0, 1),
+            Ipv4Addr::new(127, 0, 0, 2),
+            Ipv4Addr::new(198, 18, 0, 1),
+        ];
+        let options = SweepOptions {
+            timeout: Duration::from_millis(500),
+            retries: 0,
+            ..Default::default()
+        };
         let found = match sweep(&scope, targets, &options, &(), &CancellationToken::new()).await {
             Ok(found) => found,
             Err(error) => panic!("run the tests as root or allow ping sockets: {error}"),
         };
         let ips: Vec<_> = found.iter().map(|a| a.ip).collect();
         assert!(ips.contains(&Ipv4Addr::new(127, 0, 0, 1)));
-        assert!(!ips.contains(&Ipv4Addr::new(198, 18, 0, 1)), "outside the scope: never probed, never found");
+        assert!(
+            !ips.contains(&Ipv4Addr::new(198, 18, 0, 1)),
+            "outside the scope: never probed, never found"
+        );
     }
 }

@@ -26,14 +26,18 @@ pub async fn open_ports(
         for &port in ports {
             let permits = permits.clone();
             tasks.spawn(async move {
-                let _permit = permits.acquire_owned().await.expect("semaphore is never closed");
+                let _permit = permits
+                    .acquire_owned()
+                    .await
+                    .expect("semaphore is never closed");
                 let connect = tokio::net::TcpStream::connect(SocketAddr::from((ip, port)));
                 let open = matches!(tokio::time::timeout(timeout, connect).await, Ok(Ok(_)));
                 (ip, port, open)
             });
         }
     }
-    let mut by_host: std::collections::BTreeMap<Ipv4Addr, Vec<u16>> = hosts.iter().map(|ip| (*ip, Vec::new())).collect();
+    let mut by_host: std::collections::BTreeMap<Ipv4Addr, Vec<u16>> =
+        hosts.iter().map(|ip| (*ip, Vec::new())).collect();
     while let Some(Ok((ip, port, open))) = tasks.join_next().await {
         if open {
             by_host.entry(ip).or_default().push(port);
@@ -87,23 +91,38 @@ mod tests {
 
     #[test]
     fn ports_and_vendors_suggest_kinds() {
-        assert_eq!(guess_kind(&[80, 443, 9100], "Hewlett Packard"), AssetKind::Printer);
+        assert_eq!(
+            guess_kind(&[80, 443, 9100], "Hewlett Packard"),
+            AssetKind::Printer
+        );
         assert_eq!(guess_kind(&[445, 3389], "Dell Inc."), AssetKind::Pc);
-        assert_eq!(guess_kind(&[22, 443], "Ubiquiti Inc"), AssetKind::AccessPoint);
+        assert_eq!(
+            guess_kind(&[22, 443], "Ubiquiti Inc"),
+            AssetKind::AccessPoint
+        );
         assert_eq!(guess_kind(&[22], ""), AssetKind::Server);
         assert_eq!(guess_kind(&[], ""), AssetKind::Unknown);
     }
 
     #[tokio::test]
     async fn an_open_loopback_port_is_found_and_a_closed_one_is_not() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let open = listener.local_addr().expect("addr").port();
         let closed = {
             let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
             l.local_addr().expect("addr").port()
         };
         let scope = Scope::parse(&["127.0.0.1/32".to_owned()], 16).expect("scope");
-        let found = open_ports(&scope, &[Ipv4Addr::LOCALHOST], &[open, closed], Duration::from_secs(1), 8).await;
+        let found = open_ports(
+            &scope,
+            &[Ipv4Addr::LOCALHOST],
+            &[open, closed],
+            Duration::from_secs(1),
+            8,
+        )
+        .await;
         assert_eq!(found, vec![(Ipv4Addr::LOCALHOST, vec![open])]);
     }
 }

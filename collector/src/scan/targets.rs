@@ -17,7 +17,11 @@ pub enum TargetError {
     #[error("{0:?} is not an IPv4 CIDR range (like 10.20.0.0/22): {1}")]
     Malformed(String, &'static str),
     #[error("{range} has {addresses} addresses; the cap is {cap} (raise [scan] max_addresses)")]
-    TooLarge { range: String, addresses: u64, cap: u64 },
+    TooLarge {
+        range: String,
+        addresses: u64,
+        cap: u64,
+    },
     #[error("{0} has no route from this machine: {1}")]
     NoRoute(String, String),
 }
@@ -31,7 +35,10 @@ pub struct Ipv4Net {
 
 impl Ipv4Net {
     pub fn new(addr: Ipv4Addr, prefix: u8) -> Option<Self> {
-        (prefix <= 32).then(|| Self { network: u32::from(addr) & mask(prefix), prefix })
+        (prefix <= 32).then(|| Self {
+            network: u32::from(addr) & mask(prefix),
+            prefix,
+        })
     }
 
     pub fn prefix(&self) -> u8 {
@@ -55,13 +62,21 @@ impl Ipv4Net {
     pub fn hosts(&self) -> impl Iterator<Item = Ipv4Addr> + use<> {
         let first = u64::from(self.network);
         let last = first + self.size() - 1;
-        let (first, last) = if self.prefix >= 31 { (first, last) } else { (first + 1, last - 1) };
+        let (first, last) = if self.prefix >= 31 {
+            (first, last)
+        } else {
+            (first + 1, last - 1)
+        };
         (first..=last).map(|a| Ipv4Addr::from(a as u32))
     }
 }
 
 fn mask(prefix: u8) -> u32 {
-    if prefix == 0 { 0 } else { u32::MAX << (32 - u32::from(prefix)) }
+    if prefix == 0 {
+        0
+    } else {
+        u32::MAX << (32 - u32::from(prefix))
+    }
 }
 
 impl fmt::Display for Ipv4Net {
@@ -76,7 +91,11 @@ impl FromStr for Ipv4Net {
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         let bad = |why| TargetError::Malformed(text.to_owned(), why);
         let (addr, prefix) = match text.trim().split_once('/') {
-            Some((a, p)) => (a, p.parse::<u8>().map_err(|_| bad("the prefix length is not a number"))?),
+            Some((a, p)) => (
+                a,
+                p.parse::<u8>()
+                    .map_err(|_| bad("the prefix length is not a number"))?,
+            ),
             None => (text.trim(), 32),
         };
         if addr.contains(':') {
@@ -113,9 +132,17 @@ impl Scope {
         nets.dedup();
         let total: u64 = nets.iter().map(Ipv4Net::size).sum();
         if errors.is_empty() && total > max_addresses {
-            errors.push(TargetError::TooLarge { range: ranges.join(", "), addresses: total, cap: max_addresses });
+            errors.push(TargetError::TooLarge {
+                range: ranges.join(", "),
+                addresses: total,
+                cap: max_addresses,
+            });
         }
-        if errors.is_empty() { Ok(Self { ranges: nets }) } else { Err(errors) }
+        if errors.is_empty() {
+            Ok(Self { ranges: nets })
+        } else {
+            Err(errors)
+        }
     }
 
     pub fn ranges(&self) -> &[Ipv4Net] {
@@ -151,7 +178,11 @@ impl Scope {
                     .map(|e| TargetError::NoRoute(net.to_string(), e.to_string()))
             })
             .collect();
-        if errors.is_empty() { Ok(()) } else { Err(errors) }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors)
+        }
     }
 }
 
@@ -166,17 +197,41 @@ mod tests {
         assert_eq!(net.to_string(), "198.18.0.0/22");
         assert_eq!(net.size(), 1024);
         assert_eq!(net.hosts().count(), 1022);
-        assert_eq!("198.18.0.9".parse::<Ipv4Net>().expect("host").hosts().collect::<Vec<_>>(), [Ipv4Addr::new(198, 18, 0, 9)]);
-        assert_eq!("198.18.0.0/31".parse::<Ipv4Net>().expect("p2p").hosts().count(), 2);
+        assert_eq!(
+            "198.18.0.9"
+                .parse::<Ipv4Net>()
+                .expect("host")
+                .hosts()
+                .collect::<Vec<_>>(),
+            [Ipv4Addr::new(198, 18, 0, 9)]
+        );
+        assert_eq!(
+            "198.18.0.0/31"
+                .parse::<Ipv4Net>()
+                .expect("p2p")
+                .hosts()
+                .count(),
+            2
+        );
     }
 
     #[test]
     fn bad_ranges_are_named() {
-        for bad in ["198.18.0.0/33", "198.18.0/24", "fd00::/64", "school", "198.18.0.0/x"] {
+        for bad in [
+            "198.18.0.0/33",
+            "198.18.0/24",
+            "fd00::/64",
+            "school",
+            "198.18.0.0/x",
+        ] {
             let error = bad.parse::<Ipv4Net>().expect_err(bad);
             assert!(error.to_string().contains(bad), "{error}");
         }
-        let errors = Scope::parse(&["198.18.0.0/8".to_owned(), "nope".to_owned()], DEFAULT_MAX_ADDRESSES).expect_err("too big");
+        let errors = Scope::parse(
+            &["198.18.0.0/8".to_owned(), "nope".to_owned()],
+            DEFAULT_MAX_ADDRESSES,
+        )
+        .expect_err("too big");
         assert_eq!(errors.len(), 2);
         assert!(errors[0].to_string().contains("198.18.0.0/8"));
         assert!(errors[0].to_string().contains("16777216"));

@@ -84,10 +84,20 @@ pub fn encode_reach(sample: &ReachSample) -> [u8; 5] {
 }
 
 pub fn decode_reach(key: &[u8], value: &[u8]) -> Result<ReachSample, String> {
-    let split = key.iter().position(|b| *b == 0).ok_or("reach key without asset separator")?;
+    let split = key
+        .iter()
+        .position(|b| *b == 0)
+        .ok_or("reach key without asset separator")?;
     let millis = time_from_key(&key[split + 1..]).ok_or("reach key without time")?;
-    let rtt: [u8; 4] = value.get(1..5).and_then(|b| b.try_into().ok()).ok_or("reach value too short")?;
-    Ok(ReachSample { at: from_unix_millis(millis), up: value[0] == 1, rtt_us: u32::from_be_bytes(rtt) })
+    let rtt: [u8; 4] = value
+        .get(1..5)
+        .and_then(|b| b.try_into().ok())
+        .ok_or("reach value too short")?;
+    Ok(ReachSample {
+        at: from_unix_millis(millis),
+        up: value[0] == 1,
+        rtt_us: u32::from_be_bytes(rtt),
+    })
 }
 
 /// `[meta length u32][meta JSON][Inventory protobuf]`.

@@ -91,15 +91,29 @@ fn reach_samples_and_snmp_snapshots(store: &dyn Store) {
                 ("a1".to_owned(), reach(2, true)),
                 ("a10".to_owned(), reach(5, false)),
             ],
-            snmp: vec![("a1".to_owned(), serde_json::json!({"system": {"name": "ICT-SW2"}}))],
+            snmp: vec![(
+                "a1".to_owned(),
+                serde_json::json!({"system": {"name": "ICT-SW2"}}),
+            )],
             ..Default::default()
         })
         .expect("commit");
-    let got = store.reach("a1", base, base + time::Duration::minutes(2), 10).expect("reach");
+    let got = store
+        .reach("a1", base, base + time::Duration::minutes(2), 10)
+        .expect("reach");
     assert_eq!(got, vec![reach(0, true), reach(1, false)]);
-    assert_eq!(store.latest_reach("a1").expect("latest"), Some(reach(2, true)));
-    assert_eq!(store.latest_reach("a10").expect("latest"), Some(reach(5, false)));
-    assert_eq!(store.snmp("a1").expect("snmp").expect("snapshot")["system"]["name"], "ICT-SW2");
+    assert_eq!(
+        store.latest_reach("a1").expect("latest"),
+        Some(reach(2, true))
+    );
+    assert_eq!(
+        store.latest_reach("a10").expect("latest"),
+        Some(reach(5, false))
+    );
+    assert_eq!(
+        store.snmp("a1").expect("snmp").expect("snapshot")["system"]["name"],
+        "ICT-SW2"
+    );
     assert_eq!(store.snmp("a2").expect("snmp"), None);
 }
 

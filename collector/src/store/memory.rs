@@ -125,7 +125,13 @@ impl Store for MemoryStore {
         limit: usize,
     ) -> Result<Vec<ReachSample>, StoreError> {
         let range = (asset.to_owned(), unix_millis(from))..(asset.to_owned(), unix_millis(to));
-        Ok(self.lock().reach.range(range).take(limit).map(|(_, s)| *s).collect())
+        Ok(self
+            .lock()
+            .reach
+            .range(range)
+            .take(limit)
+            .map(|(_, s)| *s)
+            .collect())
     }
 
     fn latest_reach(&self, asset: &str) -> Result<Option<ReachSample>, StoreError> {

@@ -316,7 +316,9 @@ impl Store for SledStore {
             .next_back()
             .transpose()
             .map_err(io("read latest reach sample"))?
-            .map(|(key, value)| codec::decode_reach(&key, &value).map_err(|e| corrupt("reach", &key, e)))
+            .map(|(key, value)| {
+                codec::decode_reach(&key, &value).map_err(|e| corrupt("reach", &key, e))
+            })
             .transpose()
     }
 

@@ -24,8 +24,12 @@ use super::{Credential, Limits, SnmpError};
 const ERR_TOO_BIG: u32 = 1;
 const ERR_NO_SUCH_NAME: u32 = 2;
 
-/// Most varbinds asked for in one GETBULK, whatever the column count.
-const MAX_VARBINDS_PER_REQUEST: u32 = 500;
+/// Most varbinds asked for in one GETBULK, whatever the column count. Replies much larger
+/// than a network's MTU are fragmented, and some agents (and firewalls) drop those; a walk
+/// that times out shrinks this for the rest of the session (see `Client::bulk_cap`).
+const MAX_VARBINDS_PER_REQUEST: u32 = 120;
+/// The smallest budget a timeout can shrink it to.
+const MIN_VARBINDS_PER_REQUEST: u32 = 8;
 
 /// A reply, copied out of the receive buffer.
 #[derive(Debug)]
@@ -57,6 +61,8 @@ pub(crate) struct Client {
     pub limits: Limits,
     /// Requests sent, for logs and benchmarks.
     pub requests: u64,
+    /// Varbinds per GETBULK this device has shown it can answer.
+    bulk_cap: u32,
 }
 
 impl Client {
@@ -74,6 +80,7 @@ impl Client {
             target,
             limits: limits.clone(),
             requests: 0,
+            bulk_cap: MAX_VARBINDS_PER_REQUEST,
         })
     }
 
@@ -114,7 +121,9 @@ impl Client {
                     varbinds: copy_varbinds(pdu),
                 })
             };
-            match timeout(wait, fut).await {
+            let result = timeout(wait, fut).await;
+            tracing::trace!(target_addr = %self.target, oids = oids.len(), ok = ?result.as_ref().map(|r| r.as_ref().map(|p| p.varbinds.len()).map_err(ToString::to_string)), "SNMP exchange");
+            match result {
                 Ok(Ok(reply)) => return Ok(reply),
                 Err(_elapsed) => {
                     tries += 1;
@@ -253,7 +262,6 @@ impl Client {
             }
             return state.finish();
         }
-        let mut reps_cap = MAX_VARBINDS_PER_REQUEST;
         loop {
             let active: Vec<usize> = (0..roots.len()).filter(|&c| !state.done[c]).collect();
             if active.is_empty() {
@@ -267,11 +275,20 @@ impl Client {
             let reps = self
                 .limits
                 .max_repetitions
-                .clamp(1, (reps_cap / width).max(1));
+                .clamp(1, (self.bulk_cap / width).max(1));
             let asked: Vec<OidVec> = active.iter().map(|&c| state.last[c].clone()).collect();
             match self.exchange(Req::Bulk(&asked, reps), deadline).await {
-                Ok(reply) if reply.error_status == ERR_TOO_BIG && reps_cap > width => {
-                    reps_cap /= 2;
+                Ok(reply) if reply.error_status == ERR_TOO_BIG && self.bulk_cap > width => {
+                    self.bulk_cap /= 2;
+                }
+                // A silent drop of a large reply looks like a timeout: ask for less.
+                Err(SnmpError::Timeout)
+                    if reps > 1
+                        && self.bulk_cap > MIN_VARBINDS_PER_REQUEST
+                        && Instant::now() < deadline =>
+                {
+                    self.bulk_cap = (self.bulk_cap / 4).max(MIN_VARBINDS_PER_REQUEST);
+                    debug!(target = %self.target, cap = self.bulk_cap, "GETBULK timed out; asking for fewer rows");
                 }
                 Ok(reply) if reply.error_status != 0 => {
                     state.stop_all(&format!("agent error-status {}", reply.error_status));

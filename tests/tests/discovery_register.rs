@@ -1,0 +1,282 @@
+//! The collector daemon sweeping a namespace lab on its `[scan]` interval and merging what it
+//! finds into the asset register, next to a real agent running on one of the lab's hosts.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail, ensure};
+use caretaker_tests::bin;
+use caretaker_tests::lab::Lab;
+use serde_json::Value;
+
+struct Daemon<'a> {
+    lab: &'a Lab,
+    child: Child,
+    http: u16,
+    token: String,
+    dir: tempfile::TempDir,
+}
+
+impl Daemon<'_> {
+    fn start<'a>(lab: &'a Lab, extra: &str) -> Result<Daemon<'a>> {
+        let dir = tempfile::tempdir()?;
+        let http = caretaker_tests::free_port();
+        let grpc = caretaker_tests::free_port();
+        let config = dir.path().join("collector.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "data_dir = {data:?}\n[grpc]\nlisten = \"0.0.0.0:{grpc}\"\n[http]\nlisten = \"127.0.0.1:{http}\"\n\
+                 [agents]\nheartbeat_interval = \"2s\"\nstale_after = \"8s\"\n\
+                 [scan]\nranges = [\"{lan}\"]\ninterval = \"5s\"\ntimeout = \"400ms\"\ntcp_ports = []\nreverse_dns = false\n\
+                 [snmp]\ncommunities = [\"public\"]\ntimeout = \"2s\"\n{extra}",
+                data = dir.path().join("data").display().to_string(),
+                lan = lab.lan(),
+            ),
+        )?;
+        let log = std::fs::File::create(dir.path().join("collector.log"))?;
+        let child = lab
+            .scanner_cmd(
+                bin("caretaker-collector"),
+                &["run", "--config", &config.display().to_string()],
+            )
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()?;
+        let mut daemon = Daemon {
+            lab,
+            child,
+            http,
+            token: String::new(),
+            dir,
+        };
+        daemon.wait_until("the API", Duration::from_secs(30), |d| {
+            Ok(d.curl("/api/v1/health").is_ok())
+        })?;
+        daemon.token = std::fs::read_to_string(daemon.dir.path().join("data/api-token"))?
+            .trim()
+            .to_owned();
+        Ok(daemon)
+    }
+
+    /// GET through curl inside the scanner namespace, where the API listens.
+    fn curl(&self, path: &str) -> Result<Value> {
+        let output = self
+            .lab
+            .scanner_cmd(
+                "curl",
+                &[
+                    "-sf",
+                    "-H",
+                    &format!("Authorization: Bearer {}", self.token),
+                    &format!("http://127.0.0.1:{}{path}", self.http),
+                ],
+            )
+            .output()?;
+        ensure!(output.status.success(), "curl {path}: {}", output.status);
+        Ok(serde_json::from_slice(&output.stdout)?)
+    }
+
+    fn assets(&self) -> Result<Vec<Value>> {
+        self.curl("/api/v1/assets")?
+            .as_array()
+            .cloned()
+            .context("asset list")
+    }
+
+    fn asset_with_ip(&self, ip: &str) -> Result<Option<Value>> {
+        Ok(self.assets()?.into_iter().find(|a| {
+            a["ips"]
+                .as_array()
+                .is_some_and(|ips| ips.iter().any(|i| i == ip))
+        }))
+    }
+
+    fn wait_until(
+        &mut self,
+        what: &str,
+        timeout: Duration,
+        mut check: impl FnMut(&Self) -> Result<bool>,
+    ) -> Result<()> {
+        let start = Instant::now();
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                bail!(
+                    "the collector exited ({status}) while waiting for {what}:\n{}",
+                    self.log()
+                );
+            }
+            if check(self).unwrap_or(false) {
+                return Ok(());
+            }
+            if start.elapsed() > timeout {
+                bail!(
+                    "timed out after {timeout:?} waiting for {what}; collector log:\n{}",
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
+    fn log(&self) -> String {
+        let text =
+            std::fs::read_to_string(self.dir.path().join("collector.log")).unwrap_or_default();
+        text.lines()
+            .rev()
+            .take(40)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+impl Drop for Daemon<'_> {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn the_daemon_registers_discovered_devices_merges_agent_pcs_and_sees_hosts_go_down() -> Result<()> {
+    let mut lab = Lab::new()?;
+    let plain = lab.add_hosts(5)?;
+    let pc = lab.add_host_ns("198.18.0.50".parse()?)?;
+    lab.start_snmpsim(&[("198.18.1.10".parse()?, "hp_laserjet-mfp-m130nw")])?;
+    let mut daemon = Daemon::start(&lab, "")?;
+
+    // A real agent on the PC host, reporting to the collector over the lab network.
+    let grpc_port = {
+        let text = std::fs::read_to_string(daemon.dir.path().join("collector.toml"))?;
+        text.lines()
+            .find_map(|l| l.strip_prefix("listen = \"0.0.0.0:"))
+            .and_then(|p| p.trim_end_matches('"').parse::<u16>().ok())
+            .context("grpc port")?
+    };
+    let enroll = std::fs::read_to_string(daemon.dir.path().join("data/enroll-token"))?
+        .trim()
+        .to_owned();
+    let agent_state = tempfile::tempdir()?;
+    let mut agent = Command::new("ip")
+        .args(["netns", "exec", &pc.netns])
+        .arg(bin("caretaker-agent"))
+        .args([
+            "run",
+            "--collector",
+            &format!("http://198.18.0.1:{grpc_port}"),
+            "--enroll-token",
+            &enroll,
+        ])
+        .arg("--state-dir")
+        .arg(agent_state.path())
+        .args(["--heartbeat-interval", "2s", "--status-interval", "5s"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+
+    let pc_ip = pc.ip.to_string();
+    daemon.wait_until(
+        "the agent PC to be one asset seen by agent and ping",
+        Duration::from_secs(60),
+        |d| {
+            Ok(d.asset_with_ip(&pc_ip)?
+                .is_some_and(|a| a["sources"] == serde_json::json!(["agent", "ping"])))
+        },
+    )?;
+    daemon.wait_until(
+        "every plain host and the printer",
+        Duration::from_secs(60),
+        |d| {
+            let assets = d.assets()?;
+            let printer = assets.iter().any(|a| {
+                a["kind"] == "printer" && a["sources"] == serde_json::json!(["ping", "snmp"])
+            });
+            Ok(printer
+                && plain.iter().all(|h| {
+                    assets.iter().any(|a| {
+                        a["macs"]
+                            .as_array()
+                            .is_some_and(|m| m.iter().any(|x| x == &h.mac))
+                    })
+                }))
+        },
+    )?;
+    let assets = daemon.assets()?;
+    let with_pc_ip: Vec<_> = assets
+        .iter()
+        .filter(|a| {
+            a["ips"]
+                .as_array()
+                .is_some_and(|ips| ips.iter().any(|i| i == &pc_ip))
+        })
+        .collect();
+    assert_eq!(
+        with_pc_ip.len(),
+        1,
+        "the PC with an agent that answers ping is one asset: {with_pc_ip:#?}"
+    );
+    assert_eq!(with_pc_ip[0]["macs"], serde_json::json!([pc.mac]));
+
+    // The printer's supplies and page count are in its asset record.
+    let printer = assets
+        .iter()
+        .find(|a| a["kind"] == "printer")
+        .context("printer")?
+        .clone();
+    let path = format!("/api/v1/assets/{}", printer["id"].as_str().context("id")?);
+    daemon.wait_until("the printer's supplies", Duration::from_secs(30), |d| {
+        Ok(d.curl(&path)?["supplies"]
+            .as_array()
+            .is_some_and(|s| !s.is_empty()))
+    })?;
+    let detail = daemon.curl(&path)?;
+    let black = detail["supplies"]
+        .as_array()
+        .context("supplies")?
+        .iter()
+        .find(|s| {
+            s["description"]
+                .as_str()
+                .is_some_and(|d| d.starts_with("Black"))
+        })
+        .with_context(|| format!("black toner in {detail:#}"))?;
+    assert_eq!(black["percent"].as_f64().map(f64::round), Some(28.0));
+    assert_eq!(detail["counters"]["page_count"], 15232);
+    assert!(
+        printer["model"]
+            .as_str()
+            .is_some_and(|m| m.contains("M130"))
+    );
+
+    // Every device's first appearance is a change record.
+    let changes = daemon.curl("/api/v1/changes")?;
+    let created = changes
+        .as_array()
+        .context("changes")?
+        .iter()
+        .filter(|c| c["kind"] == "created")
+        .count();
+    assert!(created >= plain.len() + 2, "{changes:#}");
+
+    // A plain host whose link goes down turns `down` after the next sweeps.
+    lab.set_link(&plain[0], false)?;
+    let mac = plain[0].mac.clone();
+    daemon.wait_until(
+        "the unplugged host to show down",
+        Duration::from_secs(40),
+        |d| {
+            Ok(d.assets()?.iter().any(|a| {
+                a["macs"]
+                    .as_array()
+                    .is_some_and(|m| m.iter().any(|x| x == &mac))
+                    && a["status"] == "down"
+            }))
+        },
+    )?;
+    let _ = agent.kill();
+    let _ = agent.wait();
+    Ok(())
+}
