@@ -198,7 +198,13 @@ async fn sigkill_mid_stream_loses_nothing_that_was_acknowledged() {
         .await
         .expect("retry")
         .into_inner();
-    assert_eq!(response.acked_seq, last);
+    // The collector may hold one more than the client saw acknowledged: stored, then killed
+    // before the answer left. It never holds less.
+    assert!(
+        response.acked_seq == last || response.acked_seq == last + 1,
+        "{} vs {last}",
+        response.acked_seq
+    );
     let asset = asset_of(&collector, &agent.id).expect("asset");
     let samples = collector.get(&format!(
         "/capacity?asset={}",

@@ -6,7 +6,10 @@
 //! - `agent`: runs the real `caretaker-agent` against a real collector for S seconds and
 //!   prints its RSS, CPU share, `inventory --json` time and binary size.
 //!
-//! Both start their peers in a temp dir, stop them with SIGTERM and remove the dir; every wait
+//! - `discovery` (root; network-namespace labs in 198.18.0.0/15): the collector's sweeps of a
+//!   /22 and a routed /16 and its SNMP inventory, side by side with nmap, fping, snmpbulkwalk.
+//!
+//! `collector` and `agent` start their peers in a temp dir, stop them with SIGTERM and remove the dir; every wait
 //! is bounded. Exit codes: 0 measured, 1 errors during the run (or a peer failed), 2 usage.
 //! Build the peers first, e.g. `cargo build --release -p caretaker-collector -p caretaker-agent
 //! -p caretaker-tests --bins`, then `target/release/caretaker-bench collector`.
@@ -15,6 +18,8 @@
 mod agent;
 #[path = "bench/collector.rs"]
 mod collector;
+#[path = "bench/discovery.rs"]
+mod discovery;
 #[path = "bench/harness.rs"]
 mod harness;
 
@@ -64,6 +69,18 @@ enum Command {
         #[arg(long)]
         collector_bin: Option<PathBuf>,
         /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Sweeps and SNMP inventory in a namespace lab, side by side with nmap, fping, snmpbulkwalk.
+    Discovery {
+        /// Default: `caretaker-collector` next to this executable.
+        #[arg(long)]
+        collector_bin: Option<PathBuf>,
+        /// Extrapolate nmap and fping over the /16 from 4 random /24s (else minutes each).
+        #[arg(long)]
+        skip_slow: bool,
+        /// Print one JSON object instead of the table (progress goes to stderr).
         #[arg(long)]
         json: bool,
     },
@@ -125,6 +142,18 @@ async fn run(command: Command) -> anyhow::Result<bool> {
                 json,
             })
             .await
+        }
+        Command::Discovery {
+            collector_bin,
+            skip_slow,
+            json,
+        } => {
+            let options = discovery::Options {
+                collector_bin: harness::sibling_binary(collector_bin, "caretaker-collector")?,
+                json,
+                skip_slow,
+            };
+            tokio::task::spawn_blocking(move || discovery::run(&options)).await?
         }
     }
 }
