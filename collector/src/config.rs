@@ -270,30 +270,7 @@ impl SnmpConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SmtpConfig {
-    pub server: String,
-    #[serde(default = "default_smtp_port")]
-    pub port: u16,
-    #[serde(default)]
-    pub security: SmtpSecurity,
-    pub from: String,
-    pub to: Vec<String>,
-}
-
-fn default_smtp_port() -> u16 {
-    587
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SmtpSecurity {
-    None,
-    #[default]
-    Starttls,
-    Tls,
-}
+pub use crate::alerts::config::{SmtpConfig, SmtpSecurity};
 
 /// One thing wrong with a config file, located as precisely as we can.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -491,39 +468,9 @@ fn validate(config: &Config) -> Vec<(&'static str, &'static str, String)> {
         issues.push(("scan", "interval", "must be at least 5s".to_owned()));
     }
     if let Some(smtp) = &config.smtp {
-        if smtp.server.trim().is_empty() {
-            issues.push(("smtp", "server", "must not be empty".to_owned()));
-        }
-        if !is_plausible_address(&smtp.from) {
-            issues.push((
-                "smtp",
-                "from",
-                format!("{:?} is not an email address", smtp.from),
-            ));
-        }
-        if smtp.to.is_empty() {
-            issues.push(("smtp", "to", "needs at least one recipient".to_owned()));
-        }
-        for to in &smtp.to {
-            if !is_plausible_address(to) {
-                issues.push(("smtp", "to", format!("{to:?} is not an email address")));
-            }
-        }
+        issues.extend(smtp.validate());
     }
     issues
-}
-
-fn is_plausible_address(address: &str) -> bool {
-    let Some((local, domain)) = address.rsplit_once('@') else {
-        return false;
-    };
-    !local.is_empty()
-        && !domain.is_empty()
-        && !domain.starts_with('.')
-        && !domain.ends_with('.')
-        && !address
-            .chars()
-            .any(|c| c.is_whitespace() || c == '<' || c == '>')
 }
 
 /// 1-based line and column of a byte offset.

@@ -14,6 +14,7 @@
 //! `store` is the only code that names sled. Discovery (`scan`), availability and capacity
 //! (`track`), rules, incidents and email alerts come in later issues.
 
+pub mod alerts;
 pub mod app;
 pub mod cmdb;
 pub mod config;

@@ -171,3 +171,156 @@ pub fn from_unix_millis(millis: i64) -> OffsetDateTime {
     OffsetDateTime::from_unix_timestamp_nanos(i128::from(millis) * 1_000_000)
         .unwrap_or(OffsetDateTime::UNIX_EPOCH)
 }
+
+/// ITIL incident states (ServiceNow / GLPI style).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IncidentState {
+    New,
+    InProgress,
+    OnHold,
+    Resolved,
+    Closed,
+}
+
+impl IncidentState {
+    pub fn is_open(self) -> bool {
+        matches!(self, Self::New | Self::InProgress | Self::OnHold)
+    }
+}
+
+/// A note on an incident, by a technician or by Caretaker itself.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Note {
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    pub author: String,
+    pub text: String,
+}
+
+/// One incident: a rule's condition on an asset, from opening to resolution.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Incident {
+    pub id: String,
+    /// `INC0000042`.
+    pub number: String,
+    pub asset_id: AssetId,
+    pub asset_name: String,
+    pub rule: String,
+    pub title: String,
+    pub description: String,
+    /// 1 (high) to 3 (low).
+    pub impact: u8,
+    /// 1 (high) to 3 (low).
+    pub urgency: u8,
+    /// impact + urgency − 1: 1 (P1, critical) to 5 (P5, planning).
+    pub priority: u8,
+    pub state: IncidentState,
+    #[serde(with = "time::serde::rfc3339")]
+    pub opened_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub acknowledged_at: Option<OffsetDateTime>,
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub resolved_at: Option<OffsetDateTime>,
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub closed_at: Option<OffsetDateTime>,
+    /// How many times the condition has (re)started under this incident.
+    pub occurrences: u32,
+    pub notes: Vec<Note>,
+    /// Devices whose own incidents this one stands for (topology suppression).
+    #[serde(default)]
+    pub affected: Vec<AssetId>,
+    /// Opened and cleared repeatedly within the flap window: kept open until stable.
+    #[serde(default)]
+    pub flapping: bool,
+    /// What the rule measured when it last fired.
+    #[serde(default)]
+    pub measured: serde_json::Value,
+    #[serde(default)]
+    pub problem_id: Option<String>,
+    /// When the condition was last seen clear while the incident was open (hold-down).
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub clear_since: Option<OffsetDateTime>,
+    /// Every open/close of the condition, newest last, bounded (flap detection).
+    #[serde(default)]
+    pub transitions: Vec<i64>,
+}
+
+/// Something that happened to an incident; the alerting side reads these in order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IncidentEvent {
+    /// Position in the event log (assigned by the writer, strictly increasing).
+    pub seq: u64,
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    pub incident_id: String,
+    pub kind: IncidentEventKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum IncidentEventKind {
+    Opened,
+    Reopened,
+    PriorityChanged { from: u8, to: u8 },
+    Acknowledged { by: String },
+    Noted { by: String },
+    Resolved { automatic: bool },
+    Closed,
+}
+
+/// A problem: the suspected common cause behind repeated incidents (FITS Problem Management).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Problem {
+    pub id: String,
+    /// `PRB0000007`.
+    pub number: String,
+    pub rule: String,
+    pub title: String,
+    /// `repeat` (one asset, repeatedly) or `widespread` (many assets at once).
+    pub pattern: String,
+    pub asset_ids: Vec<AssetId>,
+    pub incident_ids: Vec<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+    #[serde(default)]
+    pub root_cause: String,
+    #[serde(default)]
+    pub known_error: bool,
+}
+
+/// One email waiting to be sent, or sent, or given up on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutboxEntry {
+    pub id: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    /// Not before this time (quiet hours, backoff).
+    #[serde(with = "time::serde::rfc3339")]
+    pub due_at: OffsetDateTime,
+    pub to: Vec<String>,
+    pub subject: String,
+    pub text: String,
+    #[serde(default)]
+    pub html: String,
+    pub message_id: String,
+    #[serde(default)]
+    pub in_reply_to: Option<String>,
+    #[serde(default)]
+    pub references: Vec<String>,
+    pub incident_ids: Vec<String>,
+    pub attempts: u32,
+    /// `pending`, `sent`, `failed` (permanent).
+    pub status: String,
+    #[serde(default)]
+    pub last_error: String,
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub sent_at: Option<OffsetDateTime>,
+    /// What the server said when it accepted or refused it.
+    #[serde(default)]
+    pub server_reply: String,
+}

@@ -5,8 +5,8 @@ use time::macros::datetime;
 
 use super::{ChangeQuery, Store, WriteSet};
 use crate::model::{
-    AgentRecord, Asset, AssetKind, Change, InventoryMeta, InventoryRecord, ReachSample, Source,
-    StatusSample,
+    AgentRecord, Asset, AssetKind, Change, Incident, IncidentEvent, IncidentEventKind,
+    IncidentState, InventoryMeta, InventoryRecord, ReachSample, Source, StatusSample,
 };
 use caretaker_proto::v1;
 
@@ -73,6 +73,78 @@ pub fn run(make: impl Fn(usize) -> Box<dyn Store>) {
     samples_are_ranged_by_time(make(2).as_ref());
     replaying_a_commit_is_idempotent(make(3).as_ref());
     reach_samples_and_snmp_snapshots(make(4).as_ref());
+    incidents_events_and_outbox(make(5).as_ref());
+}
+
+fn incidents_events_and_outbox(store: &dyn Store) {
+    let at = datetime!(2026-10-05 07:55 UTC);
+    let incident = |n: u32| Incident {
+        id: format!("i{n}"),
+        number: format!("INC{n:07}"),
+        asset_id: "a1".to_owned(),
+        asset_name: "ICT-SW2".to_owned(),
+        rule: "host_down".to_owned(),
+        title: "ICT-SW2 down".to_owned(),
+        description: String::new(),
+        impact: 1,
+        urgency: 2,
+        priority: 2,
+        state: IncidentState::New,
+        opened_at: at + time::Duration::minutes(i64::from(n)),
+        updated_at: at,
+        acknowledged_at: None,
+        resolved_at: None,
+        closed_at: None,
+        occurrences: 1,
+        notes: Vec::new(),
+        affected: vec!["a2".to_owned()],
+        flapping: false,
+        measured: serde_json::json!({"missed_sweeps": 3}),
+        problem_id: None,
+        clear_since: None,
+        transitions: vec![1],
+    };
+    let event = |seq: u64| IncidentEvent {
+        seq,
+        at,
+        incident_id: "i1".to_owned(),
+        kind: IncidentEventKind::PriorityChanged { from: 3, to: 2 },
+    };
+    store
+        .commit(WriteSet {
+            incidents: vec![incident(2), incident(1)],
+            incident_events: (1..=5).map(event).collect(),
+            ..Default::default()
+        })
+        .expect("commit");
+    assert_eq!(store.incident("i1").expect("read"), Some(incident(1)));
+    let numbers: Vec<_> = store
+        .incidents()
+        .expect("all")
+        .into_iter()
+        .map(|i| i.number)
+        .collect();
+    assert_eq!(numbers, ["INC0000001", "INC0000002"]);
+    let seqs: Vec<_> = store
+        .incident_events(2, 2)
+        .expect("events")
+        .into_iter()
+        .map(|e| e.seq)
+        .collect();
+    assert_eq!(seqs, [3, 4]);
+    assert_eq!(store.incident_events(5, 10).expect("events"), vec![]);
+    assert_eq!(store.incident_events(0, 1).expect("events"), vec![event(1)]);
+
+    assert_eq!(store.meta("alerts.cursor").expect("meta"), None);
+    store.set_meta("alerts.cursor", 4).expect("set");
+    assert_eq!(store.meta("alerts.cursor").expect("meta"), Some(4));
+    store
+        .commit(WriteSet {
+            meta: vec![("alerts.cursor".to_owned(), 5)],
+            ..Default::default()
+        })
+        .expect("commit");
+    assert_eq!(store.meta("alerts.cursor").expect("meta"), Some(5));
 }
 
 fn reach_samples_and_snmp_snapshots(store: &dyn Store) {

@@ -8,8 +8,8 @@ use time::OffsetDateTime;
 use super::codec;
 use super::{ChangeQuery, Store, StoreError, WriteSet};
 use crate::model::{
-    AgentId, AgentRecord, Asset, AssetId, Change, InventoryRecord, ReachSample, StatusSample,
-    unix_millis,
+    AgentId, AgentRecord, Asset, AssetId, Change, Incident, IncidentEvent, InventoryRecord,
+    OutboxEntry, Problem, ReachSample, StatusSample, unix_millis,
 };
 
 #[derive(Default)]
@@ -28,6 +28,11 @@ struct Inner {
     samples: BTreeMap<Vec<u8>, StatusSample>,
     reach: BTreeMap<(AssetId, i64), ReachSample>,
     snmp: HashMap<AssetId, serde_json::Value>,
+    incidents: BTreeMap<String, Incident>,
+    incident_events: BTreeMap<u64, IncidentEvent>,
+    problems: BTreeMap<String, Problem>,
+    outbox: BTreeMap<String, OutboxEntry>,
+    meta: HashMap<String, u64>,
 }
 
 impl MemoryStore {
@@ -48,6 +53,19 @@ impl Store for MemoryStore {
             inner.reach.insert((asset, unix_millis(sample.at)), sample);
         }
         inner.snmp.extend(set.snmp);
+        for i in set.incidents {
+            inner.incidents.insert(i.id.clone(), i);
+        }
+        for e in set.incident_events {
+            inner.incident_events.insert(e.seq, e);
+        }
+        for p in set.problems {
+            inner.problems.insert(p.id.clone(), p);
+        }
+        for o in set.outbox {
+            inner.outbox.insert(o.id.clone(), o);
+        }
+        inner.meta.extend(set.meta);
         for change in set.changes {
             inner.changes.insert(
                 codec::change_key(unix_millis(change.at), &change.id),
@@ -141,6 +159,53 @@ impl Store for MemoryStore {
 
     fn snmp(&self, asset: &str) -> Result<Option<serde_json::Value>, StoreError> {
         Ok(self.lock().snmp.get(asset).cloned())
+    }
+
+    fn incident(&self, id: &str) -> Result<Option<Incident>, StoreError> {
+        Ok(self.lock().incidents.get(id).cloned())
+    }
+
+    fn incidents(&self) -> Result<Vec<Incident>, StoreError> {
+        let mut all: Vec<Incident> = self.lock().incidents.values().cloned().collect();
+        all.sort_by(|a, b| {
+            a.opened_at
+                .cmp(&b.opened_at)
+                .then_with(|| a.number.cmp(&b.number))
+        });
+        Ok(all)
+    }
+
+    fn incident_events(&self, after: u64, limit: usize) -> Result<Vec<IncidentEvent>, StoreError> {
+        Ok(self
+            .lock()
+            .incident_events
+            .range(after.saturating_add(1)..)
+            .take(limit)
+            .map(|(_, e)| e.clone())
+            .collect())
+    }
+
+    fn problems(&self) -> Result<Vec<Problem>, StoreError> {
+        Ok(self.lock().problems.values().cloned().collect())
+    }
+
+    fn outbox(&self) -> Result<Vec<OutboxEntry>, StoreError> {
+        let mut all: Vec<OutboxEntry> = self.lock().outbox.values().cloned().collect();
+        all.sort_by(|a, b| {
+            a.created_at
+                .cmp(&b.created_at)
+                .then_with(|| a.id.cmp(&b.id))
+        });
+        Ok(all)
+    }
+
+    fn meta(&self, key: &str) -> Result<Option<u64>, StoreError> {
+        Ok(self.lock().meta.get(key).copied())
+    }
+
+    fn set_meta(&self, key: &str, value: u64) -> Result<(), StoreError> {
+        self.lock().meta.insert(key.to_owned(), value);
+        Ok(())
     }
 
     fn agents(&self) -> Result<Vec<AgentRecord>, StoreError> {

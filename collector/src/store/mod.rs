@@ -19,7 +19,8 @@ use std::path::PathBuf;
 use time::OffsetDateTime;
 
 use crate::model::{
-    AgentId, AgentRecord, Asset, AssetId, Change, InventoryRecord, ReachSample, StatusSample,
+    AgentId, AgentRecord, Asset, AssetId, Change, Incident, IncidentEvent, InventoryRecord,
+    OutboxEntry, Problem, ReachSample, StatusSample,
 };
 
 pub use self::sled::SledStore;
@@ -60,6 +61,13 @@ pub struct WriteSet {
     pub assets: Vec<Asset>,
     pub agents: Vec<AgentRecord>,
     pub last_seen: Vec<(AssetId, OffsetDateTime)>,
+    pub incidents: Vec<Incident>,
+    /// Appended to the event log under their own `seq`.
+    pub incident_events: Vec<IncidentEvent>,
+    pub problems: Vec<Problem>,
+    pub outbox: Vec<OutboxEntry>,
+    /// Small named values (cursors, counters), committed with the records they describe.
+    pub meta: Vec<(String, u64)>,
     /// Highest durable report sequence per agent: written last, it is the acknowledgement.
     pub agent_seqs: Vec<(AgentId, u64)>,
 }
@@ -75,6 +83,11 @@ impl WriteSet {
             && self.agents.is_empty()
             && self.last_seen.is_empty()
             && self.agent_seqs.is_empty()
+            && self.incidents.is_empty()
+            && self.incident_events.is_empty()
+            && self.problems.is_empty()
+            && self.outbox.is_empty()
+            && self.meta.is_empty()
     }
 }
 
@@ -118,6 +131,18 @@ pub trait Store: Send + Sync + 'static {
     fn latest_reach(&self, asset: &str) -> Result<Option<ReachSample>, StoreError>;
     /// The latest SNMP description of an asset.
     fn snmp(&self, asset: &str) -> Result<Option<serde_json::Value>, StoreError>;
+
+    fn incident(&self, id: &str) -> Result<Option<Incident>, StoreError>;
+    /// Every incident, oldest first.
+    fn incidents(&self) -> Result<Vec<Incident>, StoreError>;
+    /// Events with `seq > after`, oldest first, at most `limit`.
+    fn incident_events(&self, after: u64, limit: usize) -> Result<Vec<IncidentEvent>, StoreError>;
+    fn problems(&self) -> Result<Vec<Problem>, StoreError>;
+    /// Outbox entries, oldest first.
+    fn outbox(&self) -> Result<Vec<OutboxEntry>, StoreError>;
+    /// A small named value (cursors, counters), e.g. the alerting side's event cursor.
+    fn meta(&self, key: &str) -> Result<Option<u64>, StoreError>;
+    fn set_meta(&self, key: &str, value: u64) -> Result<(), StoreError>;
 
     fn agents(&self) -> Result<Vec<AgentRecord>, StoreError>;
     fn agent_seqs(&self) -> Result<HashMap<AgentId, u64>, StoreError>;

@@ -13,8 +13,8 @@ use time::OffsetDateTime;
 use super::codec;
 use super::{ChangeQuery, Store, StoreError, WriteSet};
 use crate::model::{
-    AgentId, AgentRecord, Asset, AssetId, Change, InventoryRecord, ReachSample, StatusSample,
-    from_unix_millis, unix_millis,
+    AgentId, AgentRecord, Asset, AssetId, Change, Incident, IncidentEvent, InventoryRecord,
+    OutboxEntry, Problem, ReachSample, StatusSample, from_unix_millis, unix_millis,
 };
 
 pub struct SledStore {
@@ -29,6 +29,16 @@ pub struct SledStore {
     samples: sled::Tree,
     reach: sled::Tree,
     snmp: sled::Tree,
+    incidents: sled::Tree,
+    incident_events: sled::Tree,
+    problems: sled::Tree,
+    outbox: sled::Tree,
+    meta: sled::Tree,
+}
+
+/// Records are plain data: serialising them cannot fail.
+fn json<T: serde::Serialize>(value: &T) -> Vec<u8> {
+    serde_json::to_vec(value).expect("records serialise")
 }
 
 fn io(operation: &'static str) -> impl FnOnce(sled::Error) -> StoreError {
@@ -72,6 +82,11 @@ impl SledStore {
             samples: tree("samples")?,
             reach: tree("reach")?,
             snmp: tree("snmp")?,
+            incidents: tree("incidents")?,
+            incident_events: tree("incident_events")?,
+            problems: tree("problems")?,
+            outbox: tree("outbox")?,
+            meta: tree("meta")?,
             db,
         })
     }
@@ -176,6 +191,55 @@ impl Store for SledStore {
         self.last_seen
             .apply_batch(batch)
             .map_err(io("write last_seen"))?;
+
+        let json_batch = |tree: &sled::Tree,
+                          rows: Vec<(Vec<u8>, Vec<u8>)>,
+                          what: &'static str|
+         -> Result<(), StoreError> {
+            let mut batch = sled::Batch::default();
+            for (k, v) in rows {
+                batch.insert(k, v);
+            }
+            tree.apply_batch(batch).map_err(io(what))
+        };
+        json_batch(
+            &self.incidents,
+            set.incidents
+                .iter()
+                .map(|i| (i.id.as_bytes().to_vec(), json(i)))
+                .collect(),
+            "write incidents",
+        )?;
+        json_batch(
+            &self.incident_events,
+            set.incident_events
+                .iter()
+                .map(|e| (e.seq.to_be_bytes().to_vec(), json(e)))
+                .collect(),
+            "write incident events",
+        )?;
+        json_batch(
+            &self.problems,
+            set.problems
+                .iter()
+                .map(|p| (p.id.as_bytes().to_vec(), json(p)))
+                .collect(),
+            "write problems",
+        )?;
+        json_batch(
+            &self.outbox,
+            set.outbox
+                .iter()
+                .map(|o| (o.id.as_bytes().to_vec(), json(o)))
+                .collect(),
+            "write outbox",
+        )?;
+
+        let mut batch = sled::Batch::default();
+        for (key, value) in &set.meta {
+            batch.insert(key.as_bytes(), &value.to_be_bytes()[..]);
+        }
+        self.meta.apply_batch(batch).map_err(io("write meta"))?;
 
         let mut batch = sled::Batch::default();
         for (agent, seq) in &set.agent_seqs {
@@ -328,6 +392,71 @@ impl Store for SledStore {
             .map_err(io("read SNMP snapshot"))?
             .map(|v| serde_json::from_slice(&v).map_err(|e| corrupt("snmp", asset.as_bytes(), e)))
             .transpose()
+    }
+
+    fn incident(&self, id: &str) -> Result<Option<Incident>, StoreError> {
+        self.incidents
+            .get(id.as_bytes())
+            .map_err(io("read incident"))?
+            .map(|v| serde_json::from_slice(&v).map_err(|e| corrupt("incidents", id.as_bytes(), e)))
+            .transpose()
+    }
+
+    fn incidents(&self) -> Result<Vec<Incident>, StoreError> {
+        let mut all: Vec<Incident> = Self::json_values(&self.incidents, "incidents")?;
+        all.sort_by(|a, b| {
+            a.opened_at
+                .cmp(&b.opened_at)
+                .then_with(|| a.number.cmp(&b.number))
+        });
+        Ok(all)
+    }
+
+    fn incident_events(&self, after: u64, limit: usize) -> Result<Vec<IncidentEvent>, StoreError> {
+        self.incident_events
+            .range(after.saturating_add(1).to_be_bytes()..)
+            .take(limit)
+            .map(|entry| {
+                let (key, value) = entry.map_err(io("scan incident events"))?;
+                serde_json::from_slice(&value).map_err(|e| corrupt("incident_events", &key, e))
+            })
+            .collect()
+    }
+
+    fn problems(&self) -> Result<Vec<Problem>, StoreError> {
+        let mut all: Vec<Problem> = Self::json_values(&self.problems, "problems")?;
+        all.sort_by(|a, b| a.number.cmp(&b.number));
+        Ok(all)
+    }
+
+    fn outbox(&self) -> Result<Vec<OutboxEntry>, StoreError> {
+        let mut all: Vec<OutboxEntry> = Self::json_values(&self.outbox, "outbox")?;
+        all.sort_by(|a, b| {
+            a.created_at
+                .cmp(&b.created_at)
+                .then_with(|| a.id.cmp(&b.id))
+        });
+        Ok(all)
+    }
+
+    fn meta(&self, key: &str) -> Result<Option<u64>, StoreError> {
+        self.meta
+            .get(key.as_bytes())
+            .map_err(io("read meta"))?
+            .map(|v| {
+                <[u8; 8]>::try_from(&v[..])
+                    .map(u64::from_be_bytes)
+                    .map_err(|e| corrupt("meta", key.as_bytes(), e))
+            })
+            .transpose()
+    }
+
+    fn set_meta(&self, key: &str, value: u64) -> Result<(), StoreError> {
+        self.meta
+            .insert(key.as_bytes(), &value.to_be_bytes()[..])
+            .map_err(io("write meta"))?;
+        self.db.flush().map_err(io("flush"))?;
+        Ok(())
     }
 
     fn agents(&self) -> Result<Vec<AgentRecord>, StoreError> {
