@@ -24,3 +24,4 @@ pub mod model;
 pub mod register;
 pub mod scan;
 pub mod store;
+pub mod track;
