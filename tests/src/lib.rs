@@ -5,6 +5,7 @@
 //! (the README's test command builds them first). A missing binary fails the test loudly.
 
 pub mod lab;
+pub mod smtp;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
