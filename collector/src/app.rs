@@ -100,12 +100,27 @@ impl App {
         );
         let agents = Agents::load(store.as_ref())?;
         let stats = Arc::new(IngestStats::default());
-        let (register, writer) = register::start(
-            store.clone(),
-            config.agents.clone(),
-            agents.clone(),
-            stats.clone(),
-        )?;
+        let tracking = register::Tracking {
+            rules: config.rules.clone(),
+            incidents: config.incidents.clone(),
+            maintenance: config.maintenance.clone(),
+            topology: config.topology.clone(),
+            change_windows: config.change_windows.clone(),
+            reach_refresh: time::Duration::minutes(15),
+        };
+        let (register, writer) = {
+            let (store, agents_config, agents, stats) = (
+                store.clone(),
+                config.agents.clone(),
+                agents.clone(),
+                stats.clone(),
+            );
+            tokio::task::spawn_blocking(move || {
+                register::start(store, agents_config, tracking, agents, stats)
+            })
+            .await
+            .expect("register start task")?
+        };
         let service = IngestService::new(
             register.clone(),
             agents.clone(),
@@ -174,6 +189,7 @@ impl App {
                 api_token: api_token.clone().into(),
                 stale_after: config.agents.stale_after,
                 reach_stale_after: config.agents.stale_after.max(config.scan.interval * 3),
+                register: register.clone(),
             };
             let token = shutdown.clone();
             tracker.spawn(
@@ -199,8 +215,42 @@ impl App {
             let register = register.clone();
             let interval = config.scan.interval;
             tracker.spawn(
-                crate::scan::daemon::run(scope, options, interval, register, token)
+                crate::scan::daemon::watch(
+                    scope.clone(),
+                    options.sweep.clone(),
+                    config.scan.watch_interval,
+                    store.clone(),
+                    register.clone(),
+                    token.clone(),
+                )
+                .instrument(tracing::info_span!("watch")),
+            );
+            tracker.spawn(
+                crate::scan::daemon::run(scope, options, interval, register.clone(), token)
                     .instrument(tracing::info_span!("scan")),
+            );
+        }
+        {
+            // The rules run on a timer too, so conditions that only time reveals (an agent
+            // gone silent, a hold-down ending) are noticed without new data.
+            let token = shutdown.clone();
+            let register = register.clone();
+            let every = config.incidents.evaluate_every;
+            tracker.spawn(
+                async move {
+                    let mut ticker = tokio::time::interval(every);
+                    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                    loop {
+                        tokio::select! {
+                            () = token.cancelled() => return,
+                            _ = ticker.tick() => {}
+                        }
+                        register.try_send(register::Job::Tick {
+                            at: time::OffsetDateTime::now_utc(),
+                        });
+                    }
+                }
+                .instrument(tracing::info_span!("rules")),
             );
         }
         drop(register);

@@ -24,6 +24,11 @@ pub struct Config {
     pub scan: ScanConfig,
     pub snmp: SnmpConfig,
     pub smtp: Option<SmtpConfig>,
+    pub rules: crate::rules::RulesConfig,
+    pub incidents: crate::incidents::IncidentsConfig,
+    pub maintenance: Vec<crate::incidents::Maintenance>,
+    pub change_windows: Vec<crate::rules::Window>,
+    pub topology: crate::incidents::topology::TopologyConfig,
 }
 
 impl Default for Config {
@@ -36,6 +41,11 @@ impl Default for Config {
             scan: ScanConfig::default(),
             snmp: SnmpConfig::default(),
             smtp: None,
+            rules: crate::rules::RulesConfig::default(),
+            incidents: crate::incidents::IncidentsConfig::default(),
+            maintenance: Vec::new(),
+            change_windows: Vec::new(),
+            topology: crate::incidents::topology::TopologyConfig::default(),
         }
     }
 }
@@ -129,6 +139,10 @@ pub struct ScanConfig {
     pub retries: u32,
     /// Echo requests awaiting replies at once.
     pub max_in_flight: usize,
+    /// Known devices are re-pinged this often between full sweeps, so "down" is noticed in
+    /// `watch_interval × [rules.host_down] misses`.
+    #[serde(with = "humantime_serde")]
+    pub watch_interval: Duration,
     /// Refuse ranges adding up to more addresses than this.
     pub max_addresses: u64,
     /// TCP ports probed on live hosts to help classify them; `[]` for none.
@@ -146,6 +160,7 @@ impl Default for ScanConfig {
             timeout: sweep.timeout,
             retries: sweep.retries,
             max_in_flight: sweep.max_in_flight,
+            watch_interval: Duration::from_secs(10),
             max_addresses: crate::scan::targets::DEFAULT_MAX_ADDRESSES,
             tcp_ports: crate::scan::probe::DEFAULT_PORTS.to_vec(),
             reverse_dns: true,
@@ -469,6 +484,53 @@ fn validate(config: &Config) -> Vec<(&'static str, &'static str, String)> {
     }
     if let Some(smtp) = &config.smtp {
         issues.extend(smtp.validate());
+    }
+    issues.extend(config.rules.validate());
+    if config.scan.watch_interval < Duration::from_secs(1) {
+        issues.push(("scan", "watch_interval", "must be at least 1s".to_owned()));
+    }
+    if config.incidents.evaluate_every < Duration::from_secs(1) {
+        issues.push((
+            "incidents",
+            "evaluate_every",
+            "must be at least 1s".to_owned(),
+        ));
+    }
+    if config.incidents.flap_transitions < 2 {
+        issues.push((
+            "incidents",
+            "flap_transitions",
+            "must be at least 2".to_owned(),
+        ));
+    }
+    if let Some((a, b)) = crate::incidents::overlapping(&config.change_windows) {
+        let message = if a == b {
+            format!("window {} ends before it starts", a + 1)
+        } else {
+            format!("windows {} and {} overlap", a + 1, b + 1)
+        };
+        issues.push(("change_windows", "start", message));
+    }
+    for (i, m) in config.maintenance.iter().enumerate() {
+        if m.end <= m.start {
+            issues.push((
+                "maintenance",
+                "end",
+                format!("maintenance window {} ends before it starts", i + 1),
+            ));
+        }
+        for rule in &m.rules {
+            if !crate::rules::NAMES.contains(&rule.as_str()) {
+                issues.push((
+                    "maintenance",
+                    "rules",
+                    format!(
+                        "{rule:?} is not a rule ({})",
+                        crate::rules::NAMES.join(", ")
+                    ),
+                ));
+            }
+        }
     }
     issues
 }

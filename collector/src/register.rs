@@ -19,8 +19,13 @@ use tokio::sync::{mpsc, oneshot};
 use crate::cmdb::discovery::SweepSummary;
 use crate::cmdb::{Cmdb, EnrolmentHints, InventoryReport};
 use crate::config::AgentsConfig;
+use crate::incidents::topology::{Parents, TopologyConfig};
+use crate::incidents::{Action, ActionError, Engine, IncidentsConfig, Maintenance};
 use crate::ingest::{Agents, IngestStats};
 use crate::model::{AgentId, AgentRecord, StatusSample};
+use crate::model::{Asset, AssetId, Incident, ReachSample};
+use crate::observe::{Observations, status_point};
+use crate::rules::{RulesConfig, Window};
 use crate::scan::Sweep;
 use crate::store::{Store, StoreError, WriteSet};
 
@@ -62,11 +67,26 @@ impl Register {
 pub fn start(
     store: Arc<dyn Store>,
     config: AgentsConfig,
+    tracking: Tracking,
     agents: Arc<Agents>,
     stats: Arc<IngestStats>,
 ) -> Result<(Register, Writer), StoreError> {
+    let cmdb = Cmdb::load(store.as_ref())?;
+    let (obs, topology_snmp) = load_observations(store.as_ref(), &cmdb)?;
+    let engine = Engine::load(
+        store.as_ref(),
+        tracking.incidents.clone(),
+        tracking.maintenance.clone(),
+    )?;
+    let assets: Vec<Asset> = cmdb.assets().cloned().collect();
+    let parents = Parents::build(&tracking.topology, &assets, &topology_snmp);
     let state = WriterState {
-        cmdb: Cmdb::load(store.as_ref())?,
+        obs,
+        engine,
+        parents,
+        topology_snmp,
+        tracking,
+        cmdb,
         agents: store
             .agents()?
             .into_iter()
@@ -112,6 +132,37 @@ pub enum Job {
         sweep: Box<Sweep>,
         reply: oneshot::Sender<Result<SweepSummary, RegisterError>>,
     },
+    /// Quick re-checks of known devices between sweeps: `(asset, answered, rtt µs)`.
+    Watch {
+        at: OffsetDateTime,
+        results: Vec<(AssetId, bool, u32)>,
+    },
+    /// Time to run the rules.
+    Tick { at: OffsetDateTime },
+    /// A technician's action on an incident.
+    Act {
+        id: String,
+        action: Action,
+        reply: oneshot::Sender<Result<Result<Incident, ActionError>, RegisterError>>,
+    },
+    /// A technician's update to a problem.
+    Problem {
+        id: String,
+        root_cause: Option<String>,
+        known_error: Option<bool>,
+        reply: oneshot::Sender<Result<Result<crate::model::Problem, ActionError>, RegisterError>>,
+    },
+}
+
+/// What the rules and incidents need besides the register.
+pub struct Tracking {
+    pub rules: RulesConfig,
+    pub incidents: IncidentsConfig,
+    pub maintenance: Vec<Maintenance>,
+    pub topology: TopologyConfig,
+    pub change_windows: Vec<Window>,
+    /// An unchanged ping verdict is stored again after this (availability resolution).
+    pub reach_refresh: time::Duration,
 }
 
 /// The writer thread's handle; join it after the service is dropped.
@@ -130,6 +181,12 @@ impl Writer {
 struct WriterState {
     store: Arc<dyn Store>,
     cmdb: Cmdb,
+    obs: Observations,
+    engine: Engine,
+    tracking: Tracking,
+    parents: Parents,
+    /// SNMP snapshots with forwarding tables or LLDP neighbours, for topology.
+    topology_snmp: HashMap<AssetId, serde_json::Value>,
     agents: HashMap<AgentId, AgentRecord>,
     seqs: HashMap<AgentId, u64>,
     config: AgentsConfig,
@@ -138,6 +195,14 @@ struct WriterState {
 }
 
 enum Reply {
+    Act(
+        oneshot::Sender<Result<Result<Incident, ActionError>, RegisterError>>,
+        Result<Incident, ActionError>,
+    ),
+    Problem(
+        oneshot::Sender<Result<Result<crate::model::Problem, ActionError>, RegisterError>>,
+        Result<crate::model::Problem, ActionError>,
+    ),
     Enroll(oneshot::Sender<Result<(), RegisterError>>),
     Submit(oneshot::Sender<Result<u64, RegisterError>>, u64),
     Discovery(
@@ -168,6 +233,8 @@ impl WriterState {
         let mut failed = None;
         let mut touched_seqs = HashSet::new();
         let mut seen = HashMap::new();
+        let mut evaluate = None;
+        let mut swept = false;
         for job in jobs {
             match job {
                 Job::Enroll {
@@ -199,12 +266,30 @@ impl WriterState {
                 Job::Heartbeat { agent_id, at } => {
                     if let Some(asset) = self.agents.get(&agent_id).and_then(|a| a.asset_id.clone())
                     {
+                        self.obs.agent(&asset, at);
                         seen.insert(asset, at);
                     }
                 }
                 Job::Discovery { sweep, reply } => {
+                    let first_reach = set.reach.len();
                     match self.cmdb.apply_sweep(self.store.as_ref(), &sweep, &mut set) {
-                        Ok(summary) => replies.push(Reply::Discovery(reply, summary)),
+                        Ok(summary) => {
+                            // Keep only transitions and periodic refreshes of ping verdicts.
+                            let fresh: Vec<_> = set.reach.drain(first_reach..).collect();
+                            for (asset, sample) in fresh {
+                                if self.obs.ping(
+                                    &asset,
+                                    sample.at,
+                                    sample.up,
+                                    self.tracking.reach_refresh,
+                                ) {
+                                    set.reach.push((asset, sample));
+                                }
+                            }
+                            swept = true;
+                            evaluate = Some(sweep.finished_at);
+                            replies.push(Reply::Discovery(reply, summary));
+                        }
                         Err(error) => {
                             tracing::error!(%error, "Could not merge a sweep into the register");
                             failed = Some(error.to_string());
@@ -212,7 +297,56 @@ impl WriterState {
                         }
                     }
                 }
+                Job::Watch { at, results } => {
+                    for (asset, up, rtt_us) in results {
+                        if self.obs.ping(&asset, at, up, self.tracking.reach_refresh) {
+                            set.reach
+                                .push((asset.clone(), ReachSample { at, up, rtt_us }));
+                        }
+                        if up {
+                            set.last_seen.push((asset, at));
+                        }
+                    }
+                    evaluate = Some(evaluate.map_or(at, |e: OffsetDateTime| e.max(at)));
+                }
+                Job::Tick { at } => {
+                    evaluate = Some(evaluate.map_or(at, |e: OffsetDateTime| e.max(at)));
+                }
+                Job::Act { id, action, reply } => {
+                    let now = OffsetDateTime::now_utc();
+                    match self
+                        .engine
+                        .act(self.store.as_ref(), now, &id, action, &mut set)
+                    {
+                        Ok(outcome) => replies.push(Reply::Act(reply, outcome)),
+                        Err(error) => {
+                            failed = Some(error.to_string());
+                            replies.push(Reply::Act(
+                                reply,
+                                Err(ActionError::Invalid(error.to_string())),
+                            ));
+                        }
+                    }
+                }
+                Job::Problem {
+                    id,
+                    root_cause,
+                    known_error,
+                    reply,
+                } => {
+                    let now = OffsetDateTime::now_utc();
+                    let outcome =
+                        self.engine
+                            .update_problem(now, &id, root_cause, known_error, &mut set);
+                    replies.push(Reply::Problem(reply, outcome));
+                }
             }
+        }
+        if let Some(at) = evaluate {
+            self.observe(&set, swept);
+            self.evaluate(at, &mut set);
+        } else {
+            self.observe(&set, swept);
         }
         set.last_seen.extend(seen);
         set.agent_seqs = touched_seqs
@@ -242,6 +376,20 @@ impl WriterState {
         }
         for reply in replies {
             match reply {
+                Reply::Act(tx, outcome) => {
+                    let _ = tx.send(
+                        result
+                            .map(|()| outcome)
+                            .map_err(|()| RegisterError::WriterGone),
+                    );
+                }
+                Reply::Problem(tx, outcome) => {
+                    let _ = tx.send(
+                        result
+                            .map(|()| outcome)
+                            .map_err(|()| RegisterError::WriterGone),
+                    );
+                }
                 Reply::Enroll(tx) => {
                     let _ = tx.send(result.map_err(|()| RegisterError::WriterGone));
                 }
@@ -359,10 +507,141 @@ impl WriterState {
         if let Some(asset) = &agent.asset_id {
             let heard = seen.entry(asset.clone()).or_insert(received_at);
             *heard = (*heard).max(received_at);
+            self.obs.agent(asset, received_at);
         }
         self.shared.heard(agent_id, received_at);
         self.seqs.insert(agent_id.to_owned(), last);
         self.agents.insert(agent_id.to_owned(), agent);
         Ok(last)
     }
+}
+
+impl WriterState {
+    /// Feeds what this batch stores into the rules' observations.
+    fn observe(&mut self, set: &WriteSet, swept: bool) {
+        for sample in &set.samples {
+            self.obs
+                .status(&sample.asset_id, status_point(sample.at, &sample.status));
+        }
+        for change in &set.changes {
+            self.obs.change(change);
+        }
+        for (asset, record) in &set.inventories {
+            if !record.meta.partial.iter().any(|p| p == "software") {
+                self.obs.entry(asset).software = Some(
+                    record
+                        .inventory
+                        .software
+                        .iter()
+                        .map(|s| s.name.clone())
+                        .collect(),
+                );
+            }
+        }
+        for (asset, snapshot) in &set.snmp {
+            let at = snapshot["collected_at"]
+                .as_i64()
+                .and_then(|t| OffsetDateTime::from_unix_timestamp(t).ok())
+                .unwrap_or_else(OffsetDateTime::now_utc);
+            self.obs.snmp(asset, at, snapshot);
+            let topological = snapshot["fdb"].as_array().is_some_and(|a| !a.is_empty())
+                || snapshot["lldp"].as_array().is_some_and(|a| !a.is_empty());
+            if topological {
+                self.topology_snmp
+                    .insert(asset.clone(), slim_topology(snapshot));
+            }
+        }
+        if swept {
+            let assets: Vec<Asset> = self.cmdb.assets().cloned().collect();
+            self.parents = Parents::build(&self.tracking.topology, &assets, &self.topology_snmp);
+        }
+    }
+
+    /// Runs the rules and the incident engine.
+    fn evaluate(&mut self, now: OffsetDateTime, set: &mut WriteSet) {
+        let assets: Vec<Asset> = self.cmdb.assets().cloned().collect();
+        let context = crate::rules::Context {
+            now,
+            assets: &assets,
+            obs: &self.obs,
+            change_windows: &self.tracking.change_windows,
+        };
+        let conditions = crate::rules::evaluate(&self.tracking.rules, &context);
+        let by_id: HashMap<AssetId, &Asset> = assets.iter().map(|a| (a.id.clone(), a)).collect();
+        self.engine
+            .step(now, conditions, &by_id, &self.parents, set);
+    }
+}
+
+/// Only what topology needs from an SNMP snapshot.
+fn slim_topology(snapshot: &serde_json::Value) -> serde_json::Value {
+    serde_json::json!({"fdb": snapshot["fdb"], "lldp": snapshot["lldp"]})
+}
+
+/// Rebuilds the rules' observations from the store at start-up.
+fn load_observations(
+    store: &dyn Store,
+    cmdb: &Cmdb,
+) -> Result<(Observations, HashMap<AssetId, serde_json::Value>), StoreError> {
+    let mut obs = Observations::default();
+    let mut topology = HashMap::new();
+    let now = OffsetDateTime::now_utc();
+    let seen = store.last_seen()?;
+    for asset in cmdb.assets() {
+        let id = asset.id.as_str();
+        if let Some(reach) = store.latest_reach(id)? {
+            let entry = obs.entry(id);
+            entry.ping.last_at = Some(reach.at);
+            entry.ping.stored = Some((reach.at, reach.up));
+            if reach.up {
+                entry.ping.last_up_at = Some(reach.at);
+            } else {
+                entry.ping.consecutive_misses = 1;
+                entry.ping.missing_since = Some(reach.at);
+            }
+        }
+        if asset.sources.contains(&crate::model::Source::Agent)
+            && let Some(at) = seen.get(id)
+        {
+            obs.agent(id, *at);
+        }
+        for sample in store.samples(
+            id,
+            now - time::Duration::days(3),
+            now + time::Duration::days(1),
+            crate::observe::MAX_STATUS,
+        )? {
+            obs.status(id, status_point(sample.at, &sample.status));
+        }
+        if let Some(snapshot) = store.snmp(id)? {
+            let at = snapshot["collected_at"]
+                .as_i64()
+                .and_then(|t| OffsetDateTime::from_unix_timestamp(t).ok())
+                .unwrap_or(now);
+            obs.snmp(id, at, &snapshot);
+            topology.insert(asset.id.clone(), slim_topology(&snapshot));
+        }
+        for change in store
+            .changes(&crate::store::ChangeQuery {
+                asset: Some(asset.id.clone()),
+                since: Some(now - time::Duration::days(2)),
+                limit: crate::observe::MAX_CHANGES,
+            })?
+            .into_iter()
+            .rev()
+        {
+            obs.change(&change);
+        }
+        if let Some(record) = store.inventory(id)? {
+            obs.entry(id).software = Some(
+                record
+                    .inventory
+                    .software
+                    .iter()
+                    .map(|s| s.name.clone())
+                    .collect(),
+            );
+        }
+    }
+    Ok((obs, topology))
 }

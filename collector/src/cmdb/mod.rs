@@ -75,6 +75,10 @@ impl Cmdb {
         self.assets.get(id)
     }
 
+    pub fn assets(&self) -> impl Iterator<Item = &Asset> {
+        self.assets.values()
+    }
+
     fn index(&mut self, asset: Asset) {
         self.fingerprints
             .insert(asset.id.clone(), fingerprint_of_asset(&asset));

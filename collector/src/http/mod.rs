@@ -5,6 +5,7 @@
 //! `{"error": "..."}` with a fitting status. `serve` runs until its cancellation token fires.
 
 mod assets;
+mod incidents;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -15,7 +16,7 @@ use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
@@ -31,6 +32,8 @@ pub struct ApiState {
     pub stale_after: Duration,
     /// A ping verdict older than this no longer decides the status.
     pub reach_stale_after: Duration,
+    /// For actions that change the register (incident actions).
+    pub register: crate::register::Register,
 }
 
 /// An API error: a status and a sentence.
@@ -80,6 +83,13 @@ pub fn router(state: ApiState) -> Router {
         .route("/assets/{id}", get(assets::one))
         .route("/changes", get(assets::changes))
         .route("/capacity", get(assets::capacity))
+        .route("/incidents", get(incidents::list))
+        .route("/incidents/{id}", get(incidents::one))
+        .route("/incidents/{id}/ack", post(incidents::ack))
+        .route("/incidents/{id}/resolve", post(incidents::resolve))
+        .route("/incidents/{id}/note", post(incidents::note))
+        .route("/problems", get(incidents::problems))
+        .route("/problems/{id}", post(incidents::update_problem))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token))
         .route(
             "/health",

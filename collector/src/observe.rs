@@ -1,0 +1,250 @@
+//! What the collector currently knows about each asset, in memory, for the rules.
+//!
+//! The register writer feeds every ping result, agent contact, status report, SNMP snapshot
+//! and change record into [`Observations`] as it commits them, so rule evaluation reads memory
+//! only (5,000 assets × every rule in a few milliseconds). History is bounded per asset: the
+//! last [`MAX_STATUS`] status points and [`MAX_SUPPLY`] points per printer supply, the recent
+//! boots and changes. On start the writer reloads what it needs from the store.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+
+use time::OffsetDateTime;
+
+use crate::model::{AssetId, Change};
+
+/// Status points kept per asset (a week at the default five-minute interval).
+pub const MAX_STATUS: usize = 2016;
+/// Level points kept per printer supply.
+pub const MAX_SUPPLY: usize = 512;
+/// Change records kept per asset for the change rules.
+pub const MAX_CHANGES: usize = 256;
+
+/// Ping history of one asset.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PingObs {
+    pub last_at: Option<OffsetDateTime>,
+    pub last_up_at: Option<OffsetDateTime>,
+    /// Probes in a row that got no answer (full sweeps and watch probes alike).
+    pub consecutive_misses: u32,
+    /// When the current run of misses started.
+    pub missing_since: Option<OffsetDateTime>,
+    /// The last verdict written to the store, and when (to store transitions, not every probe).
+    pub stored: Option<(OffsetDateTime, bool)>,
+}
+
+/// One status report reduced to what the rules use.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StatusPoint {
+    pub at: OffsetDateTime,
+    pub cpu_percent: f64,
+    /// Memory used, 0–100.
+    pub memory_percent: Option<f64>,
+    /// `(mount, used percent, total bytes)`.
+    pub volumes: Vec<(String, f64, u64)>,
+    pub boot_time: Option<OffsetDateTime>,
+}
+
+/// The SNMP facts the rules use.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SnmpObs {
+    pub at: Option<OffsetDateTime>,
+    pub printer_errors: Vec<String>,
+    /// `(on battery, runtime seconds, charge percent)`.
+    pub ups: Option<(bool, Option<u64>, Option<f64>)>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct AssetObs {
+    pub ping: PingObs,
+    pub agent_heard: Option<OffsetDateTime>,
+    pub status: VecDeque<StatusPoint>,
+    pub snmp: SnmpObs,
+    /// Supply description → `(at, percent)` points, oldest first.
+    pub supplies: BTreeMap<String, VecDeque<(OffsetDateTime, f64)>>,
+    /// Distinct boot times seen, oldest first.
+    pub boots: VecDeque<OffsetDateTime>,
+    pub changes: VecDeque<Change>,
+    /// Names of the installed software, from the latest complete inventory.
+    pub software: Option<std::collections::BTreeSet<String>>,
+}
+
+/// Every asset's observations.
+#[derive(Debug, Default)]
+pub struct Observations {
+    pub assets: HashMap<AssetId, AssetObs>,
+}
+
+impl Observations {
+    pub fn entry(&mut self, asset: &str) -> &mut AssetObs {
+        self.assets.entry(asset.to_owned()).or_default()
+    }
+
+    /// A ping verdict. Returns whether the store should get a reach sample: on a change of
+    /// state, or when the last stored one is older than `refresh`.
+    pub fn ping(
+        &mut self,
+        asset: &str,
+        at: OffsetDateTime,
+        up: bool,
+        refresh: time::Duration,
+    ) -> bool {
+        let ping = &mut self.entry(asset).ping;
+        // A clock stepped back: treat the observation as happening now-ish, never earlier.
+        let at = ping.last_at.map_or(at, |last| at.max(last));
+        ping.last_at = Some(at);
+        if up {
+            ping.last_up_at = Some(at);
+            ping.consecutive_misses = 0;
+            ping.missing_since = None;
+        } else {
+            ping.consecutive_misses = ping.consecutive_misses.saturating_add(1);
+            ping.missing_since.get_or_insert(at);
+        }
+        let store = match ping.stored {
+            Some((when, state)) => state != up || at - when >= refresh,
+            None => true,
+        };
+        if store {
+            ping.stored = Some((at, up));
+        }
+        store
+    }
+
+    pub fn agent(&mut self, asset: &str, at: OffsetDateTime) {
+        let heard = &mut self.entry(asset).agent_heard;
+        *heard = Some(heard.map_or(at, |h| h.max(at)));
+    }
+
+    pub fn status(&mut self, asset: &str, point: StatusPoint) {
+        let obs = self.entry(asset);
+        if let Some(boot) = point.boot_time {
+            // Boot times wobble by a second or two between reports; a new boot is a jump.
+            let new_boot = obs
+                .boots
+                .back()
+                .is_none_or(|last| (boot - *last).abs() > time::Duration::minutes(2));
+            if new_boot {
+                obs.boots.push_back(boot);
+                while obs.boots.len() > 64 {
+                    obs.boots.pop_front();
+                }
+            }
+        }
+        obs.status.push_back(point);
+        while obs.status.len() > MAX_STATUS {
+            obs.status.pop_front();
+        }
+    }
+
+    pub fn snmp(&mut self, asset: &str, at: OffsetDateTime, snapshot: &serde_json::Value) {
+        let obs = self.entry(asset);
+        obs.snmp.at = Some(at);
+        obs.snmp.printer_errors = snapshot["printer_errors"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|e| e.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        obs.snmp.ups = snapshot["ups"].as_object().map(|u| {
+            (
+                u.get("on_battery")
+                    .and_then(serde_json::Value::as_bool)
+                    .unwrap_or(false),
+                u.get("runtime_secs").and_then(serde_json::Value::as_u64),
+                u.get("charge_percent").and_then(serde_json::Value::as_f64),
+            )
+        });
+        if let Some(supplies) = snapshot["supplies"].as_array() {
+            for supply in supplies {
+                let (Some(description), Some(percent)) =
+                    (supply["description"].as_str(), supply["percent"].as_f64())
+                else {
+                    continue;
+                };
+                let points = obs.supplies.entry(description.to_owned()).or_default();
+                points.push_back((at, percent));
+                while points.len() > MAX_SUPPLY {
+                    points.pop_front();
+                }
+            }
+        }
+    }
+
+    pub fn change(&mut self, change: &Change) {
+        let changes = &mut self.entry(&change.asset_id).changes;
+        changes.push_back(change.clone());
+        while changes.len() > MAX_CHANGES {
+            changes.pop_front();
+        }
+    }
+}
+
+/// Reduces a status report to a point.
+pub fn status_point(at: OffsetDateTime, status: &caretaker_proto::v1::Status) -> StatusPoint {
+    let memory_percent = (status.memory_total_bytes > 0)
+        .then(|| status.memory_used_bytes as f64 * 100.0 / status.memory_total_bytes as f64);
+    let volumes = status
+        .volumes
+        .iter()
+        .filter(|v| v.total_bytes > 0)
+        .map(|v| {
+            let used =
+                v.total_bytes.saturating_sub(v.free_bytes) as f64 * 100.0 / v.total_bytes as f64;
+            (v.mount.clone(), used, v.total_bytes)
+        })
+        .collect();
+    let boot_time = status
+        .boot_time
+        .as_ref()
+        .and_then(|t| OffsetDateTime::from_unix_timestamp(t.seconds).ok());
+    StatusPoint {
+        at,
+        cpu_percent: f64::from(status.cpu_percent),
+        memory_percent,
+        volumes,
+        boot_time,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    #[test]
+    fn reach_samples_are_stored_on_transitions_and_refreshes() {
+        let mut obs = Observations::default();
+        let t = datetime!(2026-10-05 08:00 UTC);
+        let refresh = time::Duration::minutes(15);
+        assert!(obs.ping("a", t, true, refresh));
+        assert!(!obs.ping("a", t + time::Duration::minutes(1), true, refresh));
+        assert!(obs.ping("a", t + time::Duration::minutes(2), false, refresh));
+        assert_eq!(obs.assets["a"].ping.consecutive_misses, 1);
+        assert!(!obs.ping("a", t + time::Duration::minutes(3), false, refresh));
+        assert_eq!(obs.assets["a"].ping.consecutive_misses, 2);
+        assert!(
+            obs.ping("a", t + time::Duration::minutes(20), false, refresh),
+            "refresh"
+        );
+        assert!(obs.ping("a", t + time::Duration::minutes(21), true, refresh));
+        assert_eq!(obs.assets["a"].ping.consecutive_misses, 0);
+    }
+
+    #[test]
+    fn a_clock_stepping_back_does_not_move_time_backwards() {
+        let mut obs = Observations::default();
+        let t = datetime!(2026-10-25 01:30 UTC);
+        obs.ping("a", t, false, time::Duration::minutes(15));
+        obs.ping(
+            "a",
+            t - time::Duration::hours(1),
+            false,
+            time::Duration::minutes(15),
+        );
+        let ping = &obs.assets["a"].ping;
+        assert_eq!(ping.last_at, Some(t));
+        assert_eq!(ping.missing_since, Some(t));
+    }
+}
