@@ -190,6 +190,7 @@ impl App {
                 stale_after: config.agents.stale_after,
                 reach_stale_after: config.agents.stale_after.max(config.scan.interval * 3),
                 register: register.clone(),
+                school_hours: Arc::new(config.school_hours()),
             };
             let token = shutdown.clone();
             tracker.spawn(

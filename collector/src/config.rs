@@ -29,6 +29,7 @@ pub struct Config {
     pub maintenance: Vec<crate::incidents::Maintenance>,
     pub change_windows: Vec<crate::rules::Window>,
     pub topology: crate::incidents::topology::TopologyConfig,
+    pub school_hours: Option<crate::track::SchoolHoursConfig>,
 }
 
 impl Default for Config {
@@ -46,6 +47,7 @@ impl Default for Config {
             maintenance: Vec::new(),
             change_windows: Vec::new(),
             topology: crate::incidents::topology::TopologyConfig::default(),
+            school_hours: None,
         }
     }
 }
@@ -329,6 +331,16 @@ fn display_issues(issues: &[ConfigIssue]) -> String {
         .join("\n")
 }
 
+impl Config {
+    /// School hours for availability; 24/7 when not configured. The config was validated.
+    pub fn school_hours(&self) -> crate::track::SchoolHours {
+        self.school_hours
+            .as_ref()
+            .and_then(|h| h.validate().ok())
+            .unwrap_or_else(crate::track::SchoolHours::always)
+    }
+}
+
 /// Reads, parses and validates a config file.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
@@ -486,6 +498,11 @@ fn validate(config: &Config) -> Vec<(&'static str, &'static str, String)> {
         issues.extend(smtp.validate());
     }
     issues.extend(config.rules.validate());
+    if let Some(Err(errors)) = config.school_hours.as_ref().map(|h| h.validate()) {
+        for (key, message) in errors {
+            issues.push(("school_hours", key, message));
+        }
+    }
     if config.scan.watch_interval < Duration::from_secs(1) {
         issues.push(("scan", "watch_interval", "must be at least 1s".to_owned()));
     }

@@ -432,3 +432,6 @@ pub fn outbox_view(entries: &[OutboxEntry], limit: usize) -> serde_json::Value {
         .collect();
     serde_json::json!({ "counts": counts, "entries": list })
 }
+
+#[cfg(test)]
+mod tests;

@@ -6,6 +6,7 @@
 
 mod assets;
 mod incidents;
+mod tracking;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -32,6 +33,8 @@ pub struct ApiState {
     pub stale_after: Duration,
     /// A ping verdict older than this no longer decides the status.
     pub reach_stale_after: Duration,
+    /// School hours for availability (24/7 when not configured).
+    pub school_hours: std::sync::Arc<crate::track::SchoolHours>,
     /// For actions that change the register (incident actions).
     pub register: crate::register::Register,
 }
@@ -89,6 +92,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/incidents/{id}/resolve", post(incidents::resolve))
         .route("/incidents/{id}/note", post(incidents::note))
         .route("/problems", get(incidents::problems))
+        .route("/availability", get(tracking::availability))
         .route("/problems/{id}", post(incidents::update_problem))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token))
         .route(
