@@ -48,6 +48,8 @@ pub const CURSOR_KEY: &str = "alerts.cursor";
 const EVENT_BATCH: usize = 500;
 /// How often open incidents are checked against their response targets.
 const ESCALATION_EVERY: Duration = Duration::from_secs(30);
+/// Entries marked `sending` per commit: a crash resends at most this many (same Message-IDs).
+const SEND_BATCH: usize = 16;
 /// Change records shown as the asset's recent history.
 const HISTORY: usize = 5;
 
@@ -289,11 +291,14 @@ impl Sender {
         }
     }
 
-    async fn commit_entry(store: &Arc<dyn Store>, entry: OutboxEntry) -> Result<(), AlertError> {
+    async fn commit_entries(
+        store: &Arc<dyn Store>,
+        entries: Vec<OutboxEntry>,
+    ) -> Result<(), AlertError> {
         let store = Arc::clone(store);
         blocking(move || {
             store.commit(WriteSet {
-                outbox: vec![entry],
+                outbox: entries,
                 ..WriteSet::default()
             })
         })
@@ -328,68 +333,102 @@ impl Sender {
                 .then_with(|| a.created_at.cmp(&b.created_at))
         });
         let mut recovered = false;
-        for mut entry in candidates {
+        let mut queue = candidates;
+        loop {
             if cancel.is_cancelled() {
                 break;
             }
             let now = OffsetDateTime::now_utc();
             // After an outage ends, mail waiting out its backoff goes at once.
-            let due = entry.status == "sending"
-                || entry.due_at <= now
-                || (recovered && entry.attempts > 0 && !entry.last_error.is_empty());
-            if !due {
-                continue;
+            let is_due = |e: &OutboxEntry| {
+                e.status == "sending"
+                    || e.due_at <= now
+                    || (recovered && e.attempts > 0 && !e.last_error.is_empty())
+            };
+            // A batch goes out concurrently, so it holds at most one mail per incident:
+            // an opening and its recovery still arrive in order.
+            let mut originals: Vec<OutboxEntry> = Vec::new();
+            let mut rest = Vec::with_capacity(queue.len());
+            for entry in queue {
+                let clash = originals.iter().any(|o| {
+                    o.to == entry.to
+                        && o.incident_ids
+                            .iter()
+                            .any(|i| entry.incident_ids.contains(i))
+                });
+                if originals.len() < SEND_BATCH && !clash && is_due(&entry) {
+                    originals.push(entry);
+                } else {
+                    rest.push(entry);
+                }
             }
-            entry.status = "sending".to_owned();
-            entry.attempts += 1;
-            entry.due_at = now;
-            Self::commit_entry(store, entry.clone()).await?;
-            match mailer.send(&entry).await {
-                Ok(reply) => {
-                    if self.outage > 0 || !entry.last_error.is_empty() {
-                        info!(entry_id = %entry.id, "Mail server accepts alert email again");
-                        recovered = true;
+            queue = rest;
+            if originals.is_empty() {
+                break;
+            }
+            // Marked `sending` in one commit before any of them is handed to the server.
+            let mut batch = originals.clone();
+            for entry in &mut batch {
+                entry.status = "sending".to_owned();
+                entry.attempts += 1;
+                entry.due_at = now;
+            }
+            Self::commit_entries(store, batch.clone()).await?;
+            let outcomes =
+                futures_util::future::join_all(batch.iter().map(|e| mailer.send(e))).await;
+            let mut results = Vec::with_capacity(batch.len());
+            let mut stop = false;
+            for (mut entry, outcome) in batch.into_iter().zip(outcomes) {
+                match outcome {
+                    Ok(reply) => {
+                        if self.outage > 0 || !entry.last_error.is_empty() {
+                            info!(entry_id = %entry.id, "Mail server accepts alert email again");
+                            recovered = true;
+                        }
+                        self.outage = 0;
+                        self.paused_until = None;
+                        entry.status = "sent".to_owned();
+                        entry.sent_at = Some(OffsetDateTime::now_utc());
+                        entry.server_reply = reply;
+                        entry.last_error.clear();
                     }
-                    self.outage = 0;
-                    self.paused_until = None;
-                    entry.status = "sent".to_owned();
-                    entry.sent_at = Some(OffsetDateTime::now_utc());
-                    entry.server_reply = reply;
-                    entry.last_error.clear();
-                    Self::commit_entry(store, entry).await?;
-                }
-                Err(failure) if failure.permanent => {
-                    error!(
-                        entry_id = %entry.id,
-                        to = %entry.to.join(", "),
-                        reason = %failure.reason,
-                        "Mail server refused an alert email permanently; it will not be retried"
-                    );
-                    entry.status = "failed".to_owned();
-                    entry.server_reply.clone_from(&failure.reason);
-                    entry.last_error = failure.reason;
-                    Self::commit_entry(store, entry).await?;
-                }
-                Err(failure) => {
-                    if self.outage == 0 {
-                        warn!(
+                    Err(failure) if failure.permanent => {
+                        error!(
                             entry_id = %entry.id,
+                            to = %entry.to.join(", "),
                             reason = %failure.reason,
-                            "Alert email could not be sent; retrying with backoff"
+                            "Mail server refused an alert email permanently; it will not be retried"
                         );
+                        entry.status = "failed".to_owned();
+                        entry.server_reply.clone_from(&failure.reason);
+                        entry.last_error = failure.reason;
                     }
-                    let delay = retry_delay(entry.attempts, self.retry_initial, self.retry_max);
-                    entry.status = "pending".to_owned();
-                    entry.due_at = now + delay;
-                    entry.last_error = failure.reason;
-                    Self::commit_entry(store, entry).await?;
-                    if failure.unreachable {
-                        self.outage += 1;
-                        let pause = retry_delay(self.outage, self.retry_initial, self.retry_max);
-                        self.paused_until = Some(tokio::time::Instant::now() + pause);
-                        break;
+                    Err(failure) => {
+                        if self.outage == 0 {
+                            warn!(
+                                entry_id = %entry.id,
+                                reason = %failure.reason,
+                                "Alert email could not be sent; retrying with backoff"
+                            );
+                        }
+                        let delay = retry_delay(entry.attempts, self.retry_initial, self.retry_max);
+                        entry.status = "pending".to_owned();
+                        entry.due_at = OffsetDateTime::now_utc() + delay;
+                        entry.last_error = failure.reason;
+                        if failure.unreachable {
+                            self.outage += 1;
+                            let pause =
+                                retry_delay(self.outage, self.retry_initial, self.retry_max);
+                            self.paused_until = Some(tokio::time::Instant::now() + pause);
+                            stop = true;
+                        }
                     }
                 }
+                results.push(entry);
+            }
+            Self::commit_entries(store, results).await?;
+            if stop {
+                break;
             }
         }
         Ok(())

@@ -237,7 +237,7 @@ pub fn incident_mail(
     );
     for (heading, lines) in &sections {
         let _ = write!(text, "\n{heading}\n");
-        let _ = write!(html, "<h3>{}</h3><ul>\n", escape(heading));
+        let _ = writeln!(html, "<h3>{}</h3><ul>", escape(heading));
         for line in lines {
             let _ = writeln!(text, "  {line}");
             match &asset_link {
