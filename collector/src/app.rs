@@ -301,6 +301,7 @@ impl App {
 pub fn scan_options(config: &Config) -> Result<crate::scan::ScanOptions, String> {
     let mut options = crate::scan::ScanOptions::default();
     options.sweep.rate = config.scan.rate;
+    options.sweep.on_link_rate = config.scan.on_link_rate;
     options.sweep.timeout = config.scan.timeout;
     options.sweep.retries = config.scan.retries;
     options.sweep.max_in_flight = config.scan.max_in_flight;

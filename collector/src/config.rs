@@ -132,8 +132,11 @@ pub struct ScanConfig {
     pub ranges: Vec<String>,
     #[serde(with = "humantime_serde")]
     pub interval: Duration,
-    /// Echo requests per second across a sweep.
+    /// Echo requests per second across a sweep, to routed addresses.
     pub rate: u32,
+    /// Echo requests per second to addresses on the collector's own segments (each needs an
+    /// ARP broadcast first).
+    pub on_link_rate: u32,
     /// Wait for each echo reply.
     #[serde(with = "humantime_serde")]
     pub timeout: Duration,
@@ -159,6 +162,7 @@ impl Default for ScanConfig {
             ranges: Vec::new(),
             interval: Duration::from_secs(60),
             rate: sweep.rate,
+            on_link_rate: sweep.on_link_rate,
             timeout: sweep.timeout,
             retries: sweep.retries,
             max_in_flight: sweep.max_in_flight,
@@ -431,6 +435,13 @@ fn validate(config: &Config) -> Vec<(&'static str, &'static str, String)> {
         for error in errors {
             issues.push(("scan", "ranges", error.to_string()));
         }
+    }
+    if config.scan.on_link_rate == 0 {
+        issues.push((
+            "scan",
+            "on_link_rate",
+            "must be at least 1 packet per second".to_owned(),
+        ));
     }
     if config.scan.rate == 0 {
         issues.push((

@@ -60,9 +60,12 @@ enum Command {
         /// SNMP v2c community (repeatable); default "public" when the config has none.
         #[arg(long = "community")]
         communities: Vec<String>,
-        /// Echo requests per second.
+        /// Echo requests per second to routed addresses.
         #[arg(long)]
         rate: Option<u32>,
+        /// Echo requests per second to addresses on this machine's own segments.
+        #[arg(long)]
+        on_link_rate: Option<u32>,
         /// Wait for each reply, e.g. 1s or 500ms.
         #[arg(long, value_parser = humantime::parse_duration)]
         timeout: Option<std::time::Duration>,
@@ -140,6 +143,7 @@ fn main() -> ExitCode {
             config,
             communities,
             rate,
+            on_link_rate,
             timeout,
             retries,
             ports,
@@ -171,6 +175,7 @@ fn main() -> ExitCode {
                 options.snmp_credentials.clear();
             }
             options.sweep.rate = rate.unwrap_or(options.sweep.rate);
+            options.sweep.on_link_rate = on_link_rate.unwrap_or(options.sweep.on_link_rate);
             options.sweep.timeout = timeout.unwrap_or(options.sweep.timeout);
             options.sweep.retries = retries.unwrap_or(options.sweep.retries);
             if let Some(Ports(ports)) = ports {

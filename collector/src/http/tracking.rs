@@ -33,7 +33,11 @@ pub async fn availability(
         "24h" => time::Duration::hours(24),
         "7d" => time::Duration::days(7),
         "30d" => time::Duration::days(30),
-        other => return Err(ApiError::bad_request(format!("window {other:?} is not 24h, 7d or 30d"))),
+        other => {
+            return Err(ApiError::bad_request(format!(
+                "window {other:?} is not 24h, 7d or 30d"
+            )));
+        }
     };
     let now = OffsetDateTime::now_utc();
     let from = now - span;
@@ -43,23 +47,37 @@ pub async fn availability(
     let (asset, reach, status) = blocking(move || {
         Ok((
             store.asset(&asset_id)?,
-            store.reach(&asset_id, lookback, now + time::Duration::minutes(1), 200_000)?,
-            store.samples(&asset_id, lookback, now + time::Duration::minutes(1), 200_000)?,
+            store.reach(
+                &asset_id,
+                lookback,
+                now + time::Duration::minutes(1),
+                200_000,
+            )?,
+            store.samples(
+                &asset_id,
+                lookback,
+                now + time::Duration::minutes(1),
+                200_000,
+            )?,
         ))
     })
     .await?;
     let asset = asset.ok_or_else(|| ApiError::not_found(format!("asset {}", params.asset)))?;
     let samples = timeline(&reach, &status);
     let outages = track::outages(&samples, MAX_GAP);
-    let in_window: Vec<_> = outages.iter().filter(|o| o.end.is_none_or(|e| e > from)).collect();
+    let in_window: Vec<_> = outages
+        .iter()
+        .filter(|o| o.end.is_none_or(|e| e > from))
+        .collect();
     let (mtbf, mttr) = track::mtbf_mttr(&outages, from, now);
     let around = track::availability(&samples, from, now, MAX_GAP, &SchoolHours::always());
     let school = (!state.school_hours.is_always())
         .then(|| track::availability(&samples, from, now, MAX_GAP, &state.school_hours));
-    let rfc = |t: OffsetDateTime| t.format(&time::format_description::well_known::Rfc3339).ok();
-    let figures = |a: &track::Availability| {
-        json!({"percent": a.percent, "up_secs": a.up_secs, "down_secs": a.down_secs, "unknown_secs": a.unknown_secs})
+    let rfc = |t: OffsetDateTime| {
+        t.format(&time::format_description::well_known::Rfc3339)
+            .ok()
     };
+    let figures = |a: &track::Availability| json!({"percent": a.percent, "up_secs": a.up_secs, "down_secs": a.down_secs, "unknown_secs": a.unknown_secs});
     Ok(Json(json!({
         "asset_id": asset.id,
         "name": asset.name,
@@ -81,11 +99,19 @@ pub async fn availability(
 
 /// Ping verdicts and agent reports merged into one timeline: a status report proves the host
 /// was up at that moment; ping decides for devices without an agent.
-fn timeline(reach: &[crate::model::ReachSample], status: &[crate::model::StatusSample]) -> Vec<(OffsetDateTime, Status)> {
+fn timeline(
+    reach: &[crate::model::ReachSample],
+    status: &[crate::model::StatusSample],
+) -> Vec<(OffsetDateTime, Status)> {
     let mut samples: Vec<(OffsetDateTime, Status)> = reach
         .iter()
         .map(|r| (r.at, if r.up { Status::Up } else { Status::Down }))
-        .chain(status.iter().filter(|s| !s.clock_suspect).map(|s| (s.at, Status::Up)))
+        .chain(
+            status
+                .iter()
+                .filter(|s| !s.clock_suspect)
+                .map(|s| (s.at, Status::Up)),
+        )
         .collect();
     samples.sort_by_key(|(at, _)| *at);
     samples

@@ -60,20 +60,40 @@ impl Harness {
         let engine = Engine::load(&store, config, maintenance).expect("load");
         let assets = ["sw", "pc1", "pc2", "pc3", "printer"]
             .iter()
-            .map(|id| asset(id, if *id == "sw" { AssetKind::Switch } else { AssetKind::Pc }))
+            .map(|id| {
+                asset(
+                    id,
+                    if *id == "sw" {
+                        AssetKind::Switch
+                    } else {
+                        AssetKind::Pc
+                    },
+                )
+            })
             .collect();
-        Self { engine, store, assets, parents: Parents::default(), t: datetime!(2026-10-05 07:55 UTC) }
+        Self {
+            engine,
+            store,
+            assets,
+            parents: Parents::default(),
+            t: datetime!(2026-10-05 07:55 UTC),
+        }
     }
 
     /// Advances the clock and runs one step with these conditions.
     fn step(&mut self, after_secs: i64, conditions: Vec<Condition>) -> WriteSet {
         self.t += time::Duration::seconds(after_secs);
-        let by_id: HashMap<AssetId, &Asset> = self.assets.iter().map(|a| (a.id.clone(), a)).collect();
+        let by_id: HashMap<AssetId, &Asset> =
+            self.assets.iter().map(|a| (a.id.clone(), a)).collect();
         let mut out = WriteSet::default();
-        self.engine.step(self.t, conditions, &by_id, &self.parents, &mut out);
+        self.engine
+            .step(self.t, conditions, &by_id, &self.parents, &mut out);
         let events = out.incident_events.clone();
         self.store.commit(out).expect("commit");
-        WriteSet { incident_events: events, ..Default::default() }
+        WriteSet {
+            incident_events: events,
+            ..Default::default()
+        }
     }
 
     fn incidents(&self) -> Vec<crate::model::Incident> {
@@ -88,8 +108,14 @@ fn kinds(out: &WriteSet) -> Vec<IncidentEventKind> {
 #[test]
 fn one_incident_per_condition_resolved_after_the_hold_down_and_reopened_when_it_returns() {
     let mut h = Harness::new(IncidentsConfig::default(), Vec::new());
-    assert_eq!(kinds(&h.step(0, vec![down("pc1")])), [IncidentEventKind::Opened]);
-    assert!(kinds(&h.step(10, vec![down("pc1")])).is_empty(), "no duplicate while it persists");
+    assert_eq!(
+        kinds(&h.step(0, vec![down("pc1")])),
+        [IncidentEventKind::Opened]
+    );
+    assert!(
+        kinds(&h.step(10, vec![down("pc1")])).is_empty(),
+        "no duplicate while it persists"
+    );
     let incidents = h.incidents();
     assert_eq!(incidents.len(), 1);
     assert_eq!(incidents[0].number, "INC0000001");
@@ -98,11 +124,17 @@ fn one_incident_per_condition_resolved_after_the_hold_down_and_reopened_when_it_
     // Clear, but not for the whole hold-down: still open.
     assert!(kinds(&h.step(10, vec![])).is_empty());
     assert!(kinds(&h.step(30, vec![])).is_empty());
-    assert_eq!(kinds(&h.step(31, vec![])), [IncidentEventKind::Resolved { automatic: true }]);
+    assert_eq!(
+        kinds(&h.step(31, vec![])),
+        [IncidentEventKind::Resolved { automatic: true }]
+    );
     assert_eq!(h.incidents()[0].state, IncidentState::Resolved);
 
     // Back within the reopen window: the same incident, reopened.
-    assert_eq!(kinds(&h.step(120, vec![down("pc1")])), [IncidentEventKind::Reopened]);
+    assert_eq!(
+        kinds(&h.step(120, vec![down("pc1")])),
+        [IncidentEventKind::Reopened]
+    );
     let incidents = h.incidents();
     assert_eq!(incidents.len(), 1);
     assert_eq!(incidents[0].occurrences, 2);
@@ -115,13 +147,19 @@ fn a_condition_that_blips_clear_inside_the_hold_down_does_not_resolve() {
     h.step(0, vec![down("pc1")]);
     h.step(20, vec![]);
     assert!(kinds(&h.step(20, vec![down("pc1")])).is_empty());
-    assert!(kinds(&h.step(50, vec![])).is_empty(), "the hold-down restarts after a blip");
+    assert!(
+        kinds(&h.step(50, vec![])).is_empty(),
+        "the hold-down restarts after a blip"
+    );
     assert_eq!(h.incidents()[0].state, IncidentState::New);
 }
 
 #[test]
 fn a_flapping_device_gives_one_incident_that_stays_open_until_stable() {
-    let config = IncidentsConfig { flap_transitions: 4, ..IncidentsConfig::default() };
+    let config = IncidentsConfig {
+        flap_transitions: 4,
+        ..IncidentsConfig::default()
+    };
     let mut h = Harness::new(config, Vec::new());
     for _ in 0..6 {
         h.step(1, vec![down("pc2")]);
@@ -161,11 +199,32 @@ fn maintenance_windows_suppress_rules_for_the_chosen_assets() {
 #[test]
 fn a_switch_down_with_devices_behind_it_is_one_incident_naming_them() {
     let mut h = Harness::new(IncidentsConfig::default(), Vec::new());
-    h.parents = Parents { of: ["pc1", "pc2", "pc3"].iter().map(|c| ((*c).to_owned(), "sw".to_owned())).collect() };
-    h.step(0, vec![down("sw"), down("pc1"), down("pc2"), down("pc3"), down("printer")]);
+    h.parents = Parents {
+        of: ["pc1", "pc2", "pc3"]
+            .iter()
+            .map(|c| ((*c).to_owned(), "sw".to_owned()))
+            .collect(),
+    };
+    h.step(
+        0,
+        vec![
+            down("sw"),
+            down("pc1"),
+            down("pc2"),
+            down("pc3"),
+            down("printer"),
+        ],
+    );
     let incidents = h.incidents();
-    let sw = incidents.iter().find(|i| i.asset_id == "sw").expect("switch incident");
-    assert_eq!(incidents.len(), 2, "the switch, and the printer that is not behind it: {incidents:#?}");
+    let sw = incidents
+        .iter()
+        .find(|i| i.asset_id == "sw")
+        .expect("switch incident");
+    assert_eq!(
+        incidents.len(),
+        2,
+        "the switch, and the printer that is not behind it: {incidents:#?}"
+    );
     assert!(sw.title.contains("3 devices behind it"), "{}", sw.title);
     let affected: BTreeSet<_> = sw.affected.iter().cloned().collect();
     assert_eq!(affected, ["pc1", "pc2", "pc3"].map(String::from).into());
@@ -175,7 +234,12 @@ fn a_switch_down_with_devices_behind_it_is_one_incident_naming_them() {
 #[test]
 fn devices_behind_a_switch_that_still_answers_are_one_path_incident() {
     let mut h = Harness::new(IncidentsConfig::default(), Vec::new());
-    h.parents = Parents { of: ["pc1", "pc2", "pc3"].iter().map(|c| ((*c).to_owned(), "sw".to_owned())).collect() };
+    h.parents = Parents {
+        of: ["pc1", "pc2", "pc3"]
+            .iter()
+            .map(|c| ((*c).to_owned(), "sw".to_owned()))
+            .collect(),
+    };
     h.step(0, vec![down("pc1"), down("pc2"), down("pc3")]);
     let incidents = h.incidents();
     assert_eq!(incidents.len(), 1, "{incidents:#?}");
@@ -188,21 +252,65 @@ fn technician_actions_and_their_conflicts() {
     let mut h = Harness::new(IncidentsConfig::default(), Vec::new());
     h.step(0, vec![down("pc1")]);
     let id = h.incidents()[0].id.clone();
-    let mut act = |h: &mut Harness, id: &str, action: Action| {
+    let act = |h: &mut Harness, id: &str, action: Action| {
         let mut out = WriteSet::default();
         let t = h.t;
-        let result = h.engine.act(&h.store, t, id, action, &mut out).expect("store");
+        let result = h
+            .engine
+            .act(&h.store, t, id, action, &mut out)
+            .expect("store");
         h.store.commit(out).expect("commit");
         result
     };
-    let acked = act(&mut h, "INC0000001", Action::Acknowledge { by: "sam".to_owned() }).expect("ack");
+    let acked = act(
+        &mut h,
+        "INC0000001",
+        Action::Acknowledge {
+            by: "sam".to_owned(),
+        },
+    )
+    .expect("ack");
     assert_eq!(acked.state, IncidentState::InProgress);
     assert!(acked.acknowledged_at.is_some());
-    let noted = act(&mut h, &id, Action::Note { by: "sam".to_owned(), text: "Cable replaced".to_owned() }).expect("note");
+    let noted = act(
+        &mut h,
+        &id,
+        Action::Note {
+            by: "sam".to_owned(),
+            text: "Cable replaced".to_owned(),
+        },
+    )
+    .expect("note");
     assert!(noted.notes.iter().any(|n| n.text == "Cable replaced"));
-    assert_eq!(act(&mut h, "nope", Action::Acknowledge { by: "sam".to_owned() }), Err(ActionError::NotFound("nope".to_owned())));
-    act(&mut h, &id, Action::Resolve { by: "sam".to_owned(), text: None }).expect("resolve");
-    assert!(matches!(act(&mut h, &id, Action::Acknowledge { by: "sam".to_owned() }), Err(ActionError::Conflict { .. })));
+    assert_eq!(
+        act(
+            &mut h,
+            "nope",
+            Action::Acknowledge {
+                by: "sam".to_owned()
+            }
+        ),
+        Err(ActionError::NotFound("nope".to_owned()))
+    );
+    act(
+        &mut h,
+        &id,
+        Action::Resolve {
+            by: "sam".to_owned(),
+            text: None,
+        },
+    )
+    .expect("resolve");
+    assert!(matches!(
+        act(
+            &mut h,
+            &id,
+            Action::Acknowledge {
+                by: "sam".to_owned()
+            }
+        ),
+        Err(ActionError::Conflict { .. })
+    ));
     // Resolved by hand while still down: not reopened until the condition clears once.
     h.step(5, vec![down("pc1")]);
     assert_eq!(h.incidents()[0].state, IncidentState::Resolved);
@@ -210,7 +318,10 @@ fn technician_actions_and_their_conflicts() {
     h.step(5, vec![down("pc1")]);
     assert!(h.incidents()[0].state.is_open());
     // Closed incidents take no actions.
-    let config = IncidentsConfig { close_after: std::time::Duration::from_secs(60), ..IncidentsConfig::default() };
+    let config = IncidentsConfig {
+        close_after: std::time::Duration::from_secs(60),
+        ..IncidentsConfig::default()
+    };
     let mut h2 = Harness::new(config, Vec::new());
     h2.step(0, vec![down("pc3")]);
     h2.step(61, vec![]);
@@ -218,7 +329,17 @@ fn technician_actions_and_their_conflicts() {
     h2.step(61, vec![]);
     assert_eq!(h2.incidents()[0].state, IncidentState::Closed);
     let closed = h2.incidents()[0].number.clone();
-    assert!(matches!(act(&mut h2, &closed, Action::Note { by: "sam".to_owned(), text: "x".to_owned() }), Err(ActionError::Conflict { .. })));
+    assert!(matches!(
+        act(
+            &mut h2,
+            &closed,
+            Action::Note {
+                by: "sam".to_owned(),
+                text: "x".to_owned()
+            }
+        ),
+        Err(ActionError::Conflict { .. })
+    ));
 }
 
 #[test]
@@ -227,12 +348,18 @@ fn a_priority_change_is_an_event() {
     h.step(0, vec![down("pc1")]);
     let mut worse = down("pc1");
     worse.impact = 1;
-    assert_eq!(kinds(&h.step(5, vec![worse])), [IncidentEventKind::PriorityChanged { from: 2, to: 1 }]);
+    assert_eq!(
+        kinds(&h.step(5, vec![worse])),
+        [IncidentEventKind::PriorityChanged { from: 2, to: 1 }]
+    );
 }
 
 #[test]
 fn repeats_and_widespread_failures_propose_problems() {
-    let config = IncidentsConfig { reopen_within: std::time::Duration::from_secs(60), ..IncidentsConfig::default() };
+    let config = IncidentsConfig {
+        reopen_within: std::time::Duration::from_secs(60),
+        ..IncidentsConfig::default()
+    };
     let mut h = Harness::new(config, Vec::new());
     for _ in 0..3 {
         // Each time long after the last resolution: three separate incidents.
@@ -243,11 +370,21 @@ fn repeats_and_widespread_failures_propose_problems() {
     let problems = h.store.problems().expect("problems");
     assert_eq!(problems.len(), 1, "{problems:#?}");
     assert_eq!(problems[0].pattern, "repeat");
-    assert_eq!(problems[0].incident_ids.len(), 3, "{problems:#?} {:#?}", h.incidents());
-    assert!(h.incidents().iter().all(|i| i.problem_id.as_deref() == Some(problems[0].id.as_str())));
+    assert_eq!(
+        problems[0].incident_ids.len(),
+        3,
+        "{problems:#?} {:#?}",
+        h.incidents()
+    );
+    assert!(
+        h.incidents()
+            .iter()
+            .all(|i| i.problem_id.as_deref() == Some(problems[0].id.as_str()))
+    );
 
     let mut h = Harness::new(IncidentsConfig::default(), Vec::new());
-    h.assets.extend((0..6).map(|n| asset(&format!("lab{n}"), AssetKind::Pc)));
+    h.assets
+        .extend((0..6).map(|n| asset(&format!("lab{n}"), AssetKind::Pc)));
     let mut burst: Vec<_> = (0..6).map(|n| down(&format!("lab{n}"))).collect();
     for c in &mut burst {
         c.rule = "unauthorised_change";

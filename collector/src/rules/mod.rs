@@ -257,7 +257,7 @@ impl RulesConfig {
             ("disk_full", self.disk_full.forecast_days),
             ("supply_low", self.supply_low.forecast_days),
         ] {
-            if !(days >= 0.0 && days <= 3650.0) {
+            if !(0.0..=3650.0).contains(&days) {
                 let section = if key == "disk_full" {
                     "rules.disk_full"
                 } else {

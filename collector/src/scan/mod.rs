@@ -127,7 +127,17 @@ pub async fn run(
     scope.check_routes().map_err(ScanError::Targets)?;
     let targets = scope.shuffled_hosts();
     let probed = targets.len() as u64;
+    let fulls_before = neighbors::table_fulls();
     let alive = ping::sweep(scope, targets, &options.sweep, progress, cancel).await?;
+    if let (Some(before), Some(after)) = (fulls_before, neighbors::table_fulls())
+        && after > before
+    {
+        tracing::warn!(
+            overflows = after - before,
+            "The kernel's neighbour (ARP) table overflowed during the sweep, so some hosts may have been missed; \
+             raise net.ipv4.neigh.default.gc_thresh1/2/3 on this server for large ranges on its own segment"
+        );
+    }
     let ips: Vec<Ipv4Addr> = alive.iter().map(|a| a.ip).collect();
 
     let names = async {

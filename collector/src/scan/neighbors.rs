@@ -95,3 +95,36 @@ mod tests {
         );
     }
 }
+
+/// How often the kernel's IPv4 neighbour table has been full (all CPUs), when it says.
+///
+/// A sweep of a large range on the collector's own segment creates one neighbour entry per
+/// address; past `net.ipv4.neigh.default.gc_thresh3` (1024 by default) probes are silently
+/// dropped, so a rising count during a sweep means hosts may have been missed.
+pub fn table_fulls() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/net/stat/arp_cache").ok()?;
+    parse_table_fulls(&text)
+}
+
+fn parse_table_fulls(text: &str) -> Option<u64> {
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next()?.split_whitespace().collect();
+    let column = header.iter().position(|h| *h == "table_fulls")?;
+    Some(
+        lines
+            .filter_map(|l| l.split_whitespace().nth(column))
+            .filter_map(|v| u64::from_str_radix(v, 16).ok())
+            .sum(),
+    )
+}
+
+#[cfg(test)]
+mod table_tests {
+    #[test]
+    fn table_fulls_are_summed_over_cpus() {
+        let text = "entries  allocs destroys hash_grows  lookups hits  res_failed  rcv_probes_mcast rcv_probes_ucast  periodic_gc_runs forced_gc_runs unresolved_discards table_fulls\n\
+                    00000004  00000001 00000000 00000000  00000000 00000000  00000000  00000000 00000000  00000000 00000000 00000000 0000000a\n\
+                    00000004  00000001 00000000 00000000  00000000 00000000  00000000  00000000 00000000  00000000 00000000 00000000 00000002\n";
+        assert_eq!(super::parse_table_fulls(text), Some(12));
+    }
+}

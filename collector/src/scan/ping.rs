@@ -6,9 +6,9 @@
 //! in the kernel and counts against its socket's send buffer. A send refused for lack of
 //! buffer space (ENOBUFS: full socket buffer or neighbour table) is retried after a pause,
 //! never counted as a dead host. Probes leave at most `rate` per second (a token bucket
-//! checked before each send) with at most `max_in_flight` awaiting replies. Pass 1 probes
-//! every address in random order; each further pass re-probes only the silent ones. Every
-//! address is checked against the [`Scope`] before a packet is sent.
+//! checked before each send) with at most `max_in_flight` awaiting replies, in random order;
+//! retries of a silent address are spread over its timeout (see [`sweep`]). Every address is
+//! checked against the [`Scope`] before a packet is sent.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
@@ -31,8 +31,13 @@ const REFUSAL_PAUSE: Duration = Duration::from_millis(20);
 
 #[derive(Debug, Clone)]
 pub struct SweepOptions {
-    /// Echo requests per second, across the whole sweep.
+    /// Echo requests per second, across the whole sweep, to routed addresses.
     pub rate: u32,
+    /// Echo requests per second to addresses on the collector's own segments, each of which
+    /// makes the kernel broadcast an ARP request first: every device on the segment has to
+    /// look at every one of them, and replies lost in a broadcast storm cost a whole ARP
+    /// retransmission (a second).
+    pub on_link_rate: u32,
     /// How long to wait for each reply.
     pub timeout: Duration,
     /// Extra passes over the addresses that stayed silent.
@@ -45,6 +50,7 @@ impl Default for SweepOptions {
     fn default() -> Self {
         Self {
             rate: 20_000,
+            on_link_rate: 2_000,
             timeout: Duration::from_secs(1),
             retries: 1,
             max_in_flight: 16_384,
@@ -79,6 +85,11 @@ impl Progress for () {}
 
 /// Sweeps `targets` (already shuffled, all inside `scope`). Returns the live hosts in the
 /// order they answered. Stops early (returning what it has) when `cancel` fires.
+///
+/// Each address gets its first echo request when the pacer allows, and up to `retries` more,
+/// 0.4 × `timeout` apart, while it stays silent; each waits `timeout` for its reply. A sweep
+/// therefore takes about the sending time plus 1.4 timeouts (one retry), not a timeout per
+/// retry.
 pub async fn sweep(
     scope: &Scope,
     targets: Vec<Ipv4Addr>,
@@ -94,88 +105,107 @@ pub async fn sweep(
     let ident = PingIdentifier(rand::random());
     let permits = Arc::new(Semaphore::new(options.max_in_flight.max(1)));
     let interval = Duration::from_secs_f64(1.0 / f64::from(options.rate.max(1)));
-    let payload = *b"caretaker-sweep!";
-
-    let mut alive = Vec::new();
-    let mut silent = targets;
+    let on_link_interval = Duration::from_secs_f64(1.0 / f64::from(options.on_link_rate.max(1)));
+    let on_link = super::targets::on_link_networks();
+    // Retries leave 40 % of a timeout apart, each waiting a full timeout: an address whose
+    // first request is held up by ARP (answered ~1 s later by the kernel's retransmission)
+    // still answers one of them, and a dead address costs timeout × (1 + 0.4 × retries).
+    let spacing = options.timeout.mul_f64(0.4);
+    let (tx, mut rx) = mpsc::channel::<(Ipv4Addr, Option<(Duration, u32)>)>(4096);
     let start = Instant::now();
-    let mut sent: u64 = 0;
-    for attempt in 0..=options.retries {
-        if silent.is_empty() || cancel.is_cancelled() {
-            break;
+    let sender = async {
+        let mut sent: u64 = 0;
+        let mut due = start;
+        for ip in targets {
+            if !scope.contains(ip) {
+                tracing::error!(%ip, "Refusing to probe an address outside the scan ranges");
+                continue;
+            }
+            due += if on_link.iter().any(|net| net.contains(ip)) {
+                on_link_interval
+            } else {
+                interval
+            };
+            tokio::select! {
+                () = cancel.cancelled() => break,
+                () = tokio::time::sleep_until(due) => {}
+            }
+            let permit = permits
+                .clone()
+                .acquire_owned()
+                .await
+                .expect("semaphore is never closed");
+            sent += 1;
+            progress.probed(sent);
+            let client = clients[(sent % clients.len() as u64) as usize].clone();
+            let tx = tx.clone();
+            let (timeout, retries) = (options.timeout, options.retries);
+            tokio::spawn(async move {
+                let result = probe(&client, ident, ip, timeout, retries, spacing).await;
+                drop(permit);
+                let _ = tx.send((ip, result)).await;
+            });
         }
-        let (tx, mut rx) = mpsc::channel::<(Ipv4Addr, Option<Duration>)>(4096);
-        let pass = silent.len();
-        let sender = async {
-            for ip in std::mem::take(&mut silent) {
-                if !scope.contains(ip) {
-                    tracing::error!(%ip, "Refusing to probe an address outside the scan ranges");
-                    let _ = tx.send((ip, None)).await;
-                    continue;
-                }
-                let due = start + interval.mul_f64(sent as f64);
-                tokio::select! {
-                    () = cancel.cancelled() => break,
-                    () = tokio::time::sleep_until(due) => {}
-                }
-                let permit = permits
-                    .clone()
-                    .acquire_owned()
-                    .await
-                    .expect("semaphore is never closed");
-                sent += 1;
-                progress.probed(sent);
-                let client = &clients[(sent % clients.len() as u64) as usize];
-                let mut pinger = client.pinger(IpAddr::V4(ip), ident).await;
-                pinger.timeout(options.timeout);
-                let tx = tx.clone();
-                tokio::spawn(async move {
-                    let mut refused = 0;
-                    let result = loop {
-                        match pinger.ping(PingSequence(attempt as u16), &payload).await {
-                            Ok((_, rtt)) => break Some(rtt),
-                            Err(SurgeError::Timeout { .. }) => break None,
-                            Err(SurgeError::IOError(error))
-                                if error.raw_os_error() == Some(ENOBUFS)
-                                    && refused < MAX_REFUSALS =>
-                            {
-                                refused += 1;
-                                tokio::time::sleep(REFUSAL_PAUSE).await;
-                            }
-                            Err(error) => {
-                                tracing::debug!(%ip, %error, "Echo request failed");
-                                break None;
-                            }
-                        }
-                    };
-                    drop(permit);
-                    let _ = tx.send((ip, result)).await;
-                });
+        drop(tx);
+    };
+    let mut alive = Vec::new();
+    let receiver = async {
+        while let Some((ip, result)) = rx.recv().await {
+            if let Some((rtt, attempts)) = result {
+                let found = Alive { ip, rtt, attempts };
+                progress.found(&found);
+                alive.push(found);
             }
-            drop(tx);
-        };
-        let receiver = async {
-            let mut still_silent = Vec::with_capacity(pass);
-            while let Some((ip, rtt)) = rx.recv().await {
-                match rtt {
-                    Some(rtt) => {
-                        let found = Alive {
-                            ip,
-                            rtt,
-                            attempts: attempt + 1,
-                        };
-                        progress.found(&found);
-                        alive.push(found);
-                    }
-                    None => still_silent.push(ip),
-                }
-            }
-            still_silent
-        };
-        let ((), still_silent) = tokio::join!(sender, receiver);
-        silent = still_silent;
-    }
+        }
+    };
+    tokio::join!(sender, receiver);
     Ok(alive)
+}
+
+/// One address: echo requests at 0, `spacing`, 2×`spacing`…, the first answer wins; `None`
+/// once every request has waited `timeout` in vain.
+async fn probe(
+    client: &Client,
+    ident: PingIdentifier,
+    ip: Ipv4Addr,
+    timeout: Duration,
+    retries: u32,
+    spacing: Duration,
+) -> Option<(Duration, u32)> {
+    use futures_util::StreamExt;
+    let payload = *b"caretaker-sweep!";
+    let mut attempts = futures_util::stream::FuturesUnordered::new();
+    for attempt in 0..=retries {
+        let mut pinger = client.pinger(IpAddr::V4(ip), ident).await;
+        let delay = spacing * attempt;
+        pinger.timeout(timeout);
+        attempts.push(async move {
+            tokio::time::sleep(delay).await;
+            let mut refused = 0;
+            loop {
+                match pinger.ping(PingSequence(attempt as u16), &payload).await {
+                    Ok((_, rtt)) => return Some((rtt, attempt + 1)),
+                    Err(SurgeError::Timeout { .. }) => return None,
+                    Err(SurgeError::IOError(error))
+                        if error.raw_os_error() == Some(ENOBUFS) && refused < MAX_REFUSALS =>
+                    {
+                        refused += 1;
+                        tokio::time::sleep(REFUSAL_PAUSE).await;
+                    }
+                    Err(error) => {
+                        tracing::debug!(%ip, %error, "Echo request failed");
+                        return None;
+                    }
+                }
+            }
+        });
+    }
+    while let Some(result) = attempts.next().await {
+        if result.is_some() {
+            return result;
+        }
+    }
+    None
 }
 
 #[cfg(test)]

@@ -186,6 +186,39 @@ impl Scope {
     }
 }
 
+/// Networks this machine reaches directly, without a gateway (its own segments), from the
+/// kernel's routing table. Probes to these addresses need ARP first.
+pub fn on_link_networks() -> Vec<Ipv4Net> {
+    #[cfg(target_os = "linux")]
+    {
+        std::fs::read_to_string("/proc/net/route")
+            .map(|t| parse_proc_net_route(&t))
+            .unwrap_or_default()
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        Vec::new()
+    }
+}
+
+/// `/proc/net/route`: `Iface Destination Gateway Flags RefCnt Use Metric Mask ...`, addresses
+/// in little-endian hex.
+pub fn parse_proc_net_route(text: &str) -> Vec<Ipv4Net> {
+    text.lines()
+        .skip(1)
+        .filter_map(|line| {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            // The kernel prints network-order addresses as little-endian words.
+            let hex = |i: usize| u32::from_str_radix(cols.get(i)?, 16).ok();
+            let (dest, gateway, mask) = (hex(1)?, hex(2)?, hex(7)?);
+            if gateway != 0 || mask == 0 {
+                return None;
+            }
+            Ipv4Net::new(Ipv4Addr::from(dest.to_le_bytes()), mask.count_ones() as u8)
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -242,6 +275,16 @@ mod tests {
         let two = ["198.18.0.0/16".to_owned(), "198.19.0.0/16".to_owned()];
         assert!(Scope::parse(&two, DEFAULT_MAX_ADDRESSES).is_err());
         assert!(Scope::parse(&two, 2 * DEFAULT_MAX_ADDRESSES).is_ok());
+    }
+
+    #[test]
+    fn on_link_networks_come_from_the_routing_table() {
+        let table = "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n\
+                     eth0\t00000000\t010012C6\t0003\t0\t0\t0\t00000000\t0\t0\t0\n\
+                     eth0\t000012C6\t00000000\t0001\t0\t0\t0\t00FCFFFF\t0\t0\t0\n\
+                     eth1\t000013C6\t020012C6\t0003\t0\t0\t0\t0000FFFF\t0\t0\t0\n";
+        let nets = parse_proc_net_route(table);
+        assert_eq!(nets, vec!["198.18.0.0/22".parse::<Ipv4Net>().expect("net")]);
     }
 
     #[test]
