@@ -254,6 +254,12 @@ impl App {
                 .instrument(tracing::info_span!("rules")),
             );
         }
+        match &config.smtp {
+            Some(smtp) => {
+                crate::alerts::spawn(&tracker, store.clone(), smtp.clone(), shutdown.clone())
+            }
+            None => tracing::warn!("No [smtp] section: incidents are opened but nobody is emailed"),
+        }
         drop(register);
         tracker.close();
         tracing::info!(grpc = %grpc_addr, http = %http_addr, data_dir = %data_dir.display(),

@@ -79,6 +79,39 @@ enum Command {
         #[arg(long)]
         no_dns: bool,
     },
+    /// Send a test email with the [smtp] settings and print exactly what the server said.
+    TestEmail {
+        #[arg(long, env = "CARETAKER_CONFIG")]
+        config: PathBuf,
+        /// Send to this address instead of the configured recipients.
+        #[arg(long)]
+        to: Option<String>,
+    },
+    /// List incidents from the running collector.
+    Incidents {
+        #[arg(long, env = "CARETAKER_CONFIG")]
+        config: PathBuf,
+        /// open, resolved or all.
+        #[arg(long, default_value = "open")]
+        status: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Act on an incident in the running collector: ack, resolve or note.
+    Incident {
+        #[arg(long, env = "CARETAKER_CONFIG")]
+        config: PathBuf,
+        #[arg(value_parser = ["ack", "resolve", "note", "show"])]
+        action: String,
+        /// The incident's number (INC0000042) or id.
+        id: String,
+        /// Note text (required for `note`, optional for `resolve`).
+        #[arg(long)]
+        text: Option<String>,
+        /// Who is acting (shown in the incident's notes).
+        #[arg(long, env = "USER", default_value = "technician")]
+        by: String,
+    },
     /// Start a collector and an agent for this machine on embedded defaults (loopback only).
     Demo {
         /// Where the demo keeps its store, tokens and agent state.
@@ -110,6 +143,7 @@ fn parse_ports(text: &str) -> Result<Ports, String> {
         .map(Ports)
 }
 
+mod cli_incidents;
 mod cli_scan;
 
 fn main() -> ExitCode {
@@ -136,6 +170,45 @@ fn main() -> ExitCode {
             })
         }
         Command::Demo { dir, grpc, http } => run_async(demo(dir, grpc, http)),
+        Command::TestEmail { config, to } => {
+            let config = match config::load(&config) {
+                Ok(config) => config,
+                Err(error) => return config_failure(&error),
+            };
+            let Some(smtp) = config.smtp else {
+                eprintln!("caretaker-collector: the config has no [smtp] section");
+                return ExitCode::from(EX_CONFIG);
+            };
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("tokio runtime");
+            match runtime.block_on(caretaker_collector::alerts::test_email(
+                &smtp,
+                to.as_deref(),
+            )) {
+                Ok(reply) => {
+                    println!("The mail server accepted the test message: {reply}");
+                    ExitCode::SUCCESS
+                }
+                Err(error) => {
+                    eprintln!("caretaker-collector: test email failed: {error}");
+                    ExitCode::from(69)
+                }
+            }
+        }
+        Command::Incidents {
+            config,
+            status,
+            json,
+        } => cli_incidents::list(&config, &status, json),
+        Command::Incident {
+            config,
+            action,
+            id,
+            text,
+            by,
+        } => cli_incidents::act(&config, &action, &id, text, &by),
         Command::Scan {
             ranges,
             snmp,

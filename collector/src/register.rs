@@ -80,7 +80,11 @@ pub fn start(
     )?;
     let assets: Vec<Asset> = cmdb.assets().cloned().collect();
     let parents = Parents::build(&tracking.topology, &assets, &topology_snmp);
+    let baseline = store
+        .meta("scan.baseline")?
+        .and_then(|t| OffsetDateTime::from_unix_timestamp(t as i64).ok());
     let state = WriterState {
+        baseline,
         obs,
         engine,
         parents,
@@ -185,6 +189,8 @@ struct WriterState {
     engine: Engine,
     tracking: Tracking,
     parents: Parents,
+    /// When the first sweep finished (devices seen later are new).
+    baseline: Option<OffsetDateTime>,
     /// SNMP snapshots with forwarding tables or LLDP neighbours, for topology.
     topology_snmp: HashMap<AssetId, serde_json::Value>,
     agents: HashMap<AgentId, AgentRecord>,
@@ -288,6 +294,13 @@ impl WriterState {
                             }
                             swept = true;
                             evaluate = Some(sweep.finished_at);
+                            if self.baseline.is_none() {
+                                self.baseline = Some(sweep.finished_at);
+                                set.meta.push((
+                                    "scan.baseline".to_owned(),
+                                    sweep.finished_at.unix_timestamp() as u64,
+                                ));
+                            }
                             replies.push(Reply::Discovery(reply, summary));
                         }
                         Err(error) => {
@@ -565,6 +578,7 @@ impl WriterState {
             assets: &assets,
             obs: &self.obs,
             change_windows: &self.tracking.change_windows,
+            baseline: self.baseline,
         };
         let conditions = crate::rules::evaluate(&self.tracking.rules, &context);
         let by_id: HashMap<AssetId, &Asset> = assets.iter().map(|a| (a.id.clone(), a)).collect();

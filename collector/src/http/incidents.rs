@@ -226,3 +226,9 @@ pub async fn update_problem(
         .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
     outcome.map(|p| Json(json!(p))).map_err(action_error)
 }
+
+pub async fn outbox(State(state): State<ApiState>) -> Result<Json<Value>, ApiError> {
+    let store = state.store.clone();
+    let entries = blocking(move || Ok(store.outbox()?)).await?;
+    Ok(Json(crate::alerts::outbox_view(&entries, 500)))
+}

@@ -93,6 +93,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/incidents/{id}/note", post(incidents::note))
         .route("/problems", get(incidents::problems))
         .route("/availability", get(tracking::availability))
+        .route("/outbox", get(incidents::outbox))
         .route("/problems/{id}", post(incidents::update_problem))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token))
         .route(

@@ -116,7 +116,10 @@ pub(super) fn unknown_device(
 ) {
     let rule = &config.unknown_device;
     let window = time::Duration::try_from(rule.within).unwrap_or(time::Duration::MAX);
-    let unidentified = !asset.sources.contains(&Source::Agent)
+    // Everything the first sweep finds is the baseline, not news: no storm on installation.
+    let new = cx.baseline.is_some_and(|b| asset.first_seen > b);
+    let unidentified = new
+        && !asset.sources.contains(&Source::Agent)
         && !asset.sources.contains(&Source::Snmp)
         && asset.kind == AssetKind::Unknown;
     if rule.enabled && unidentified && cx.now - asset.first_seen <= window {

@@ -39,6 +39,8 @@ pub struct Context<'a> {
     pub assets: &'a [Asset],
     pub obs: &'a Observations,
     pub change_windows: &'a [Window],
+    /// When the first network sweep finished: devices first seen later are "new".
+    pub baseline: Option<OffsetDateTime>,
 }
 
 /// An approved window, `[start, end)` in UTC.
