@@ -4,6 +4,7 @@
 //! Binaries are taken from `CARETAKER_BIN_DIR`, else from the workspace's `target/debug`
 //! (the README's test command builds them first). A missing binary fails the test loudly.
 
+pub mod daemon;
 pub mod lab;
 pub mod smtp;
 

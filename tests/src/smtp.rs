@@ -172,6 +172,8 @@ pub struct SmtpServer {
     drop_dir: PathBuf,
     tls: Option<(PathBuf, PathBuf)>,
     child: Option<Child>,
+    /// Run inside this network namespace (a lab's scanner), listening on its loopback.
+    netns: Option<String>,
 }
 
 impl SmtpServer {
@@ -202,13 +204,50 @@ impl SmtpServer {
             drop_dir: dir.join("received"),
             tls,
             child: None,
+            netns: None,
         };
         server.spawn();
         server
     }
 
+    /// Plain SMTP on 127.0.0.1 inside network namespace `netns` (for a collector running in
+    /// a lab's scanner namespace).
+    pub fn start_in_netns(dir: &Path, netns: &str) -> Self {
+        std::fs::create_dir_all(dir).expect("smtp dir");
+        std::fs::write(dir.join("caretaker_smtp.py"), HANDLER).expect("write handler");
+        let mut server = Self {
+            port: crate::free_port(),
+            dir: dir.to_path_buf(),
+            drop_dir: dir.join("received"),
+            tls: None,
+            child: None,
+            netns: Some(netns.to_owned()),
+        };
+        server.spawn();
+        server
+    }
+
+    fn listening(&self) -> bool {
+        match &self.netns {
+            None => TcpStream::connect(("127.0.0.1", self.port)).is_ok(),
+            Some(ns) => Command::new("ip")
+                .args(["netns", "exec", ns, "bash", "-c"])
+                .arg(format!("exec 3<>/dev/tcp/127.0.0.1/{}", self.port))
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success()),
+        }
+    }
+
     fn spawn(&mut self) {
-        let mut cmd = Command::new(PYTHON);
+        let mut cmd = match &self.netns {
+            None => Command::new(PYTHON),
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, PYTHON]);
+                c
+            }
+        };
         cmd.args(["-m", "aiosmtpd", "-n", "-l"])
             .arg(format!("127.0.0.1:{}", self.port))
             .args(["-c", "caretaker_smtp.JsonDrop"])
@@ -228,7 +267,7 @@ impl SmtpServer {
             .unwrap_or_else(|e| panic!("cannot start {PYTHON} -m aiosmtpd: {e}"));
         let start = Instant::now();
         loop {
-            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+            if self.listening() {
                 break;
             }
             if let Ok(Some(status)) = child.try_wait() {
