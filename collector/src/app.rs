@@ -254,6 +254,10 @@ impl App {
                 .instrument(tracing::info_span!("rules")),
             );
         }
+        tracker.spawn(
+            crate::retention::run(store.clone(), config.retention.clone(), shutdown.clone())
+                .instrument(tracing::info_span!("retention")),
+        );
         match &config.smtp {
             Some(smtp) => {
                 crate::alerts::spawn(&tracker, store.clone(), smtp.clone(), shutdown.clone())

@@ -30,6 +30,7 @@ pub struct Config {
     pub change_windows: Vec<crate::rules::Window>,
     pub topology: crate::incidents::topology::TopologyConfig,
     pub school_hours: Option<crate::track::SchoolHoursConfig>,
+    pub retention: crate::retention::RetentionConfig,
 }
 
 impl Default for Config {
@@ -48,6 +49,7 @@ impl Default for Config {
             change_windows: Vec::new(),
             topology: crate::incidents::topology::TopologyConfig::default(),
             school_hours: None,
+            retention: crate::retention::RetentionConfig::default(),
         }
     }
 }
@@ -513,6 +515,16 @@ fn validate(config: &Config) -> Vec<(&'static str, &'static str, String)> {
         for (key, message) in errors {
             issues.push(("school_hours", key, message));
         }
+    }
+    if config.retention.raw_status < Duration::from_secs(86_400) {
+        issues.push((
+            "retention",
+            "raw_status",
+            "must be at least 1d (forecasts need the raw points)".to_owned(),
+        ));
+    }
+    if config.retention.every < Duration::from_secs(60) {
+        issues.push(("retention", "every", "must be at least 1m".to_owned()));
     }
     if config.scan.watch_interval < Duration::from_secs(1) {
         issues.push(("scan", "watch_interval", "must be at least 1s".to_owned()));

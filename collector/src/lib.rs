@@ -24,6 +24,7 @@ pub mod ingest;
 pub mod model;
 pub mod observe;
 pub mod register;
+pub mod retention;
 pub mod rules;
 pub mod scan;
 pub mod store;

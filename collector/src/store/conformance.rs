@@ -74,6 +74,62 @@ pub fn run(make: impl Fn(usize) -> Box<dyn Store>) {
     replaying_a_commit_is_idempotent(make(3).as_ref());
     reach_samples_and_snmp_snapshots(make(4).as_ref());
     incidents_events_and_outbox(make(5).as_ref());
+    compaction_keeps_summaries_and_recent_samples(make(6).as_ref());
+}
+
+fn compaction_keeps_summaries_and_recent_samples(store: &dyn Store) {
+    let base = datetime!(2026-10-01 00:00 UTC);
+    let samples: Vec<_> = (0..12)
+        .map(|i| sample("a1", base + time::Duration::hours(i as i64), i + 1))
+        .chain([sample("a2", base, 1)])
+        .collect();
+    let reach = |h: i64| ReachSample {
+        at: base + time::Duration::hours(h),
+        up: true,
+        rtt_us: 1,
+    };
+    store
+        .commit(WriteSet {
+            samples,
+            reach: (0..12).map(|h| ("a1".to_owned(), reach(h))).collect(),
+            ..Default::default()
+        })
+        .expect("commit");
+    let cutoff = base + time::Duration::hours(6);
+    let removed = store
+        .compact(
+            "a1",
+            cutoff,
+            vec![(base, serde_json::json!({"cpu": [1, 2, 3]}))],
+            base + time::Duration::hours(3),
+        )
+        .expect("compact");
+    assert_eq!(removed, 6 + 3);
+    let far = datetime!(2100-01-01 00:00 UTC);
+    let left = store
+        .samples("a1", OffsetDateTime::UNIX_EPOCH, far, 100)
+        .expect("samples");
+    assert_eq!(left.len(), 6);
+    assert!(left.iter().all(|s| s.at >= cutoff));
+    assert_eq!(
+        store
+            .samples("a2", OffsetDateTime::UNIX_EPOCH, far, 100)
+            .expect("samples")
+            .len(),
+        1,
+        "other assets untouched"
+    );
+    assert_eq!(
+        store
+            .reach("a1", OffsetDateTime::UNIX_EPOCH, far, 100)
+            .expect("reach")
+            .len(),
+        9
+    );
+    let rollups = store
+        .rollups("a1", OffsetDateTime::UNIX_EPOCH, far)
+        .expect("rollups");
+    assert_eq!(rollups, vec![(base, serde_json::json!({"cpu": [1, 2, 3]}))]);
 }
 
 fn incidents_events_and_outbox(store: &dyn Store) {

@@ -33,6 +33,7 @@ struct Inner {
     problems: BTreeMap<String, Problem>,
     outbox: BTreeMap<String, OutboxEntry>,
     meta: HashMap<String, u64>,
+    rollups: BTreeMap<(AssetId, i64), serde_json::Value>,
 }
 
 impl MemoryStore {
@@ -206,6 +207,45 @@ impl Store for MemoryStore {
     fn set_meta(&self, key: &str, value: u64) -> Result<(), StoreError> {
         self.lock().meta.insert(key.to_owned(), value);
         Ok(())
+    }
+
+    fn compact(
+        &self,
+        asset: &str,
+        before: OffsetDateTime,
+        rollups: Vec<(OffsetDateTime, serde_json::Value)>,
+        reach_before: OffsetDateTime,
+    ) -> Result<usize, StoreError> {
+        let mut inner = self.lock();
+        for (start, value) in rollups {
+            inner
+                .rollups
+                .insert((asset.to_owned(), unix_millis(start)), value);
+        }
+        let samples = inner.samples.len();
+        inner
+            .samples
+            .retain(|_, s| !(s.asset_id == asset && s.at < before));
+        let reach = inner.reach.len();
+        inner
+            .reach
+            .retain(|(a, _), r| !(a == asset && r.at < reach_before));
+        Ok(samples - inner.samples.len() + reach - inner.reach.len())
+    }
+
+    fn rollups(
+        &self,
+        asset: &str,
+        from: OffsetDateTime,
+        to: OffsetDateTime,
+    ) -> Result<Vec<(OffsetDateTime, serde_json::Value)>, StoreError> {
+        let range = (asset.to_owned(), unix_millis(from))..(asset.to_owned(), unix_millis(to));
+        Ok(self
+            .lock()
+            .rollups
+            .range(range)
+            .map(|((_, t), v)| (crate::model::from_unix_millis(*t), v.clone()))
+            .collect())
     }
 
     fn agents(&self) -> Result<Vec<AgentRecord>, StoreError> {

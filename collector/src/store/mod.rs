@@ -144,6 +144,24 @@ pub trait Store: Send + Sync + 'static {
     fn meta(&self, key: &str) -> Result<Option<u64>, StoreError>;
     fn set_meta(&self, key: &str, value: u64) -> Result<(), StoreError>;
 
+    /// Replaces an asset's raw status samples before `before` with `rollups` (hourly
+    /// summaries, JSON keyed by bucket start) and drops its ping verdicts before
+    /// `reach_before`. Returns how many raw records were removed.
+    fn compact(
+        &self,
+        asset: &str,
+        before: OffsetDateTime,
+        rollups: Vec<(OffsetDateTime, serde_json::Value)>,
+        reach_before: OffsetDateTime,
+    ) -> Result<usize, StoreError>;
+    /// Hourly summaries of one asset in `[from, to)`, oldest first.
+    fn rollups(
+        &self,
+        asset: &str,
+        from: OffsetDateTime,
+        to: OffsetDateTime,
+    ) -> Result<Vec<(OffsetDateTime, serde_json::Value)>, StoreError>;
+
     fn agents(&self) -> Result<Vec<AgentRecord>, StoreError>;
     fn agent_seqs(&self) -> Result<HashMap<AgentId, u64>, StoreError>;
 

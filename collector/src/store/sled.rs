@@ -34,6 +34,7 @@ pub struct SledStore {
     problems: sled::Tree,
     outbox: sled::Tree,
     meta: sled::Tree,
+    rollups: sled::Tree,
 }
 
 /// Records are plain data: serialising them cannot fail.
@@ -87,6 +88,7 @@ impl SledStore {
             problems: tree("problems")?,
             outbox: tree("outbox")?,
             meta: tree("meta")?,
+            rollups: tree("rollups")?,
             db,
         })
     }
@@ -457,6 +459,63 @@ impl Store for SledStore {
             .map_err(io("write meta"))?;
         self.db.flush().map_err(io("flush"))?;
         Ok(())
+    }
+
+    fn compact(
+        &self,
+        asset: &str,
+        before: OffsetDateTime,
+        rollups: Vec<(OffsetDateTime, serde_json::Value)>,
+        reach_before: OffsetDateTime,
+    ) -> Result<usize, StoreError> {
+        // Summaries first, then deletions: a crash in between leaves both, never neither.
+        let mut batch = sled::Batch::default();
+        for (start, value) in &rollups {
+            batch.insert(codec::reach_key(asset, unix_millis(*start)), json(value));
+        }
+        self.rollups
+            .apply_batch(batch)
+            .map_err(io("write rollups"))?;
+        self.db.flush().map_err(io("flush"))?;
+        let mut removed = 0;
+        for (tree, cutoff, what) in [
+            (&self.samples, before, "compact samples"),
+            (&self.reach, reach_before, "compact reach samples"),
+        ] {
+            let start = codec::asset_prefix(asset);
+            let end = codec::reach_key(asset, unix_millis(cutoff));
+            let mut batch = sled::Batch::default();
+            for entry in tree.range(start..end) {
+                let (key, _) = entry.map_err(io(what))?;
+                batch.remove(key);
+                removed += 1;
+            }
+            tree.apply_batch(batch).map_err(io(what))?;
+        }
+        self.db.flush().map_err(io("flush"))?;
+        Ok(removed)
+    }
+
+    fn rollups(
+        &self,
+        asset: &str,
+        from: OffsetDateTime,
+        to: OffsetDateTime,
+    ) -> Result<Vec<(OffsetDateTime, serde_json::Value)>, StoreError> {
+        let start = codec::reach_key(asset, unix_millis(from));
+        let end = codec::reach_key(asset, unix_millis(to));
+        self.rollups
+            .range(start..end)
+            .map(|entry| {
+                let (key, value) = entry.map_err(io("scan rollups"))?;
+                let split = key.iter().position(|b| *b == 0).unwrap_or(0);
+                let millis = codec::time_from_key(&key[split + 1..])
+                    .ok_or_else(|| corrupt("rollups", &key, "key without time"))?;
+                let value =
+                    serde_json::from_slice(&value).map_err(|e| corrupt("rollups", &key, e))?;
+                Ok((from_unix_millis(millis), value))
+            })
+            .collect()
     }
 
     fn agents(&self) -> Result<Vec<AgentRecord>, StoreError> {
