@@ -64,6 +64,8 @@ pub struct AssetObs {
     /// Distinct boot times seen, oldest first.
     pub boots: VecDeque<OffsetDateTime>,
     pub changes: VecDeque<Change>,
+    /// The last supply levels written to the store, and when.
+    pub levels_stored: Option<(OffsetDateTime, serde_json::Value)>,
     /// Names of the installed software, from the latest complete inventory.
     pub software: Option<std::collections::BTreeSet<String>>,
 }

@@ -356,10 +356,10 @@ impl WriterState {
             }
         }
         if let Some(at) = evaluate {
-            self.observe(&set, swept);
+            self.observe(&mut set, swept);
             self.evaluate(at, &mut set);
         } else {
-            self.observe(&set, swept);
+            self.observe(&mut set, swept);
         }
         set.last_seen.extend(seen);
         set.agent_seqs = touched_seqs
@@ -531,7 +531,7 @@ impl WriterState {
 
 impl WriterState {
     /// Feeds what this batch stores into the rules' observations.
-    fn observe(&mut self, set: &WriteSet, swept: bool) {
+    fn observe(&mut self, set: &mut WriteSet, swept: bool) {
         for sample in &set.samples {
             self.obs
                 .status(&sample.asset_id, status_point(sample.at, &sample.status));
@@ -551,12 +551,36 @@ impl WriterState {
                 );
             }
         }
+        let mut levels = Vec::new();
         for (asset, snapshot) in &set.snmp {
             let at = snapshot["collected_at"]
                 .as_i64()
                 .and_then(|t| OffsetDateTime::from_unix_timestamp(t).ok())
                 .unwrap_or_else(OffsetDateTime::now_utc);
             self.obs.snmp(asset, at, snapshot);
+            // Supply levels as a time series: when they change, and hourly otherwise.
+            let current: serde_json::Map<String, serde_json::Value> = snapshot["supplies"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|s| {
+                    Some((
+                        s["description"].as_str()?.to_owned(),
+                        s["percent"].as_f64()?.into(),
+                    ))
+                })
+                .collect();
+            if !current.is_empty() {
+                let current = serde_json::Value::Object(current);
+                let entry = self.obs.entry(asset);
+                let due = entry.levels_stored.as_ref().is_none_or(|(when, last)| {
+                    *last != current || at - *when >= time::Duration::hours(1)
+                });
+                if due {
+                    entry.levels_stored = Some((at, current.clone()));
+                    levels.push((asset.clone(), at, current));
+                }
+            }
             let topological = snapshot["fdb"].as_array().is_some_and(|a| !a.is_empty())
                 || snapshot["lldp"].as_array().is_some_and(|a| !a.is_empty());
             if topological {
@@ -564,6 +588,7 @@ impl WriterState {
                     .insert(asset.clone(), slim_topology(snapshot));
             }
         }
+        set.levels.extend(levels);
         if swept {
             let assets: Vec<Asset> = self.cmdb.assets().cloned().collect();
             self.parents = Parents::build(&self.tracking.topology, &assets, &self.topology_snmp);
@@ -626,6 +651,19 @@ fn load_observations(
             crate::observe::MAX_STATUS,
         )? {
             obs.status(id, status_point(sample.at, &sample.status));
+        }
+        for (at, values) in store.levels(
+            id,
+            now - time::Duration::days(30),
+            now + time::Duration::days(1),
+        )? {
+            let snapshot = serde_json::json!({
+                "supplies": values.as_object().into_iter().flatten()
+                    .map(|(d, p)| serde_json::json!({"description": d, "percent": p}))
+                    .collect::<Vec<_>>(),
+            });
+            obs.snmp(id, at, &snapshot);
+            obs.entry(id).levels_stored = Some((at, values));
         }
         if let Some(snapshot) = store.snmp(id)? {
             let at = snapshot["collected_at"]

@@ -114,6 +114,18 @@ fn the_daemon_registers_discovered_devices_merges_agent_pcs_and_sees_hosts_go_do
         .with_context(|| format!("black toner in {detail:#}"))?;
     assert_eq!(black["percent"].as_f64().map(f64::round), Some(28.0));
     assert_eq!(detail["counters"]["page_count"], 15232);
+    let capacity = daemon.curl(&format!(
+        "/api/v1/capacity?asset={}",
+        printer["id"].as_str().context("id")?
+    ))?;
+    let series = capacity["supplies"].as_array().context("supply series")?;
+    assert!(
+        series.iter().any(|s| s["description"]
+            .as_str()
+            .is_some_and(|d| d.starts_with("Black"))
+            && s["percent"] == 28.0),
+        "{capacity:#}"
+    );
     assert!(
         printer["model"]
             .as_str()

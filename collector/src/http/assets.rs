@@ -278,12 +278,76 @@ pub async fn capacity(
     let since = params
         .since
         .unwrap_or_else(|| OffsetDateTime::now_utc() - time::Duration::days(30));
-    let (exists, samples) = blocking(move || {
+    let (exists, samples, levels) = blocking(move || {
         let exists = store.asset(&asset)?.is_some();
         let far = OffsetDateTime::now_utc() + time::Duration::days(3650);
-        Ok((exists, store.samples(&asset, since, far, limit)?))
+        Ok((
+            exists,
+            store.samples(&asset, since, far, limit)?,
+            store.levels(&asset, since, far)?,
+        ))
     })
     .await?;
+    let now = OffsetDateTime::now_utc();
+    let params_forecast = crate::track::ForecastParams::default();
+    let rfc = |t: OffsetDateTime| {
+        t.format(&time::format_description::well_known::Rfc3339)
+            .ok()
+    };
+    // Volumes: the latest use and, when the trend supports it, days until full.
+    let mut volume_series: std::collections::BTreeMap<String, Vec<(OffsetDateTime, f64)>> =
+        Default::default();
+    for sample in &samples {
+        for (mount, used, _) in crate::observe::status_point(sample.at, &sample.status).volumes {
+            volume_series
+                .entry(mount)
+                .or_default()
+                .push((sample.at, used));
+        }
+    }
+    let volumes: Vec<Value> = volume_series
+        .iter()
+        .map(|(mount, points)| {
+            let forecast = crate::track::days_until(
+                points,
+                100.0,
+                crate::track::Direction::Rising,
+                now,
+                &params_forecast,
+            );
+            json!({"mount": mount, "used_percent": points.last().map(|p| p.1),
+                   "days_until_full": forecast.as_ref().map(|f| f.days),
+                   "slope_percent_per_day": forecast.as_ref().map(|f| f.slope_per_day)})
+        })
+        .collect();
+    let mut supply_series: std::collections::BTreeMap<String, Vec<(OffsetDateTime, f64)>> =
+        Default::default();
+    for (at, values) in &levels {
+        for (description, percent) in values.as_object().into_iter().flatten() {
+            if let Some(p) = percent.as_f64() {
+                supply_series
+                    .entry(description.clone())
+                    .or_default()
+                    .push((*at, p));
+            }
+        }
+    }
+    let supplies: Vec<Value> = supply_series
+        .iter()
+        .map(|(description, points)| {
+            let forecast = crate::track::days_until(
+                points,
+                0.0,
+                crate::track::Direction::Falling,
+                now,
+                &params_forecast,
+            );
+            json!({"description": description, "percent": points.last().map(|p| p.1),
+                   "days_until_empty": forecast.as_ref().map(|f| f.days),
+                   "slope_percent_per_day": forecast.as_ref().map(|f| f.slope_per_day),
+                   "points": points.iter().map(|(t, p)| json!([rfc(*t), p])).collect::<Vec<_>>()})
+        })
+        .collect();
     if !exists {
         return Err(ApiError::not_found(format!("asset {}", params.asset)));
     }
@@ -310,6 +374,6 @@ pub async fn capacity(
         })
         .collect();
     Ok(Json(
-        json!({ "asset_id": params.asset, "samples": samples }),
+        json!({ "asset_id": params.asset, "volumes": volumes, "supplies": supplies, "samples": samples }),
     ))
 }

@@ -223,6 +223,23 @@ fn reach_samples_and_snmp_snapshots(store: &dyn Store) {
                 "a1".to_owned(),
                 serde_json::json!({"system": {"name": "ICT-SW2"}}),
             )],
+            levels: vec![
+                (
+                    "a1".to_owned(),
+                    base,
+                    serde_json::json!({"Black Toner": 40.0}),
+                ),
+                (
+                    "a1".to_owned(),
+                    base + time::Duration::hours(1),
+                    serde_json::json!({"Black Toner": 38.0}),
+                ),
+                (
+                    "a10".to_owned(),
+                    base,
+                    serde_json::json!({"Black Toner": 1.0}),
+                ),
+            ],
             ..Default::default()
         })
         .expect("commit");
@@ -243,6 +260,17 @@ fn reach_samples_and_snmp_snapshots(store: &dyn Store) {
         "ICT-SW2"
     );
     assert_eq!(store.snmp("a2").expect("snmp"), None);
+    let levels = store
+        .levels("a1", base, base + time::Duration::days(1))
+        .expect("levels");
+    assert_eq!(levels.len(), 2);
+    assert_eq!(
+        levels[1],
+        (
+            base + time::Duration::hours(1),
+            serde_json::json!({"Black Toner": 38.0})
+        )
+    );
 }
 
 fn records_round_trip(store: &dyn Store) {

@@ -34,6 +34,7 @@ struct Inner {
     outbox: BTreeMap<String, OutboxEntry>,
     meta: HashMap<String, u64>,
     rollups: BTreeMap<(AssetId, i64), serde_json::Value>,
+    levels: BTreeMap<(AssetId, i64), serde_json::Value>,
 }
 
 impl MemoryStore {
@@ -54,6 +55,9 @@ impl Store for MemoryStore {
             inner.reach.insert((asset, unix_millis(sample.at)), sample);
         }
         inner.snmp.extend(set.snmp);
+        for (asset, at, value) in set.levels {
+            inner.levels.insert((asset, unix_millis(at)), value);
+        }
         for i in set.incidents {
             inner.incidents.insert(i.id.clone(), i);
         }
@@ -231,6 +235,21 @@ impl Store for MemoryStore {
             .reach
             .retain(|(a, _), r| !(a == asset && r.at < reach_before));
         Ok(samples - inner.samples.len() + reach - inner.reach.len())
+    }
+
+    fn levels(
+        &self,
+        asset: &str,
+        from: OffsetDateTime,
+        to: OffsetDateTime,
+    ) -> Result<Vec<(OffsetDateTime, serde_json::Value)>, StoreError> {
+        let range = (asset.to_owned(), unix_millis(from))..(asset.to_owned(), unix_millis(to));
+        Ok(self
+            .lock()
+            .levels
+            .range(range)
+            .map(|((_, t), v)| (crate::model::from_unix_millis(*t), v.clone()))
+            .collect())
     }
 
     fn rollups(

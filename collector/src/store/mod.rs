@@ -54,6 +54,8 @@ pub struct WriteSet {
     pub samples: Vec<StatusSample>,
     /// Ping verdicts per asset, one per sweep.
     pub reach: Vec<(AssetId, ReachSample)>,
+    /// Printer supply levels, `{description: percent}` per asset and time.
+    pub levels: Vec<(AssetId, OffsetDateTime, serde_json::Value)>,
     /// The latest SNMP description of an asset (JSON, as discovery produced it).
     pub snmp: Vec<(AssetId, serde_json::Value)>,
     pub changes: Vec<Change>,
@@ -77,6 +79,7 @@ impl WriteSet {
         self.samples.is_empty()
             && self.reach.is_empty()
             && self.snmp.is_empty()
+            && self.levels.is_empty()
             && self.changes.is_empty()
             && self.inventories.is_empty()
             && self.assets.is_empty()
@@ -154,6 +157,13 @@ pub trait Store: Send + Sync + 'static {
         rollups: Vec<(OffsetDateTime, serde_json::Value)>,
         reach_before: OffsetDateTime,
     ) -> Result<usize, StoreError>;
+    /// Supply levels of one asset in `[from, to)`, oldest first.
+    fn levels(
+        &self,
+        asset: &str,
+        from: OffsetDateTime,
+        to: OffsetDateTime,
+    ) -> Result<Vec<(OffsetDateTime, serde_json::Value)>, StoreError>;
     /// Hourly summaries of one asset in `[from, to)`, oldest first.
     fn rollups(
         &self,

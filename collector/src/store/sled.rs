@@ -35,6 +35,7 @@ pub struct SledStore {
     outbox: sled::Tree,
     meta: sled::Tree,
     rollups: sled::Tree,
+    levels: sled::Tree,
 }
 
 /// Records are plain data: serialising them cannot fail.
@@ -89,8 +90,31 @@ impl SledStore {
             outbox: tree("outbox")?,
             meta: tree("meta")?,
             rollups: tree("rollups")?,
+            levels: tree("levels")?,
             db,
         })
+    }
+
+    /// JSON values keyed `asset \0 time`, in `[from, to)`.
+    fn timed_json(
+        tree: &sled::Tree,
+        name: &'static str,
+        asset: &str,
+        from: OffsetDateTime,
+        to: OffsetDateTime,
+    ) -> Result<Vec<(OffsetDateTime, serde_json::Value)>, StoreError> {
+        let start = codec::reach_key(asset, unix_millis(from));
+        let end = codec::reach_key(asset, unix_millis(to));
+        tree.range(start..end)
+            .map(|entry| {
+                let (key, value) = entry.map_err(io("scan timed values"))?;
+                let split = key.iter().position(|b| *b == 0).unwrap_or(0);
+                let millis = codec::time_from_key(&key[split + 1..])
+                    .ok_or_else(|| corrupt(name, &key, "key without time"))?;
+                let value = serde_json::from_slice(&value).map_err(|e| corrupt(name, &key, e))?;
+                Ok((from_unix_millis(millis), value))
+            })
+            .collect()
     }
 
     fn json_values<T: serde::de::DeserializeOwned>(
@@ -129,6 +153,14 @@ impl Store for SledStore {
         self.reach
             .apply_batch(batch)
             .map_err(io("write reach samples"))?;
+
+        let mut batch = sled::Batch::default();
+        for (asset, at, value) in &set.levels {
+            batch.insert(codec::reach_key(asset, unix_millis(*at)), json(value));
+        }
+        self.levels
+            .apply_batch(batch)
+            .map_err(io("write supply levels"))?;
 
         let mut batch = sled::Batch::default();
         for (asset, value) in &set.snmp {
@@ -496,26 +528,22 @@ impl Store for SledStore {
         Ok(removed)
     }
 
+    fn levels(
+        &self,
+        asset: &str,
+        from: OffsetDateTime,
+        to: OffsetDateTime,
+    ) -> Result<Vec<(OffsetDateTime, serde_json::Value)>, StoreError> {
+        Self::timed_json(&self.levels, "levels", asset, from, to)
+    }
+
     fn rollups(
         &self,
         asset: &str,
         from: OffsetDateTime,
         to: OffsetDateTime,
     ) -> Result<Vec<(OffsetDateTime, serde_json::Value)>, StoreError> {
-        let start = codec::reach_key(asset, unix_millis(from));
-        let end = codec::reach_key(asset, unix_millis(to));
-        self.rollups
-            .range(start..end)
-            .map(|entry| {
-                let (key, value) = entry.map_err(io("scan rollups"))?;
-                let split = key.iter().position(|b| *b == 0).unwrap_or(0);
-                let millis = codec::time_from_key(&key[split + 1..])
-                    .ok_or_else(|| corrupt("rollups", &key, "key without time"))?;
-                let value =
-                    serde_json::from_slice(&value).map_err(|e| corrupt("rollups", &key, e))?;
-                Ok((from_unix_millis(millis), value))
-            })
-            .collect()
+        Self::timed_json(&self.rollups, "rollups", asset, from, to)
     }
 
     fn agents(&self) -> Result<Vec<AgentRecord>, StoreError> {
