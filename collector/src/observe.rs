@@ -16,6 +16,9 @@ use crate::model::{AssetId, Change};
 pub const MAX_STATUS: usize = 2016;
 /// Level points kept per printer supply.
 pub const MAX_SUPPLY: usize = 512;
+/// How often a series' forecast is refitted as new points arrive.
+pub const FORECAST_EVERY: time::Duration = time::Duration::minutes(30);
+
 /// Change records kept per asset for the change rules.
 pub const MAX_CHANGES: usize = 256;
 
@@ -64,6 +67,9 @@ pub struct AssetObs {
     /// Distinct boot times seen, oldest first.
     pub boots: VecDeque<OffsetDateTime>,
     pub changes: VecDeque<Change>,
+    /// Trend forecasts per series (`volume:MOUNT`, `supply:DESCRIPTION`), recomputed at most
+    /// every [`FORECAST_EVERY`] as data arrives, so rule evaluation never fits a line.
+    pub forecasts: BTreeMap<String, (OffsetDateTime, Option<crate::track::Forecast>)>,
     /// The last supply levels written to the store, and when.
     pub levels_stored: Option<(OffsetDateTime, serde_json::Value)>,
     /// Names of the installed software, from the latest complete inventory.
@@ -74,6 +80,15 @@ pub struct AssetObs {
 #[derive(Debug, Default)]
 pub struct Observations {
     pub assets: HashMap<AssetId, AssetObs>,
+}
+
+impl AssetObs {
+    /// Days until the series reaches its threshold, as of `now` (the fit was made earlier).
+    pub fn days_until(&self, key: &str, now: OffsetDateTime) -> Option<f64> {
+        let (at, forecast) = self.forecasts.get(key)?;
+        let elapsed = (now - *at).as_seconds_f64() / 86_400.0;
+        forecast.as_ref().map(|f| (f.days - elapsed).max(0.0))
+    }
 }
 
 impl Observations {
@@ -132,9 +147,34 @@ impl Observations {
                 }
             }
         }
+        let at = point.at;
+        let mounts: Vec<String> = point.volumes.iter().map(|v| v.0.clone()).collect();
         obs.status.push_back(point);
         while obs.status.len() > MAX_STATUS {
             obs.status.pop_front();
+        }
+        for mount in mounts {
+            let key = format!("volume:{mount}");
+            if obs
+                .forecasts
+                .get(&key)
+                .is_some_and(|(when, _)| at - *when < FORECAST_EVERY)
+            {
+                continue;
+            }
+            let points: Vec<_> = obs
+                .status
+                .iter()
+                .filter_map(|p| p.volumes.iter().find(|v| v.0 == mount).map(|v| (p.at, v.1)))
+                .collect();
+            let forecast = crate::track::days_until(
+                &points,
+                100.0,
+                crate::track::Direction::Rising,
+                at,
+                &crate::track::ForecastParams::default(),
+            );
+            obs.forecasts.insert(key, (at, forecast));
         }
     }
 
@@ -169,6 +209,26 @@ impl Observations {
                 points.push_back((at, percent));
                 while points.len() > MAX_SUPPLY {
                     points.pop_front();
+                }
+                let key = format!("supply:{description}");
+                // A refill is a jump: refit at once rather than at the next period.
+                let jumped = points.len() >= 2
+                    && points[points.len() - 1].1 > points[points.len() - 2].1 + 10.0;
+                if jumped
+                    || !obs
+                        .forecasts
+                        .get(&key)
+                        .is_some_and(|(when, _)| at - *when < FORECAST_EVERY)
+                {
+                    let series: Vec<_> = points.iter().copied().collect();
+                    let forecast = crate::track::days_until(
+                        &series,
+                        0.0,
+                        crate::track::Direction::Falling,
+                        at,
+                        &crate::track::ForecastParams::default(),
+                    );
+                    obs.forecasts.insert(key, (at, forecast));
                 }
             }
         }

@@ -6,7 +6,6 @@ use serde_json::json;
 use super::{Condition, Context, RulesConfig, label};
 use crate::model::Asset;
 use crate::observe::AssetObs;
-use crate::track::forecast;
 
 pub(super) fn check(
     config: &RulesConfig,
@@ -19,28 +18,9 @@ pub(super) fn check(
         let rule = &config.disk_full;
         if rule.enabled {
             for (mount, used, total) in &latest.volumes {
-                let points: Vec<_> = obs
-                    .status
-                    .iter()
-                    .filter_map(|p| {
-                        p.volumes
-                            .iter()
-                            .find(|v| v.0 == *mount)
-                            .map(|v| (p.at, v.1))
-                    })
-                    .collect();
-                let forecast = forecast::days_until(
-                    &points,
-                    100.0,
-                    forecast::Direction::Rising,
-                    cx.now,
-                    &forecast::ForecastParams::default(),
-                );
-                let full_soon = forecast
-                    .as_ref()
-                    .is_some_and(|f| f.days <= rule.forecast_days);
+                let days = obs.days_until(&format!("volume:{mount}"), cx.now);
+                let full_soon = days.is_some_and(|d| d <= rule.forecast_days);
                 if *used >= rule.percent || full_soon {
-                    let days = forecast.as_ref().map(|f| f.days);
                     let when = days.map_or(String::new(), |d| {
                         format!(", full in about {:.0} days", d.max(0.0))
                     });
@@ -123,15 +103,7 @@ pub(super) fn check(
             let Some(&(_, level)) = points.back() else {
                 continue;
             };
-            let series: Vec<_> = points.iter().copied().collect();
-            let days = forecast::days_until(
-                &series,
-                0.0,
-                forecast::Direction::Falling,
-                cx.now,
-                &forecast::ForecastParams::default(),
-            )
-            .map(|f| f.days);
+            let days = obs.days_until(&format!("supply:{description}"), cx.now);
             let low = level <= rule.percent || days.is_some_and(|d| d <= rule.forecast_days);
             // Waste containers fill up rather than run out; their percent is not a level left.
             let waste = description.to_ascii_lowercase().contains("waste");
