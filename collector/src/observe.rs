@@ -214,12 +214,11 @@ impl Observations {
                 // A refill is a jump: refit at once rather than at the next period.
                 let jumped = points.len() >= 2
                     && points[points.len() - 1].1 > points[points.len() - 2].1 + 10.0;
-                if jumped
-                    || !obs
-                        .forecasts
-                        .get(&key)
-                        .is_some_and(|(when, _)| at - *when < FORECAST_EVERY)
-                {
+                let fresh = obs
+                    .forecasts
+                    .get(&key)
+                    .is_some_and(|(when, _)| at - *when < FORECAST_EVERY);
+                if jumped || !fresh {
                     let series: Vec<_> = points.iter().copied().collect();
                     let forecast = crate::track::days_until(
                         &series,
