@@ -28,4 +28,4 @@ cargo check -p caretaker-agent --target x86_64-pc-windows-gnu --locked
 echo "== build the binaries the end-to-end tests run"
 cargo build --workspace --bins --locked
 echo "== tests"
-cargo test --workspace --locked -- --test-threads="${CARETAKER_TEST_THREADS:-4}"
+cargo test --workspace --locked --no-fail-fast -- --test-threads="${CARETAKER_TEST_THREADS:-4}"

@@ -1,18 +1,20 @@
 //! The Caretaker collector.
 //!
 //! ```text
-//! agents ──gRPC──▶ ingest ──(bounded jobs)──▶ writer thread ──▶ cmdb (identity, diff)
-//!                                                  │
-//!                                                  ▼
-//!                                      store (sled: assets, agents, inventories,
-//!                                             changes, status samples)
-//!                                                  ▲
-//! technician ──HTTP──▶ http (JSON API, bearer token) ┘
+//! agents ──gRPC──▶ ingest ─┐
+//! scan: sweep ▶ SNMP ──────┼─(bounded jobs)─▶ register writer (one thread)
+//! watch pings, rule ticks ─┤                    │ cmdb: identity, diff, discovery merge
+//! API actions ─────────────┘                    │ observe ▶ rules ▶ incidents/problems
+//!                                               ▼
+//!                              store (sled: assets, history, samples, incidents, outbox)
+//!                                  ▲                      │ incident events
+//! technician ──HTTP──▶ http ───────┘                      ▼
+//!                                           alerts (outbox ▶ SMTP)   retention (roll-ups)
 //! ```
 //!
 //! `app` wires the tasks under one cancellation token; `config` validates the TOML file;
-//! `store` is the only code that names sled. Discovery (`scan`), availability and capacity
-//! (`track`), rules, incidents and email alerts come in later issues.
+//! `store` is the only code that names sled; `track` is pure availability and forecasting
+//! maths.
 
 pub mod alerts;
 pub mod app;
