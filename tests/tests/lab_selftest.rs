@@ -130,7 +130,7 @@ fn routed_range_answers_only_for_live_addresses() -> Result<()> {
     assert_eq!(live.len(), 50);
     assert!(live.iter().all(|ip| ip.octets()[..2] == [198, 19]));
     assert!(
-        lab.add_routed("10.0.0.0/16", 1).is_err(),
+        lab.add_routed("203.0.113.0/24", 1).is_err(),
         "ranges outside 198.18/15 are refused"
     );
 
