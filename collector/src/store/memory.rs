@@ -46,7 +46,11 @@ impl MemoryStore {
 }
 
 impl Store for MemoryStore {
-    fn commit(&self, set: WriteSet) -> Result<(), StoreError> {
+    fn flush(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    fn write(&self, set: WriteSet) -> Result<(), StoreError> {
         let mut inner = self.lock();
         for sample in set.samples {
             inner.samples.insert(codec::sample_key(&sample), sample);

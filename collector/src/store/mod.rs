@@ -105,7 +105,16 @@ pub struct ChangeQuery {
 /// The collector's persistent state, as typed operations.
 pub trait Store: Send + Sync + 'static {
     /// Applies `set` in field order and returns once it survives a crash.
-    fn commit(&self, set: WriteSet) -> Result<(), StoreError>;
+    fn commit(&self, set: WriteSet) -> Result<(), StoreError> {
+        self.write(set)?;
+        self.flush()
+    }
+
+    /// Applies `set` in field order; durable only after the next [`Store::flush`] returns.
+    fn write(&self, set: WriteSet) -> Result<(), StoreError>;
+
+    /// Makes everything written so far durable.
+    fn flush(&self) -> Result<(), StoreError>;
 
     fn asset(&self, id: &str) -> Result<Option<Asset>, StoreError>;
     fn assets(&self) -> Result<Vec<Asset>, StoreError>;

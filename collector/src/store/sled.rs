@@ -131,7 +131,12 @@ impl SledStore {
 }
 
 impl Store for SledStore {
-    fn commit(&self, set: WriteSet) -> Result<(), StoreError> {
+    fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush().map_err(io("flush"))?;
+        Ok(())
+    }
+
+    fn write(&self, set: WriteSet) -> Result<(), StoreError> {
         if set.is_empty() {
             return Ok(());
         }
@@ -283,7 +288,6 @@ impl Store for SledStore {
             .apply_batch(batch)
             .map_err(io("write agent sequences"))?;
 
-        self.db.flush().map_err(io("flush"))?;
         Ok(())
     }
 
