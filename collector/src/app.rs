@@ -107,6 +107,8 @@ impl App {
             topology: config.topology.clone(),
             change_windows: config.change_windows.clone(),
             reach_refresh: time::Duration::minutes(15),
+            gone_after: time::Duration::try_from(config.scan.gone_after)
+                .unwrap_or(time::Duration::MAX),
         };
         let (register, writer) = {
             let (store, agents_config, agents, stats) = (

@@ -150,6 +150,9 @@ pub struct ScanConfig {
     /// `watch_interval × [rules.host_down] misses`.
     #[serde(with = "humantime_serde")]
     pub watch_interval: Duration,
+    /// A device found only by the network and silent this long gets a "removed" change.
+    #[serde(with = "humantime_serde")]
+    pub gone_after: Duration,
     /// Refuse ranges adding up to more addresses than this.
     pub max_addresses: u64,
     /// TCP ports probed on live hosts to help classify them; `[]` for none.
@@ -169,6 +172,7 @@ impl Default for ScanConfig {
             retries: sweep.retries,
             max_in_flight: sweep.max_in_flight,
             watch_interval: Duration::from_secs(10),
+            gone_after: Duration::from_secs(7 * 86_400),
             max_addresses: crate::scan::targets::DEFAULT_MAX_ADDRESSES,
             tcp_ports: crate::scan::probe::DEFAULT_PORTS.to_vec(),
             reverse_dns: true,

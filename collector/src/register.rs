@@ -83,7 +83,21 @@ pub fn start(
     let baseline = store
         .meta("scan.baseline")?
         .and_then(|t| OffsetDateTime::from_unix_timestamp(t as i64).ok());
+    let mut gone = HashMap::new();
+    for asset in cmdb.assets() {
+        if let Some(at) = store
+            .meta(&format!("gone:{}", asset.id))?
+            .filter(|t| *t > 0)
+        {
+            gone.insert(
+                asset.id.clone(),
+                OffsetDateTime::from_unix_timestamp(at as i64)
+                    .unwrap_or(OffsetDateTime::UNIX_EPOCH),
+            );
+        }
+    }
     let state = WriterState {
+        gone,
         baseline,
         obs,
         engine,
@@ -167,6 +181,8 @@ pub struct Tracking {
     pub change_windows: Vec<Window>,
     /// An unchanged ping verdict is stored again after this (availability resolution).
     pub reach_refresh: time::Duration,
+    /// A device silent this long is recorded as gone (a change record).
+    pub gone_after: time::Duration,
 }
 
 /// The writer thread's handle; join it after the service is dropped.
@@ -189,6 +205,8 @@ struct WriterState {
     engine: Engine,
     tracking: Tracking,
     parents: Parents,
+    /// Devices recorded as gone, and since when.
+    gone: HashMap<AssetId, OffsetDateTime>,
     /// When the first sweep finished (devices seen later are new).
     baseline: Option<OffsetDateTime>,
     /// SNMP snapshots with forwarding tables or LLDP neighbours, for topology.
@@ -294,6 +312,7 @@ impl WriterState {
                             }
                             swept = true;
                             evaluate = Some(sweep.finished_at);
+                            self.gone_or_back(&sweep, &mut set);
                             if self.baseline.is_none() {
                                 self.baseline = Some(sweep.finished_at);
                                 set.meta.push((
@@ -696,4 +715,66 @@ fn load_observations(
         }
     }
     Ok((obs, topology))
+}
+
+impl WriterState {
+    /// Devices found only by the network that have not answered for `gone_after` get one
+    /// "removed" change record; answering again gets a "returned" one.
+    fn gone_or_back(&mut self, sweep: &Sweep, set: &mut WriteSet) {
+        let at = sweep.finished_at;
+        let answered: HashSet<String> = set.last_seen.iter().map(|(a, _)| a.clone()).collect();
+        let mut records = Vec::new();
+        for asset in self.cmdb.assets() {
+            if asset.sources.contains(&crate::model::Source::Agent)
+                || !asset.sources.contains(&crate::model::Source::Ping)
+            {
+                continue;
+            }
+            let in_scope = asset
+                .ips
+                .iter()
+                .filter_map(|ip| ip.parse().ok())
+                .any(|ip| sweep.scope.contains(ip));
+            if !in_scope {
+                continue;
+            }
+            let was_gone = self.gone.contains_key(&asset.id);
+            if answered.contains(&asset.id) {
+                if was_gone {
+                    self.gone.remove(&asset.id);
+                    records.push((asset.id.clone(), "returned", 0));
+                }
+                continue;
+            }
+            let last_up = self
+                .obs
+                .assets
+                .get(&asset.id)
+                .and_then(|o| o.ping.last_up_at)
+                .unwrap_or(asset.first_seen);
+            if !was_gone && at - last_up >= self.tracking.gone_after {
+                self.gone.insert(asset.id.clone(), at);
+                records.push((asset.id.clone(), "removed", at.unix_timestamp() as u64));
+            }
+        }
+        for (asset, kind, mark) in records {
+            let name = self
+                .cmdb
+                .assets()
+                .find(|a| a.id == asset)
+                .map(|a| a.name.clone())
+                .unwrap_or_default();
+            set.changes.push(crate::model::Change {
+                id: format!("{}-{kind}-{}", asset, at.unix_timestamp()),
+                asset_id: asset.clone(),
+                at,
+                kind: kind.to_owned(),
+                field: "asset".to_owned(),
+                before: (kind == "removed").then(|| name.clone()),
+                after: (kind == "returned").then_some(name),
+                clock_suspect: false,
+            });
+            set.meta.push((format!("gone:{asset}"), mark));
+        }
+    }
 }

@@ -32,7 +32,7 @@ impl Daemon<'_> {
             format!(
                 "data_dir = {data:?}\n[grpc]\nlisten = \"0.0.0.0:{grpc}\"\n[http]\nlisten = \"127.0.0.1:{http}\"\n\
                  [agents]\nheartbeat_interval = \"2s\"\nstale_after = \"8s\"\n\
-                 [scan]\nranges = [\"{lan}\"]\ninterval = \"5s\"\nwatch_interval = \"1s\"\ntimeout = \"400ms\"\ntcp_ports = []\nreverse_dns = false\n\
+                 [scan]\nranges = [\"{lan}\"]\ninterval = \"5s\"\nwatch_interval = \"1s\"\ngone_after = \"4s\"\ntimeout = \"400ms\"\ntcp_ports = []\nreverse_dns = false\n\
                  [snmp]\ncommunities = [\"public\"]\ntimeout = \"2s\"\n{extra}",
                 data = dir.path().join("data").display().to_string(),
                 lan = lab.lan(),

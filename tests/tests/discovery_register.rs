@@ -157,6 +157,32 @@ fn the_daemon_registers_discovered_devices_merges_agent_pcs_and_sees_hosts_go_do
             }))
         },
     )?;
+    // Silent past [scan] gone_after (4 s here): one "removed" change record.
+    let gone_id = daemon
+        .assets()?
+        .into_iter()
+        .find(|a| {
+            a["macs"]
+                .as_array()
+                .is_some_and(|m| m.iter().any(|x| x == &mac))
+        })
+        .context("unplugged asset")?["id"]
+        .as_str()
+        .context("id")?
+        .to_owned();
+    daemon.wait_until(
+        "a device-gone change record",
+        Duration::from_secs(40),
+        |d| {
+            let changes = d.curl(&format!("/api/v1/changes?asset={gone_id}"))?;
+            Ok(changes.as_array().is_some_and(|c| {
+                c.iter()
+                    .filter(|c| c["kind"] == "removed" && c["field"] == "asset")
+                    .count()
+                    == 1
+            }))
+        },
+    )?;
     let _ = agent.kill();
     let _ = agent.wait();
     Ok(())

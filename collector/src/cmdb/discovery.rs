@@ -289,16 +289,12 @@ fn describe_from_network(asset: &mut Asset, host: &DiscoveredHost) {
         }
         asset.name = host.name().unwrap_or_else(|| {
             if asset.name.is_empty() {
-                ip_name(host)
+                host.ip.to_string()
             } else {
                 asset.name.clone()
             }
         });
     }
-}
-
-fn ip_name(host: &DiscoveredHost) -> String {
-    host.ip.to_string()
 }
 
 fn kind_label(kind: AssetKind) -> String {

@@ -71,10 +71,6 @@ impl Cmdb {
         Ok(cmdb)
     }
 
-    pub fn asset(&self, id: &str) -> Option<&Asset> {
-        self.assets.get(id)
-    }
-
     pub fn assets(&self) -> impl Iterator<Item = &Asset> {
         self.assets.values()
     }

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use super::{ApiError, ApiState, blocking};
 use crate::incidents::{Action, ActionError};
 use crate::model::{Incident, IncidentState};
-use crate::register::Job;
+use crate::register::{Job, RegisterError};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -148,27 +148,27 @@ pub async fn note(
 }
 
 async fn act(state: &ApiState, id: String, action: Action) -> Result<Json<Value>, ApiError> {
+    let incident = ask(state, |reply| Job::Act { id, action, reply }).await?;
+    Ok(Json(view(&incident)))
+}
+
+/// Sends a job to the register writer and waits for its answer: the outcome once durable.
+async fn ask<T>(
+    state: &ApiState,
+    job: impl FnOnce(tokio::sync::oneshot::Sender<Result<Result<T, ActionError>, RegisterError>>) -> Job,
+) -> Result<T, ApiError> {
+    let gone = || {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the collector is shutting down",
+        )
+    };
     let (reply, done) = tokio::sync::oneshot::channel();
-    state
-        .register
-        .send(Job::Act { id, action, reply })
-        .await
-        .map_err(|_| {
-            ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the collector is shutting down",
-            )
-        })?;
-    let outcome = done
-        .await
-        .map_err(|_| {
-            ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the collector is shutting down",
-            )
-        })?
-        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
-    outcome.map(|i| Json(view(&i))).map_err(action_error)
+    state.register.send(job(reply)).await.map_err(|_| gone())?;
+    done.await
+        .map_err(|_| gone())?
+        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?
+        .map_err(action_error)
 }
 
 fn action_error(error: ActionError) -> ApiError {
@@ -199,32 +199,14 @@ pub async fn update_problem(
     payload: Result<Json<ProblemBody>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Json(body) = payload.map_err(|r| ApiError::new(r.status(), r.body_text()))?;
-    let (reply, done) = tokio::sync::oneshot::channel();
-    state
-        .register
-        .send(Job::Problem {
-            id,
-            root_cause: body.root_cause,
-            known_error: body.known_error,
-            reply,
-        })
-        .await
-        .map_err(|_| {
-            ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the collector is shutting down",
-            )
-        })?;
-    let outcome = done
-        .await
-        .map_err(|_| {
-            ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the collector is shutting down",
-            )
-        })?
-        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
-    outcome.map(|p| Json(json!(p))).map_err(action_error)
+    let problem = ask(&state, |reply| Job::Problem {
+        id,
+        root_cause: body.root_cause,
+        known_error: body.known_error,
+        reply,
+    })
+    .await?;
+    Ok(Json(json!(problem)))
 }
 
 pub async fn outbox(State(state): State<ApiState>) -> Result<Json<Value>, ApiError> {

@@ -13,7 +13,7 @@
 pub mod problems;
 pub mod topology;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -228,11 +228,6 @@ impl Engine {
         self.index(incident);
     }
 
-    /// Open incidents, for the API's view of what is wrong now.
-    pub fn open_count(&self) -> usize {
-        self.open.len()
-    }
-
     /// One evaluation: conditions in, incident records and events out.
     pub fn step(
         &mut self,
@@ -389,24 +384,7 @@ impl Engine {
         incident.urgency = condition.urgency;
         incident.priority = priority(condition.impact, condition.urgency);
         push_transition(&mut incident, now);
-        let window =
-            time::Duration::try_from(self.config.flap_window).unwrap_or(time::Duration::MAX);
-        let recent = incident
-            .transitions
-            .iter()
-            .filter(|t| now.unix_timestamp() - **t <= window.whole_seconds())
-            .count();
-        if recent >= self.config.flap_transitions && !incident.flapping {
-            incident.flapping = true;
-            incident.notes.push(Note {
-                at: now,
-                author: "caretaker".to_owned(),
-                text: format!(
-                    "Flapping: {recent} changes within {}; kept open until stable.",
-                    crate::rules::human(window)
-                ),
-            });
-        }
+        self.check_flapping(&mut incident, now);
         incident.notes.push(Note {
             at: now,
             author: "caretaker".to_owned(),
@@ -664,17 +642,6 @@ fn affected_of(measured: &serde_json::Value) -> Vec<AssetId> {
                 .collect()
         })
         .unwrap_or_default()
-}
-
-/// Incidents by (rule, asset), for tests and diagnostics.
-pub fn by_key(incidents: &[Incident]) -> BTreeMap<(String, String), Vec<&Incident>> {
-    let mut map: BTreeMap<(String, String), Vec<&Incident>> = BTreeMap::new();
-    for i in incidents {
-        map.entry((i.rule.clone(), i.asset_id.clone()))
-            .or_default()
-            .push(i);
-    }
-    map
 }
 
 /// Change windows must not overlap (the config reports it with exit 78).
