@@ -97,3 +97,48 @@ fn an_unknown_security_mode_or_bad_quiet_hours_exit_78() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("25:99"), "{stderr}");
 }
+
+#[test]
+fn test_email_reports_what_the_server_said_and_fails_clearly_when_it_is_down() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut server = caretaker_tests::smtp::SmtpServer::start(&dir.path().join("smtp"));
+    let config = dir.path().join("caretaker.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "data_dir = {:?}\n[smtp]\nserver = \"127.0.0.1\"\nport = {}\nsecurity = \"none\"\n\
+             from = \"caretaker@school.example\"\nto = [\"technician@school.example\"]\n",
+            dir.path().join("data").display().to_string(),
+            server.port
+        ),
+    )
+    .expect("write config");
+    let run = || {
+        std::process::Command::new(caretaker_tests::bin("caretaker-collector"))
+            .args(["test-email", "--config"])
+            .arg(&config)
+            .output()
+            .expect("run test-email")
+    };
+    let output = run();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&output.stdout).contains("250"),
+        "the server's reply is shown"
+    );
+    let mails = server.wait_for_messages(1, std::time::Duration::from_secs(30));
+    assert_eq!(mails[0].subject(), "[Caretaker] Test message");
+
+    server.stop();
+    let output = run();
+    assert_eq!(output.status.code(), Some(69));
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("refused"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}

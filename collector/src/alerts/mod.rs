@@ -63,7 +63,9 @@ pub enum AlertError {
     CaFile { path: PathBuf, reason: String },
     #[error("cannot set up TLS: {reason}")]
     Tls { reason: String },
-    #[error("the mail server did not take the message: {reason}")]
+    #[error(
+        "sending through the mail server failed (connection, TLS or the server refused): {reason}"
+    )]
     Send { reason: String },
     #[error("alert planning could not use the store: {0}")]
     Store(#[from] StoreError),

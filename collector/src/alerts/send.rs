@@ -193,7 +193,7 @@ pub async fn test_email(config: &SmtpConfig, to: Option<&str>) -> Result<String,
         to,
         subject: "[Caretaker] Test message".to_owned(),
         text: format!(
-            "This is a test message from Caretaker, sent through {}:{} ({:?}).\n\
+            "This is a test message from Caretaker, sent through {}:{} (security: {:?}).\n\
              If you can read it, incident alerts will reach this address.\n",
             config.server, config.port, config.security
         ),
