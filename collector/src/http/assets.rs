@@ -23,14 +23,15 @@ pub struct AssetView {
     last_seen: Option<OffsetDateTime>,
 }
 
+/// `seen`: last contact recorded in the store; `heard`: agents heard since this collector
+/// started (taken once per request, not per asset).
 fn view(
     state: &ApiState,
     asset: Asset,
     seen: &HashMap<String, OffsetDateTime>,
+    heard: &HashMap<String, OffsetDateTime>,
     reach: Option<ReachSample>,
 ) -> AssetView {
-    // Heard from since this collector started, or the last time recorded in the store.
-    let heard = state.agents.last_heard();
     let last_seen = asset
         .agent_ids
         .iter()
@@ -81,9 +82,10 @@ pub async fn list(State(state): State<ApiState>) -> Result<Json<Vec<AssetView>>,
         ))
     })
     .await?;
+    let heard = state.agents.last_heard();
     let mut views: Vec<_> = assets
         .into_iter()
-        .map(|(a, r)| view(&state, a, &seen, r))
+        .map(|(a, r)| view(&state, a, &seen, &heard, r))
         .collect();
     views.sort_by(|a, b| {
         a.asset
@@ -111,8 +113,14 @@ pub async fn one(
     })
     .await?;
     let asset = asset.ok_or_else(|| ApiError::not_found(format!("asset {id}")))?;
-    let mut body =
-        serde_json::to_value(view(&state, asset, &seen, reach)).expect("asset view serialises");
+    let mut body = serde_json::to_value(view(
+        &state,
+        asset,
+        &seen,
+        &state.agents.last_heard(),
+        reach,
+    ))
+    .expect("asset view serialises");
     let snmp = snmp.unwrap_or(Value::Null);
     let inventory = inventory.map(|r| r.inventory).unwrap_or_default();
     let object = body.as_object_mut().expect("asset view is an object");
