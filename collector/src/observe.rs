@@ -4,7 +4,7 @@
 //! and change record into [`Observations`] as it commits them, so rule evaluation reads memory
 //! only (5,000 assets × every rule in a few milliseconds). History is bounded per asset: the
 //! last [`MAX_STATUS`] status points and [`MAX_SUPPLY`] points per printer supply, the recent
-//! boots and changes. On start the writer reloads what it needs from the store.
+//! boots and changes. On start, [`load`] rebuilds them from the store.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
@@ -267,6 +267,92 @@ pub fn status_point(at: OffsetDateTime, status: &caretaker_proto::v1::Status) ->
         volumes,
         boot_time,
     }
+}
+
+/// Only what topology needs from an SNMP snapshot.
+pub fn slim_topology(snapshot: &serde_json::Value) -> serde_json::Value {
+    serde_json::json!({"fdb": snapshot["fdb"], "lldp": snapshot["lldp"]})
+}
+
+/// Rebuilds the rules' observations from the store at start-up.
+pub fn load<'a>(
+    store: &dyn crate::store::Store,
+    assets: impl Iterator<Item = &'a crate::model::Asset>,
+) -> Result<(Observations, HashMap<AssetId, serde_json::Value>), crate::store::StoreError> {
+    let mut obs = Observations::default();
+    let mut topology = HashMap::new();
+    let now = OffsetDateTime::now_utc();
+    let seen = store.last_seen()?;
+    for asset in assets {
+        let id = asset.id.as_str();
+        if let Some(reach) = store.latest_reach(id)? {
+            let entry = obs.entry(id);
+            entry.ping.last_at = Some(reach.at);
+            entry.ping.stored = Some((reach.at, reach.up));
+            if reach.up {
+                entry.ping.last_up_at = Some(reach.at);
+            } else {
+                entry.ping.consecutive_misses = 1;
+                entry.ping.missing_since = Some(reach.at);
+            }
+        }
+        if asset.sources.contains(&crate::model::Source::Agent)
+            && let Some(at) = seen.get(id)
+        {
+            obs.agent(id, *at);
+        }
+        for sample in store.samples(
+            id,
+            now - time::Duration::days(3),
+            now + time::Duration::days(1),
+            crate::observe::MAX_STATUS,
+        )? {
+            obs.status(id, status_point(sample.at, &sample.status));
+        }
+        for (at, values) in store.levels(
+            id,
+            now - time::Duration::days(30),
+            now + time::Duration::days(1),
+        )? {
+            let snapshot = serde_json::json!({
+                "supplies": values.as_object().into_iter().flatten()
+                    .map(|(d, p)| serde_json::json!({"description": d, "percent": p}))
+                    .collect::<Vec<_>>(),
+            });
+            obs.snmp(id, at, &snapshot);
+            obs.entry(id).levels_stored = Some((at, values));
+        }
+        if let Some(snapshot) = store.snmp(id)? {
+            let at = snapshot["collected_at"]
+                .as_i64()
+                .and_then(|t| OffsetDateTime::from_unix_timestamp(t).ok())
+                .unwrap_or(now);
+            obs.snmp(id, at, &snapshot);
+            topology.insert(asset.id.clone(), slim_topology(&snapshot));
+        }
+        for change in store
+            .changes(&crate::store::ChangeQuery {
+                asset: Some(asset.id.clone()),
+                since: Some(now - time::Duration::days(2)),
+                limit: crate::observe::MAX_CHANGES,
+            })?
+            .into_iter()
+            .rev()
+        {
+            obs.change(&change);
+        }
+        if let Some(record) = store.inventory(id)? {
+            obs.entry(id).software = Some(
+                record
+                    .inventory
+                    .software
+                    .iter()
+                    .map(|s| s.name.clone())
+                    .collect(),
+            );
+        }
+    }
+    Ok((obs, topology))
 }
 
 #[cfg(test)]

@@ -1,12 +1,14 @@
 //! The register writer: the single owner of the asset register's in-memory state.
 //!
-//! Everything that changes the register — agent enrolments, agent reports, heartbeats and
-//! (with discovery) sweep results — arrives as a [`Job`] over one bounded channel
-//! (`JOB_QUEUE`; senders wait when it is full). The writer runs on its own OS thread: it
-//! drains up to `MAX_BATCH` jobs, turns them into one [`WriteSet`] through the CMDB, commits
-//! it with one fsync (group commit) and only then answers each job. One writer means no locks
-//! around the CMDB and a single order of events. It stops when every [`Register`] handle is
-//! dropped, after committing what it holds.
+//! Everything that changes the register — agent enrolments, reports and heartbeats, sweep
+//! results and watch pings, rule ticks, technicians' incident and problem actions — arrives
+//! as a [`Job`] over one bounded channel (`JOB_QUEUE`; senders wait when it is full). The
+//! writer runs on its own OS thread: it drains up to `MAX_BATCH` jobs, turns them into one
+//! [`WriteSet`] through the CMDB, feeds what it stores into the rules' [`Observations`],
+//! runs the rules and the incident engine when a sweep, watch or tick asks for it, records
+//! devices gone and back, commits with one fsync (group commit) and only then answers each
+//! job. One writer means no locks around the CMDB or the incidents, and a single order of
+//! events. It stops when every [`Register`] handle is dropped, after committing what it holds.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -72,7 +74,7 @@ pub fn start(
     stats: Arc<IngestStats>,
 ) -> Result<(Register, Writer), StoreError> {
     let cmdb = Cmdb::load(store.as_ref())?;
-    let (obs, topology_snmp) = load_observations(store.as_ref(), &cmdb)?;
+    let (obs, topology_snmp) = crate::observe::load(store.as_ref(), cmdb.assets())?;
     let engine = Engine::load(
         store.as_ref(),
         tracking.incidents.clone(),
@@ -604,7 +606,7 @@ impl WriterState {
                 || snapshot["lldp"].as_array().is_some_and(|a| !a.is_empty());
             if topological {
                 self.topology_snmp
-                    .insert(asset.clone(), slim_topology(snapshot));
+                    .insert(asset.clone(), crate::observe::slim_topology(snapshot));
             }
         }
         set.levels.extend(levels);
@@ -629,92 +631,6 @@ impl WriterState {
         self.engine
             .step(now, conditions, &by_id, &self.parents, set);
     }
-}
-
-/// Only what topology needs from an SNMP snapshot.
-fn slim_topology(snapshot: &serde_json::Value) -> serde_json::Value {
-    serde_json::json!({"fdb": snapshot["fdb"], "lldp": snapshot["lldp"]})
-}
-
-/// Rebuilds the rules' observations from the store at start-up.
-fn load_observations(
-    store: &dyn Store,
-    cmdb: &Cmdb,
-) -> Result<(Observations, HashMap<AssetId, serde_json::Value>), StoreError> {
-    let mut obs = Observations::default();
-    let mut topology = HashMap::new();
-    let now = OffsetDateTime::now_utc();
-    let seen = store.last_seen()?;
-    for asset in cmdb.assets() {
-        let id = asset.id.as_str();
-        if let Some(reach) = store.latest_reach(id)? {
-            let entry = obs.entry(id);
-            entry.ping.last_at = Some(reach.at);
-            entry.ping.stored = Some((reach.at, reach.up));
-            if reach.up {
-                entry.ping.last_up_at = Some(reach.at);
-            } else {
-                entry.ping.consecutive_misses = 1;
-                entry.ping.missing_since = Some(reach.at);
-            }
-        }
-        if asset.sources.contains(&crate::model::Source::Agent)
-            && let Some(at) = seen.get(id)
-        {
-            obs.agent(id, *at);
-        }
-        for sample in store.samples(
-            id,
-            now - time::Duration::days(3),
-            now + time::Duration::days(1),
-            crate::observe::MAX_STATUS,
-        )? {
-            obs.status(id, status_point(sample.at, &sample.status));
-        }
-        for (at, values) in store.levels(
-            id,
-            now - time::Duration::days(30),
-            now + time::Duration::days(1),
-        )? {
-            let snapshot = serde_json::json!({
-                "supplies": values.as_object().into_iter().flatten()
-                    .map(|(d, p)| serde_json::json!({"description": d, "percent": p}))
-                    .collect::<Vec<_>>(),
-            });
-            obs.snmp(id, at, &snapshot);
-            obs.entry(id).levels_stored = Some((at, values));
-        }
-        if let Some(snapshot) = store.snmp(id)? {
-            let at = snapshot["collected_at"]
-                .as_i64()
-                .and_then(|t| OffsetDateTime::from_unix_timestamp(t).ok())
-                .unwrap_or(now);
-            obs.snmp(id, at, &snapshot);
-            topology.insert(asset.id.clone(), slim_topology(&snapshot));
-        }
-        for change in store
-            .changes(&crate::store::ChangeQuery {
-                asset: Some(asset.id.clone()),
-                since: Some(now - time::Duration::days(2)),
-                limit: crate::observe::MAX_CHANGES,
-            })?
-            .into_iter()
-            .rev()
-        {
-            obs.change(&change);
-        }
-        if let Some(record) = store.inventory(id)? {
-            obs.entry(id).software = Some(
-                record
-                    .inventory
-                    .software
-                    .iter()
-                    .map(|s| s.name.clone())
-                    .collect(),
-            );
-        }
-    }
-    Ok((obs, topology))
 }
 
 impl WriterState {
