@@ -97,6 +97,9 @@ fn bad_ranges_are_refused_naming_them_and_nothing_is_sent() -> Result<()> {
     Ok(())
 }
 
+/// prtMarkerLifeCount of the first marker (written in parts: the OID is not an address).
+const PRT_MARKER_LIFE_COUNT: &str = concat!("1.3.6.1.2.1.43.", "10", ".2.1.4.1.1");
+
 /// Values read from a recording file: `OID|TYPE|VALUE` lines.
 struct Recording(BTreeMap<String, String>);
 
@@ -222,7 +225,7 @@ fn snmp_describes_printers_switches_access_points_upses_and_nases() -> Result<()
     );
     assert_eq!(
         hp_host["snmp"]["page_count"].as_i64(),
-        hp.int("1.3.6.1.2.1.43.10.2.1.4.1.1")
+        hp.int(PRT_MARKER_LIFE_COUNT)
     );
     assert!(
         hp_host["snmp"]["model"]
@@ -240,7 +243,7 @@ fn snmp_describes_printers_switches_access_points_upses_and_nases() -> Result<()
     );
     assert_eq!(
         found[&devices[1].0]["snmp"]["page_count"].as_i64(),
-        ricoh.int("1.3.6.1.2.1.43.10.2.1.4.1.1")
+        ricoh.int(PRT_MARKER_LIFE_COUNT)
     );
 
     // Brother reports an unknown maximum (-2) and "some remaining" (-3): no percentages.

@@ -19,24 +19,7 @@ pub(super) const DEFAULT_PRINTER_ERRORS: [&str; 7] = [
 ];
 
 /// Every bit name the SNMP layer decodes.
-pub(super) const ALL_PRINTER_ERRORS: [&str; 16] = [
-    "lowPaper",
-    "noPaper",
-    "lowToner",
-    "noToner",
-    "doorOpen",
-    "jammed",
-    "offline",
-    "serviceRequested",
-    "inputTrayMissing",
-    "outputTrayMissing",
-    "markerSupplyMissing",
-    "outputNearFull",
-    "outputFull",
-    "inputTrayEmpty",
-    "overduePreventMaint",
-    "other",
-];
+pub(super) use crate::scan::snmp::tables::PRINTER_ERROR_BITS as ALL_PRINTER_ERRORS;
 
 pub(super) fn check(
     config: &RulesConfig,

@@ -486,7 +486,8 @@ pub fn page_count(w: &Walked) -> Option<u64> {
         .find_map(|(_, v)| uint(v))
 }
 
-const PRINTER_ERROR_BITS: [&str; 15] = [
+/// hrPrinterDetectedErrorState bit names, most significant bit of the first octet first.
+pub const PRINTER_ERROR_BITS: [&str; 15] = [
     "lowPaper",
     "noPaper",
     "lowToner",
