@@ -47,8 +47,9 @@ fn scan_fails(lab: &Lab, args: &[&str]) -> Output {
 #[test]
 fn a_sweep_finds_every_live_host_with_its_mac_and_nothing_else() -> Result<()> {
     let mut lab = Lab::new()?;
-    let hosts = lab.add_hosts(40)?;
+    // Fixed addresses first: random ones then avoid them.
     let lonely = lab.add_host_ns("198.18.2.200".parse()?)?;
+    let hosts = lab.add_hosts(40)?;
     let cidr = lab.lan().to_string();
 
     let found = scan_json(&lab, &[&cidr, "--ports", ""])?;

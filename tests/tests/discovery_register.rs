@@ -12,9 +12,10 @@ use caretaker_tests::lab::Lab;
 #[test]
 fn the_daemon_registers_discovered_devices_merges_agent_pcs_and_sees_hosts_go_down() -> Result<()> {
     let mut lab = Lab::new()?;
-    let plain = lab.add_hosts(5)?;
+    // Fixed addresses first: random ones then avoid them.
     let pc = lab.add_host_ns("198.18.0.50".parse()?)?;
     lab.start_snmpsim(&[("198.18.1.10".parse()?, "hp_laserjet-mfp-m130nw")])?;
+    let plain = lab.add_hosts(5)?;
     let mut daemon = Daemon::start(&lab, "")?;
 
     // A real agent on the PC host, reporting to the collector over the lab network.
