@@ -42,7 +42,9 @@ fn incidents_open_email_resolve_and_fold_behind_a_switch() -> Result<()> {
     let mail_dir = tempfile::tempdir()?;
     let smtp = SmtpServer::start_in_netns(mail_dir.path(), lab.scanner_ns());
     let extra = format!(
-        "[rules.host_down]\nmisses = 2\n[incidents]\nevaluate_every = \"1s\"\nhold_down = \"3s\"\n\
+        "[rules.host_down]\nmisses = 2\n\
+         [rules.disk_full]\nenabled = false\n[rules.memory_pressure]\nenabled = false\n[rules.cpu_saturation]\nenabled = false\n\
+         [incidents]\nevaluate_every = \"1s\"\nhold_down = \"3s\"\n\
          [[topology.parents]]\nchild = \"198.18.2.0/24\"\nparent = \"198.18.0.2\"\n\
          [smtp]\nserver = \"127.0.0.1\"\nport = {port}\nsecurity = \"none\"\nfrom = \"caretaker@school.example\"\n\
          to = [\"technician@school.example\"]\nbase_url = \"http://caretaker.school.example:8080\"\n",
@@ -50,7 +52,9 @@ fn incidents_open_email_resolve_and_fold_behind_a_switch() -> Result<()> {
     );
     let mut daemon = Daemon::start(&lab, &extra)?;
 
-    // A PC with a real agent, whose packages come from a dpkg database the test edits.
+    // A PC with a real agent, whose packages come from a dpkg database the test edits. (Its
+    // disks, memory and CPU are this machine's, so those rules are off: their state is not
+    // the test's to decide.)
     let admindir = tempfile::tempdir()?;
     let dpkg_status = std::fs::read_to_string("/var/lib/dpkg/status")?;
     std::fs::write(admindir.path().join("status"), &dpkg_status)?;
