@@ -230,15 +230,12 @@ fn main() -> ExitCode {
                 None => Config::default(),
             };
             if !communities.is_empty() {
-                base.snmp.communities = communities.into_iter().map(config::Secret::from).collect();
+                base.snmp.credentials = communities
+                    .into_iter()
+                    .map(|community| caretaker_collector::scan::snmp::Credential::V2c { community })
+                    .collect();
             }
-            let mut options = match caretaker_collector::app::scan_options(&base) {
-                Ok(options) => options,
-                Err(error) => {
-                    eprintln!("caretaker-collector: {error}");
-                    return ExitCode::from(EX_CONFIG);
-                }
-            };
+            let mut options = caretaker_collector::app::scan_options(&base);
             if snmp && options.snmp_credentials.is_empty() {
                 options.snmp_credentials = vec![caretaker_collector::scan::snmp::Credential::V2c {
                     community: "public".to_owned(),
@@ -308,23 +305,34 @@ fn init_logging(format: LogFormat) {
     }
 }
 
-/// SIGINT and SIGTERM both take the same path: cancel the root token and drain.
+/// SIGINT and SIGTERM both take the same path: cancel the root token and drain. A second
+/// signal while draining exits at once (nothing unacknowledged is lost: agents resend).
 fn spawn_signal_handler(token: CancellationToken) {
     tokio::spawn(async move {
-        #[cfg(unix)]
-        {
-            use tokio::signal::unix::{SignalKind, signal};
-            let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-        }
-        #[cfg(not(unix))]
-        let _ = tokio::signal::ctrl_c().await;
-        tracing::info!("Shutting down");
+        stop_signal().await;
+        tracing::info!(
+            deadline_secs = caretaker_collector::app::SHUTDOWN_DEADLINE.as_secs(),
+            "Shutting down (a second Ctrl-C or SIGTERM stops at once)"
+        );
         token.cancel();
+        stop_signal().await;
+        tracing::warn!("Second stop signal: exiting without waiting");
+        std::process::exit(130);
     });
+}
+
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
 }
 
 async fn demo(

@@ -14,7 +14,8 @@ use super::codec;
 use super::{ChangeQuery, Store, StoreError, WriteSet};
 use crate::model::{
     AgentId, AgentRecord, Asset, AssetId, Change, Incident, IncidentEvent, InventoryRecord,
-    OutboxEntry, Problem, ReachSample, StatusSample, from_unix_millis, unix_millis,
+    OutboxEntry, Problem, ReachSample, SnmpSnapshot, StatusSample, SupplyLevels, from_unix_millis,
+    unix_millis,
 };
 
 pub struct SledStore {
@@ -96,13 +97,13 @@ impl SledStore {
     }
 
     /// JSON values keyed `asset \0 time`, in `[from, to)`.
-    fn timed_json(
+    fn timed_json<T: serde::de::DeserializeOwned>(
         tree: &sled::Tree,
         name: &'static str,
         asset: &str,
         from: OffsetDateTime,
         to: OffsetDateTime,
-    ) -> Result<Vec<(OffsetDateTime, serde_json::Value)>, StoreError> {
+    ) -> Result<Vec<(OffsetDateTime, T)>, StoreError> {
         let start = codec::reach_key(asset, unix_millis(from));
         let end = codec::reach_key(asset, unix_millis(to));
         tree.range(start..end)
@@ -424,7 +425,7 @@ impl Store for SledStore {
             .transpose()
     }
 
-    fn snmp(&self, asset: &str) -> Result<Option<serde_json::Value>, StoreError> {
+    fn snmp(&self, asset: &str) -> Result<Option<SnmpSnapshot>, StoreError> {
         self.snmp
             .get(asset.as_bytes())
             .map_err(io("read SNMP snapshot"))?
@@ -537,7 +538,7 @@ impl Store for SledStore {
         asset: &str,
         from: OffsetDateTime,
         to: OffsetDateTime,
-    ) -> Result<Vec<(OffsetDateTime, serde_json::Value)>, StoreError> {
+    ) -> Result<Vec<(OffsetDateTime, SupplyLevels)>, StoreError> {
         Self::timed_json(&self.levels, "levels", asset, from, to)
     }
 

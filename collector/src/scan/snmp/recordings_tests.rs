@@ -202,19 +202,19 @@ fn v2c(community: &str) -> Credential {
     }
 }
 
-async fn inventory_of(sim: &Simulator, community: &str) -> Device {
+async fn inventory_of(sim: &Simulator, community: &str) -> SnmpSnapshot {
     let d = inventory(sim.addr, &v2c(community), &Limits::default())
         .await
         .unwrap_or_else(|e| panic!("{community}: {e}"));
     assert!(
-        !d.notes.iter().any(|n| n.contains("timeout")),
+        !d.gaps.iter().any(|g| g.reason == GapReason::Timeout),
         "{community}: {:?}",
         d.notes
     );
     d
 }
 
-fn supply<'a>(d: &'a Device, prefix: &str) -> &'a Supply {
+fn supply<'a>(d: &'a SnmpSnapshot, prefix: &str) -> &'a Supply {
     d.supplies
         .iter()
         .find(|s| s.description.starts_with(prefix))

@@ -3,10 +3,15 @@
 //! Plain data with serde; no behaviour beyond small helpers. The store persists these, the
 //! CMDB produces them, the HTTP layer renders them. Times are UTC and serialise as RFC 3339.
 
+pub mod mac;
+pub mod snmp;
+
 use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
+
+pub use snmp::{SnmpSnapshot, SupplyLevels};
 
 pub type AssetId = String;
 pub type AgentId = String;
