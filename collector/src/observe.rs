@@ -87,6 +87,28 @@ pub struct Observations {
 }
 
 impl AssetObs {
+    /// Fits `points` (percent over time) towards 100 % (rising) or 0 % (falling) as of `at`.
+    fn refit(
+        &mut self,
+        key: String,
+        points: &[(OffsetDateTime, f64)],
+        direction: crate::track::Direction,
+        at: OffsetDateTime,
+    ) {
+        let threshold = match direction {
+            crate::track::Direction::Rising => 100.0,
+            crate::track::Direction::Falling => 0.0,
+        };
+        let forecast = crate::track::days_until(
+            points,
+            threshold,
+            direction,
+            at,
+            &crate::track::ForecastParams::default(),
+        );
+        self.forecasts.insert(key, (at, forecast));
+    }
+
     /// Days until the series reaches its threshold, as of `now` (the fit was made earlier).
     pub fn days_until(&self, key: &str, now: OffsetDateTime) -> Option<f64> {
         let (at, forecast) = self.forecasts.get(key)?;
@@ -171,14 +193,7 @@ impl Observations {
                 .iter()
                 .filter_map(|p| p.volumes.iter().find(|v| v.0 == mount).map(|v| (p.at, v.1)))
                 .collect();
-            let forecast = crate::track::days_until(
-                &points,
-                100.0,
-                crate::track::Direction::Rising,
-                at,
-                &crate::track::ForecastParams::default(),
-            );
-            obs.forecasts.insert(key, (at, forecast));
+            obs.refit(key, &points, crate::track::Direction::Rising, at);
         }
     }
 
@@ -226,14 +241,7 @@ impl Observations {
                 .is_some_and(|(when, _)| at - *when < FORECAST_EVERY);
             if jumped || !fresh {
                 let series: Vec<_> = points.iter().copied().collect();
-                let forecast = crate::track::days_until(
-                    &series,
-                    0.0,
-                    crate::track::Direction::Falling,
-                    at,
-                    &crate::track::ForecastParams::default(),
-                );
-                obs.forecasts.insert(key, (at, forecast));
+                obs.refit(key, &series, crate::track::Direction::Falling, at);
             }
         }
     }

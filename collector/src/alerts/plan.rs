@@ -239,24 +239,7 @@ impl<'a> Planner<'a> {
     }
 
     fn blank(&self, id: String, recipient: &str, due_at: OffsetDateTime) -> OutboxEntry {
-        OutboxEntry {
-            id,
-            created_at: self.now,
-            due_at,
-            to: vec![recipient.to_owned()],
-            subject: String::new(),
-            text: String::new(),
-            html: String::new(),
-            message_id: String::new(),
-            in_reply_to: None,
-            references: Vec::new(),
-            incident_ids: Vec::new(),
-            attempts: 0,
-            status: "pending".to_owned(),
-            last_error: String::new(),
-            sent_at: None,
-            server_reply: String::new(),
-        }
+        OutboxEntry::pending(id, self.now, due_at, vec![recipient.to_owned()])
     }
 
     /// Adds `incident` to a digest (creating it due at `due_at`), re-rendering its body.

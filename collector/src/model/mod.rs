@@ -329,3 +329,32 @@ pub struct OutboxEntry {
     #[serde(default)]
     pub server_reply: String,
 }
+
+impl OutboxEntry {
+    /// A new entry waiting to be sent, with nothing rendered yet.
+    pub fn pending(
+        id: String,
+        created_at: OffsetDateTime,
+        due_at: OffsetDateTime,
+        to: Vec<String>,
+    ) -> Self {
+        Self {
+            id,
+            created_at,
+            due_at,
+            to,
+            subject: String::new(),
+            text: String::new(),
+            html: String::new(),
+            message_id: String::new(),
+            in_reply_to: None,
+            references: Vec::new(),
+            incident_ids: Vec::new(),
+            attempts: 0,
+            status: "pending".to_owned(),
+            last_error: String::new(),
+            sent_at: None,
+            server_reply: String::new(),
+        }
+    }
+}
