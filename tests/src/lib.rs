@@ -90,6 +90,41 @@ impl Listening {
     }
 }
 
+/// The local ports of the UDP (or TCP, `proto = "tcp"`) sockets process `pid` holds, from
+/// `/proc/<pid>/fd` and `/proc/<pid>/net/<proto>`: for peers that bind port 0 but only log the
+/// address they were given (snmpsimd). Empty when the process is gone.
+pub fn bound_ports(pid: u32, proto: &str) -> Vec<u16> {
+    let inodes: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|dir| {
+            dir.flatten()
+                .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+                .filter_map(|link| {
+                    let link = link.to_string_lossy().into_owned();
+                    Some(link.strip_prefix("socket:[")?.strip_suffix(']')?.to_owned())
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let table = std::fs::read_to_string(format!("/proc/{pid}/net/{proto}")).unwrap_or_default();
+    // `sl local_address rem_address st … uid timeout inode …`, the address as HEX:HEXPORT.
+    let mut ports: Vec<u16> = table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            let inode = cols.get(9)?;
+            let port = cols.get(1)?.rsplit_once(':')?.1;
+            inodes
+                .iter()
+                .any(|i| i == inode)
+                .then(|| u16::from_str_radix(port, 16).ok())?
+        })
+        .collect();
+    ports.sort_unstable();
+    ports.dedup();
+    ports
+}
+
 /// Polls `check` every 100 ms until it returns `Some` or `timeout` passes.
 pub fn wait_for<T>(timeout: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
     let start = Instant::now();
