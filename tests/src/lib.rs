@@ -3,6 +3,10 @@
 //!
 //! Binaries are taken from `CARETAKER_BIN_DIR`, else from the workspace's `target/debug`
 //! (the README's test command builds them first). A missing binary fails the test loudly.
+//!
+//! Nothing here picks a port by binding and releasing it: collectors and the SMTP server bind
+//! port 0 and say which port they got ([`Listening`], a port file, [`bound_ports`]); a restart
+//! binds the same port again.
 
 pub mod daemon;
 pub mod lab;
