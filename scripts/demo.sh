@@ -15,7 +15,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bin="${CARGO_TARGET_DIR:-target}/debug"
 if [ ! -x "$bin/caretaker-collector" ] || [ ! -x "$bin/caretaker-agent" ]; then
-  echo "Building Caretaker (the first build takes about 5 minutes on 2 cores; later runs reuse it)..." >&2
+  echo "Building Caretaker first: about 3 minutes on 2 idle cores (more on a busy machine); later runs reuse the build." >&2
 fi
 cargo build --workspace --bins --locked
 exec "$bin/caretaker-collector" demo "$@"
