@@ -3,7 +3,8 @@
 //!
 //! [`App::start`] binds the listeners, spawns every task on one [`TaskTracker`] under a child
 //! of the caller's cancellation token, and returns the bound addresses and tokens (tests and
-//! `demo` listen on port 0). [`App::wait`] returns when the token is cancelled or a server
+//! `demo` may listen on port 0; the addresses also go to [`Listening::FILE`] in the data
+//! directory, for other processes). [`App::wait`] returns when the token is cancelled or a server
 //! fails, after draining within one deadline ([`SHUTDOWN_DEADLINE`]): servers stop accepting
 //! and finish in-flight requests, the tasks end, then the register writer is stopped and
 //! joined (it commits what it holds). Whatever is still unfinished at the deadline was never
@@ -255,6 +256,12 @@ impl App {
         }
         drop(register);
         tracker.close();
+        Listening {
+            pid: std::process::id(),
+            grpc: grpc_addr,
+            http: http_addr,
+        }
+        .write(&data_dir)?;
         tracing::info!(grpc = %grpc_addr, http = %http_addr, data_dir = %data_dir.display(),
             "Collector ready");
         Ok(Self {
@@ -388,4 +395,37 @@ fn load_or_create_token(configured: Option<&Path>, default: &Path) -> Result<Str
     std::io::Write::write_all(&mut file, format!("{token}\n").as_bytes()).map_err(err)?;
     file.sync_all().map_err(err)?;
     Ok(token)
+}
+
+/// Where a running collector listens, as `<data_dir>/listen.json` (`{"pid", "grpc", "http"}`),
+/// written atomically once the listeners are bound and the tasks spawned. With port 0 in the
+/// config (tests, `demo --http 127.0.0.1:0`) this is the only place the real ports appear
+/// besides the "Collector ready" log line; the CLI reads it to find the API.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Listening {
+    pub pid: u32,
+    pub grpc: SocketAddr,
+    pub http: SocketAddr,
+}
+
+impl Listening {
+    pub const FILE: &'static str = "listen.json";
+
+    fn write(&self, data_dir: &Path) -> Result<(), AppError> {
+        let path = data_dir.join(Self::FILE);
+        let partial = data_dir.join(".listen.json.partial");
+        let err = |source| AppError::DataDir {
+            path: path.clone(),
+            source,
+        };
+        let text = serde_json::to_string(self).expect("plain struct serialises");
+        std::fs::write(&partial, text + "\n").map_err(err)?;
+        std::fs::rename(&partial, &path).map_err(err)
+    }
+
+    /// What the last collector on `data_dir` wrote, if it wrote anything readable.
+    pub fn read(data_dir: &Path) -> Option<Self> {
+        let text = std::fs::read_to_string(data_dir.join(Self::FILE)).ok()?;
+        serde_json::from_str(&text).ok()
+    }
 }
