@@ -145,6 +145,7 @@ fn parse_ports(text: &str) -> Result<Ports, String> {
         .map(Ports)
 }
 
+mod cli_api;
 mod cli_demo;
 mod cli_incidents;
 mod cli_scan;
