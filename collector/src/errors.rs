@@ -92,7 +92,11 @@ impl From<RegisterError> for Failure {
         match error {
             RegisterError::Store(error) => {
                 tracing::debug!(%error, "A register job failed in the store");
-                Self::new(Kind::StoreUnavailable, "store write failed")
+                if error.is_full() {
+                    Self::new(Kind::StoreUnavailable, "store full")
+                } else {
+                    Self::new(Kind::StoreUnavailable, "store write failed")
+                }
             }
             RegisterError::WriterGone => {
                 Self::new(Kind::ShuttingDown, "collector is shutting down")

@@ -22,6 +22,7 @@ pub mod app;
 pub mod cmdb;
 pub mod config;
 pub mod errors;
+pub mod health;
 pub mod http;
 pub mod incidents;
 pub mod ingest;

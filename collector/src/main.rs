@@ -298,8 +298,16 @@ fn run_async(
 }
 
 fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("CARETAKER_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // sled reports every failed buffer write at ERROR; the register writer already says once,
+    // rate-limited, what failed and what it means, so sled's own lines stay out unless asked.
+    let directives = std::env::var("CARETAKER_LOG").unwrap_or_else(|_| "info".to_owned());
+    let directives = if directives.contains("sled") {
+        directives
+    } else {
+        format!("{directives},sled=off")
+    };
+    let filter = tracing_subscriber::EnvFilter::try_new(&directives)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sled=off"));
     // Colour only on a terminal: log files and pipes get plain text.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -26,7 +26,7 @@ use crate::config::Config;
 use crate::http::{self, ApiState};
 use crate::ingest::IngestService;
 use crate::register;
-use crate::store::{SledStore, Store, StoreError};
+use crate::store::{Reopening, SledStore, Store, StoreError};
 
 /// How long draining may take, from the signal to the writer's last commit.
 pub const SHUTDOWN_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
@@ -99,18 +99,24 @@ impl App {
         )?;
         let store_dir = data_dir.join("store");
         let store: Arc<dyn Store> = Arc::new(
-            tokio::task::spawn_blocking(move || SledStore::open(&store_dir))
-                .await
-                .expect("store open task")?,
+            tokio::task::spawn_blocking(move || {
+                Reopening::new(move || Ok(Arc::new(SledStore::open(&store_dir)?) as Arc<dyn Store>))
+            })
+            .await
+            .expect("store open task")?,
         );
         let agents = Agents::load(store.as_ref())?;
         let stats = Arc::new(IngestStats::default());
+        let health = Arc::new(crate::health::Health::default());
         let options = register_options(&config);
         let (register, writer) = {
-            let (store, agents, stats) = (store.clone(), agents.clone(), stats.clone());
-            tokio::task::spawn_blocking(move || register::start(store, options, agents, stats))
-                .await
-                .expect("register start task")?
+            let (store, agents, stats, health) =
+                (store.clone(), agents.clone(), stats.clone(), health.clone());
+            tokio::task::spawn_blocking(move || {
+                register::start(store, options, agents, stats, health)
+            })
+            .await
+            .expect("register start task")?
         };
         let service = IngestService::new(
             register.clone(),
@@ -178,6 +184,7 @@ impl App {
                 store: store.clone(),
                 agents,
                 stats: stats.clone(),
+                health: health.clone(),
                 api_token: api_token.clone().into(),
                 stale_after: config.agents.stale_after,
                 reach_stale_after: config.agents.stale_after.max(config.scan.interval * 3),
@@ -329,6 +336,7 @@ fn register_options(config: &Config) -> register::Options {
             change_windows: config.change_windows.clone(),
         },
         reach_refresh: time::Duration::minutes(15),
+        recover_every: std::time::Duration::from_secs(1),
     }
 }
 

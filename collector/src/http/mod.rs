@@ -39,6 +39,8 @@ pub struct ApiState {
     pub agents: Arc<Agents>,
     /// Ingest counters, shown by `/health`.
     pub stats: Arc<crate::agents::IngestStats>,
+    /// What is failing right now, shown by `/health`.
+    pub health: Arc<crate::health::Health>,
     pub api_token: Arc<str>,
     pub stale_after: Duration,
     /// A ping verdict older than this no longer decides the status.
@@ -97,15 +99,34 @@ pub fn router(state: ApiState) -> Router {
         .with_state(state)
 }
 
-/// Liveness and the ingest counters since start (no token needed: no register data).
-async fn health(State(state): State<ApiState>) -> axum::Json<serde_json::Value> {
+/// Liveness, what is failing, and the ingest counters since start (no token needed: no
+/// register data). 503 while degraded, so a monitor's plain HTTP check notices.
+async fn health(State(state): State<ApiState>) -> Response {
     let ingest: serde_json::Map<String, serde_json::Value> = state
         .stats
         .snapshot()
         .into_iter()
         .map(|(name, value)| (name.to_owned(), value.into()))
         .collect();
-    axum::Json(json!({ "status": "ok", "ingest": ingest }))
+    let problems: Vec<serde_json::Value> = state
+        .health
+        .problems()
+        .into_iter()
+        .map(|(component, since, reason)| {
+            json!({"component": component, "reason": reason,
+                   "since": since.format(&time::format_description::well_known::Rfc3339).ok()})
+        })
+        .collect();
+    let (code, status) = if problems.is_empty() {
+        (StatusCode::OK, "ok")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "degraded")
+    };
+    (
+        code,
+        axum::Json(json!({ "status": status, "problems": problems, "ingest": ingest })),
+    )
+        .into_response()
 }
 
 async fn require_token(State(state): State<ApiState>, request: Request, next: Next) -> Response {

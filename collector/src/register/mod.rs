@@ -32,6 +32,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::agents::{Agents, IngestStats};
 use crate::cmdb::discovery::SweepSummary;
 use crate::cmdb::{Cmdb, EnrolmentHints, Settings};
+use crate::health::Health;
 use crate::incidents::{Action, ActionError, Detection, Detector};
 use crate::model::{AgentId, AgentRecord, Asset, AssetId, Incident, Problem, ReachSample};
 use crate::observe::Observations;
@@ -189,6 +190,8 @@ pub struct Options {
     pub detection: Detection,
     /// An unchanged ping verdict is stored again after this (availability resolution).
     pub reach_refresh: time::Duration,
+    /// While the store is broken, how often the writer tries to recover it.
+    pub recover_every: Duration,
 }
 
 /// Loads the register from `store` and starts the writer thread.
@@ -197,8 +200,10 @@ pub fn start(
     options: Options,
     agents: Arc<Agents>,
     stats: Arc<IngestStats>,
+    health: Arc<Health>,
 ) -> Result<(Register, Writer), StoreError> {
-    let state = State::load(store, options, agents, stats)?;
+    let mut state = State::load(store, options, agents, stats)?;
+    state.health = health;
     let (jobs, rx) = mpsc::channel(JOB_QUEUE);
     let thread = std::thread::Builder::new()
         .name("register-writer".to_owned())
@@ -221,9 +226,15 @@ struct State {
     options: Options,
     shared: Arc<Agents>,
     stats: Arc<IngestStats>,
+    health: Arc<Health>,
+    /// The error of the commit that failed last, while the state is stale.
+    last_failure: Option<Arc<StoreError>>,
     /// The last commit failed and the in-memory state could not yet be reloaded from the
     /// store: jobs are refused until it can.
     stale: bool,
+    /// When recovery was last tried, and whether its failing was logged.
+    last_recover: Option<Instant>,
+    recover_warned: bool,
     /// When commits started failing and when that was last logged.
     failing: Option<(Instant, Instant, u64)>,
 }
@@ -290,7 +301,11 @@ impl State {
             options,
             shared,
             stats,
+            health: Arc::default(),
+            last_failure: None,
             stale: false,
+            last_recover: None,
+            recover_warned: false,
             failing: None,
         })
     }
@@ -319,9 +334,14 @@ impl State {
     }
 
     fn process(&mut self, jobs: impl Iterator<Item = Job>) {
-        if self.stale && !self.reload() {
+        if self.stale && !self.recover() {
+            let error = self.last_failure.clone().unwrap_or_else(|| {
+                Arc::new(StoreError::Unavailable(
+                    "the store could not be read back after a failed write",
+                ))
+            });
             for job in jobs {
-                refuse_while_stale(job);
+                refuse(job, &RegisterError::Store(error.clone()));
             }
             return;
         }
@@ -361,14 +381,15 @@ impl State {
                 }
             }
             Err(error) => {
-                let error = RegisterError::from(error);
+                let error = Arc::new(error);
                 self.commit_failed(&error);
                 self.cmdb.restore_seqs(batch.seqs_before);
                 for answer in batch.pending {
-                    answer(Err(error.clone()));
+                    answer(Err(RegisterError::Store(error.clone())));
                 }
+                self.last_failure = Some(error);
                 self.stale = true;
-                self.reload();
+                self.recover();
             }
         }
     }
@@ -474,6 +495,7 @@ impl State {
         self.stats
             .reports_clock_suspect
             .fetch_add(batch.clock_suspect, Ordering::Relaxed);
+        self.health.store_ok();
         if let Some((since, _, failures)) = self.failing.take() {
             tracing::info!(
                 failures,
@@ -484,8 +506,13 @@ impl State {
     }
 
     /// Logs a failed commit: one ERROR when failures start, then a reminder a minute.
-    fn commit_failed(&mut self, error: &RegisterError) {
+    fn commit_failed(&mut self, error: &StoreError) {
         self.stats.commits_failed.fetch_add(1, Ordering::Relaxed);
+        self.health.store_failing(if error.is_full() {
+            "full"
+        } else {
+            "write failed"
+        });
         let now = Instant::now();
         match &mut self.failing {
             None => {
@@ -501,6 +528,28 @@ impl State {
                 }
             }
         }
+    }
+
+    /// After a failed commit: lets the store repair itself (reopen) if it must, then rebuilds
+    /// the in-memory register from what it holds. Returns whether that worked.
+    fn recover(&mut self) -> bool {
+        if self
+            .last_recover
+            .is_some_and(|at| at.elapsed() < self.options.recover_every)
+        {
+            return false;
+        }
+        self.last_recover = Some(Instant::now());
+        if let Err(error) = self.store.recover() {
+            // Said once per outage; the failures reminder covers the rest.
+            if !self.recover_warned {
+                self.recover_warned = true;
+                tracing::warn!(%error, "The store could not be reopened yet; retrying every second");
+            }
+            return false;
+        }
+        self.recover_warned = false;
+        self.reload()
     }
 
     /// Rebuilds the in-memory register from what the store holds. Returns whether it could.
@@ -534,18 +583,13 @@ impl State {
 }
 
 /// Answers a job the writer cannot take while its state is not known to match the store.
-fn refuse_while_stale(job: Job) {
-    let error = || {
-        RegisterError::Store(Arc::new(StoreError::Unavailable(
-            "the store could not be read back after a failed write",
-        )))
-    };
+fn refuse(job: Job, error: &RegisterError) {
     match job {
-        Job::Enroll { reply, .. } => drop(reply.send(Err(error()))),
-        Job::Submit { reply, .. } => drop(reply.send(Err(error()))),
-        Job::Discovery { reply, .. } => drop(reply.send(Err(error()))),
-        Job::Act { reply, .. } => drop(reply.send(Err(error()))),
-        Job::Problem { reply, .. } => drop(reply.send(Err(error()))),
+        Job::Enroll { reply, .. } => drop(reply.send(Err(error.clone()))),
+        Job::Submit { reply, .. } => drop(reply.send(Err(error.clone()))),
+        Job::Discovery { reply, .. } => drop(reply.send(Err(error.clone()))),
+        Job::Act { reply, .. } => drop(reply.send(Err(error.clone()))),
+        Job::Problem { reply, .. } => drop(reply.send(Err(error.clone()))),
         Job::Heartbeat { .. } | Job::Watch { .. } | Job::Tick { .. } => {}
     }
 }

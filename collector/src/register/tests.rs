@@ -17,6 +17,7 @@ fn options() -> Options {
         cmdb: Settings::default(),
         detection: Detection::default(),
         reach_refresh: time::Duration::minutes(15),
+        recover_every: Duration::ZERO,
     }
 }
 
@@ -206,6 +207,7 @@ async fn stop_finishes_what_is_queued_and_refuses_what_comes_after() {
         dyn_store.clone(),
         options(),
         Agents::load(dyn_store.as_ref()).expect("agents"),
+        Arc::default(),
         Arc::default(),
     )
     .expect("start");

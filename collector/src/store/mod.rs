@@ -13,6 +13,7 @@ pub mod conformance;
 #[cfg(test)]
 pub mod faulty;
 pub mod memory;
+pub mod reopen;
 pub mod sled;
 
 use std::collections::HashMap;
@@ -27,6 +28,7 @@ use crate::model::{
 
 pub use self::sled::SledStore;
 pub use memory::MemoryStore;
+pub use reopen::Reopening;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -52,6 +54,27 @@ pub enum StoreError {
         key: String,
         reason: String,
     },
+}
+
+impl StoreError {
+    /// Whether the filesystem under the store is full (ENOSPC, or a quota exceeded).
+    pub fn is_full(&self) -> bool {
+        let io = match self {
+            StoreError::Open { source, .. } | StoreError::Io { source, .. } => match source {
+                ::sled::Error::Io(io) => Some(io),
+                _ => None,
+            },
+            StoreError::Unavailable(_) | StoreError::TaskFailed(_) | StoreError::Corrupt { .. } => {
+                None
+            }
+        };
+        io.is_some_and(|e| {
+            matches!(
+                e.kind(),
+                std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+            ) || e.raw_os_error() == Some(28)
+        })
+    }
 }
 
 /// Everything one ingest batch writes, applied by [`Store::commit`] in field order.
@@ -169,6 +192,12 @@ pub trait Store: Send + Sync + 'static {
 
     /// Makes everything written so far durable.
     fn flush(&self) -> Result<(), StoreError>;
+
+    /// After a write failed: gets the store usable again if it can (reopening it where the
+    /// engine stays broken after an I/O error). Stores that need nothing return `Ok`.
+    fn recover(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 
     fn asset(&self, id: &str) -> Result<Option<Asset>, StoreError>;
     fn assets(&self) -> Result<Vec<Asset>, StoreError>;
