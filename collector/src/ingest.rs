@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use caretaker_proto::v1::agent_service_server::AgentService;
 use caretaker_proto::v1::{
     EnrollRequest, EnrollResponse, HeartbeatRequest, HeartbeatResponse, Report, SubmitRequest,
-    SubmitResponse,
+    SubmitResponse, report,
 };
 use time::OffsetDateTime;
 use tonic::{Request, Response, Status};
@@ -29,6 +29,13 @@ use crate::secret;
 
 /// Reports one Submit may carry.
 pub const MAX_REPORTS_PER_SUBMIT: usize = 256;
+/// Programs one inventory may list (a busy Linux server has ~6,000 packages; Windows PCs a
+/// few hundred). Beyond this the report is refused, so one report's cost stays bounded.
+pub const MAX_SOFTWARE: usize = 20_000;
+/// Disks, volumes, interfaces, addresses per interface, logged-on users… per report.
+pub const MAX_ENTRIES: usize = 1_024;
+/// Bytes one program entry (name, version, publisher, …) may take.
+pub const MAX_SOFTWARE_ENTRY_BYTES: usize = 4_096;
 
 /// The gRPC service. Cheap to clone.
 #[derive(Clone)]
@@ -133,6 +140,51 @@ fn check_reports(reports: &[Report]) -> Result<(), Status> {
                 report.seq
             )));
         }
+        check_entries(report)
+            .map_err(|what| Status::invalid_argument(format!("report {}: {what}", report.seq)))?;
+    }
+    Ok(())
+}
+
+/// The per-report bounds on repeated entries: what is wrong, in a few words.
+fn check_entries(report: &Report) -> Result<(), String> {
+    let bound = |what: &str, n: usize, max: usize| {
+        if n > max {
+            Err(format!("{n} {what}, at most {max}"))
+        } else {
+            Ok(())
+        }
+    };
+    bound("missing sections", report.missing.len(), 16)?;
+    match &report.body {
+        Some(report::Body::Inventory(inventory)) => {
+            bound("programs", inventory.software.len(), MAX_SOFTWARE)?;
+            bound("disks", inventory.disks.len(), MAX_ENTRIES)?;
+            bound("volumes", inventory.volumes.len(), MAX_ENTRIES)?;
+            bound("interfaces", inventory.interfaces.len(), MAX_ENTRIES)?;
+            for nic in &inventory.interfaces {
+                bound(
+                    "addresses on one interface",
+                    nic.ipv4.len() + nic.ipv6.len(),
+                    MAX_ENTRIES,
+                )?;
+            }
+            if let Some(big) = inventory
+                .software
+                .iter()
+                .find(|s| prost::Message::encoded_len(*s) > MAX_SOFTWARE_ENTRY_BYTES)
+            {
+                return Err(format!(
+                    "program {:?} takes more than {MAX_SOFTWARE_ENTRY_BYTES} bytes",
+                    big.name.chars().take(64).collect::<String>()
+                ));
+            }
+        }
+        Some(report::Body::Status(status)) => {
+            bound("volumes", status.volumes.len(), MAX_ENTRIES)?;
+            bound("logged-on users", status.logged_on_users.len(), MAX_ENTRIES)?;
+        }
+        None => {}
     }
     Ok(())
 }

@@ -239,3 +239,83 @@ async fn a_full_disk_is_unavailable_not_fatal_and_the_collector_recovers_by_itse
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_inventory_past_the_bounds_is_refused_clearly_and_costs_nothing_lasting() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let collector = Collector::start(dir.path());
+    let enrolled = grpc_client(&collector)
+        .await
+        .enroll(EnrollRequest {
+            enroll_token: collector.enroll_token(),
+            hostname: "HOSTILE".to_owned(),
+            ..Default::default()
+        })
+        .await
+        .expect("enrol")
+        .into_inner();
+    // 150,000 programs with short names: ≈ 3.5 MB, under the 4 MiB message limit.
+    let inventory = |seq: u64, programs: usize| Report {
+        seq,
+        collected_at: Some(now_timestamp()),
+        body: Some(report::Body::Inventory(v1::Inventory {
+            system: Some(v1::System {
+                hostname: "HOSTILE".to_owned(),
+                ..Default::default()
+            }),
+            software: (0..programs)
+                .map(|i| v1::Software {
+                    name: format!("p{i}"),
+                    version: format!("{seq}.{i}"),
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        })),
+        ..Default::default()
+    };
+    let mut client = grpc_client(&collector).await;
+    let refused = client
+        .submit(authed(
+            SubmitRequest {
+                agent_id: enrolled.agent_id.clone(),
+                reports: vec![inventory(1, 150_000)],
+            },
+            &enrolled.agent_secret,
+        ))
+        .await
+        .expect_err("refused");
+    assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
+    assert!(
+        refused.message().contains("150000 programs, at most 20000"),
+        "{}",
+        refused.message()
+    );
+    // The same agent, within the bounds, carries on; a total reinstall of 20,000 programs is
+    // a bounded number of change records, not 20,000.
+    for seq in 1..=2 {
+        let ack = client
+            .submit(authed(
+                SubmitRequest {
+                    agent_id: enrolled.agent_id.clone(),
+                    reports: vec![inventory(seq, 20_000)],
+                },
+                &enrolled.agent_secret,
+            ))
+            .await
+            .expect("within the bounds")
+            .into_inner()
+            .acked_seq;
+        assert_eq!(ack, seq);
+    }
+    let changes = collector.get("/changes?limit=100000");
+    let changes = changes.as_array().expect("changes");
+    assert!(changes.len() <= 1001, "{} change records", changes.len());
+    assert!(
+        changes.iter().any(|c| c["field"] == "software:*"
+            && c["after"]
+                .as_str()
+                .is_some_and(|a| a.contains("more changes"))),
+        "one summary record for the rest"
+    );
+}

@@ -36,6 +36,47 @@ impl Difference {
     }
 }
 
+/// Change records one report may write one by one; past this, software changes are summed up.
+pub const MAX_LISTED: usize = 1000;
+
+/// At most [`MAX_LISTED`] differences listed one by one: everything that is not software
+/// first, then software additions and removals, then version changes; what does not fit is
+/// summed up per kind in one `software:*` record, so a reimage or an `apt upgrade` of
+/// thousands of packages costs a bounded number of records.
+pub fn bounded(mut all: Vec<Difference>) -> Vec<Difference> {
+    if all.len() <= MAX_LISTED {
+        return all;
+    }
+    let rank = |d: &Difference| match (d.field.starts_with("software:"), d.kind) {
+        (false, _) => 0,
+        (true, "added" | "removed") => 1,
+        (true, _) => 2,
+    };
+    // Stable: the original order holds within each rank.
+    all.sort_by_key(rank);
+    let rest = all.split_off(MAX_LISTED - 1);
+    let mut counts: BTreeMap<&'static str, usize> = BTreeMap::new();
+    for d in &rest {
+        *counts.entry(d.kind).or_default() += 1;
+    }
+    let detail = counts
+        .iter()
+        .rev()
+        .map(|(kind, n)| format!("{n} {kind}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    all.push(Difference::new(
+        "changed",
+        "software:*".to_owned(),
+        None,
+        Some(format!(
+            "{} more changes not listed one by one: {detail}",
+            rest.len()
+        )),
+    ));
+    all
+}
+
 pub fn diff(before: &Inventory, after: &Inventory) -> Vec<Difference> {
     let mut out = Vec::new();
     diff_system(
@@ -314,6 +355,46 @@ fn compare_runs(a: &str, b: &str) -> Ordering {
                 y.next();
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod bounded_tests {
+    use super::*;
+
+    fn software(kind: &'static str, i: usize) -> Difference {
+        Difference::new(kind, format!("software:p{i}"), None, Some("1".into()))
+    }
+
+    #[test]
+    fn a_huge_diff_keeps_hardware_and_installs_and_sums_up_the_rest() {
+        let mut all: Vec<Difference> = (0..5000).map(|i| software("upgraded", i)).collect();
+        all.push(software("added", 99_999));
+        all.push(Difference::new(
+            "changed",
+            "hardware.ram_bytes".into(),
+            None,
+            None,
+        ));
+        let kept = bounded(all);
+        assert_eq!(kept.len(), MAX_LISTED);
+        assert_eq!(kept[0].field, "hardware.ram_bytes");
+        assert_eq!(kept[1].field, "software:p99999");
+        let summary = kept.last().expect("summary");
+        assert_eq!(summary.field, "software:*");
+        assert!(
+            summary
+                .after
+                .as_deref()
+                .is_some_and(|a| a.starts_with("4003 more changes") && a.contains("4003 upgraded")),
+            "{summary:?}"
+        );
+    }
+
+    #[test]
+    fn a_normal_diff_is_untouched() {
+        let all: Vec<Difference> = (0..10).map(|i| software("added", i)).collect();
+        assert_eq!(bounded(all.clone()), all);
     }
 }
 

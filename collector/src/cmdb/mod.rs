@@ -260,7 +260,7 @@ impl Cmdb {
         };
         match &previous {
             Some(previous) => {
-                for (index, d) in diff::diff(&previous.inventory, &merged)
+                for (index, d) in diff::bounded(diff::diff(&previous.inventory, &merged))
                     .into_iter()
                     .enumerate()
                 {

@@ -9,6 +9,9 @@
 //! - `discovery` (root; network-namespace labs in 198.18.0.0/15): the collector's sweeps of a
 //!   /22 and a routed /16 and its SNMP inventory, side by side with nmap, fping, snmpbulkwalk.
 //!
+//! - `flood`: agents send inventories of 150,000 programs, then at the collector's cap; prints
+//!   the collector's peak RSS and store growth (target: peak RSS ≤ 400 MiB).
+//!
 //! `collector` and `agent` start their peers in a temp dir, stop them with SIGTERM and remove the dir; every wait
 //! is bounded. Exit codes: 0 measured, 1 errors during the run (or a peer failed), 2 usage.
 //! Build the peers first, e.g. `cargo build --release -p caretaker-collector -p caretaker-agent
@@ -20,6 +23,8 @@ mod agent;
 mod collector;
 #[path = "bench/discovery.rs"]
 mod discovery;
+#[path = "bench/flood.rs"]
+mod flood;
 #[path = "bench/harness.rs"]
 mod harness;
 
@@ -69,6 +74,24 @@ enum Command {
         #[arg(long)]
         collector_bin: Option<PathBuf>,
         /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Huge inventories from many agents at once: the collector's peak RSS and store growth.
+    Flood {
+        #[arg(long, default_value_t = 6)]
+        agents: usize,
+        /// Programs per inventory in the first phase.
+        #[arg(long, default_value_t = 150_000)]
+        programs: usize,
+        /// Programs per inventory in the second phase (what the collector accepts).
+        #[arg(long, default_value_t = 20_000)]
+        at_cap: usize,
+        #[arg(long, default_value_t = 3)]
+        rounds: u64,
+        /// Default: `caretaker-collector` next to this executable.
+        #[arg(long)]
+        collector_bin: Option<PathBuf>,
         #[arg(long)]
         json: bool,
     },
@@ -138,6 +161,24 @@ async fn run(command: Command) -> anyhow::Result<bool> {
             agent::run(agent::Options {
                 seconds,
                 agent_bin: harness::sibling_binary(agent_bin, "caretaker-agent")?,
+                collector_bin: harness::sibling_binary(collector_bin, "caretaker-collector")?,
+                json,
+            })
+            .await
+        }
+        Command::Flood {
+            agents,
+            programs,
+            at_cap,
+            rounds,
+            collector_bin,
+            json,
+        } => {
+            flood::run(flood::Options {
+                agents,
+                programs,
+                at_cap,
+                rounds,
                 collector_bin: harness::sibling_binary(collector_bin, "caretaker-collector")?,
                 json,
             })
