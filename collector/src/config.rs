@@ -332,13 +332,120 @@ fn display_issues(issues: &[ConfigIssue]) -> String {
         .join("\n")
 }
 
-/// Reads, parses and validates a config file.
+/// Largest config file read: a real one is a few KiB; this keeps a hostile or mistaken file
+/// (a 50 MB string, millions of array entries) from costing gigabytes to check.
+pub const MAX_FILE_BYTES: u64 = 1024 * 1024;
+
+/// Reads, parses and validates a config file, and checks what it names on disk: the data
+/// directory can be written, configured token files exist.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+    let read_error = |source| ConfigError::Read {
         path: path.to_owned(),
         source,
-    })?;
-    parse(path, &text)
+    };
+    let size = std::fs::metadata(path).map_err(read_error)?.len();
+    if size > MAX_FILE_BYTES {
+        return Err(ConfigError::Invalid(vec![ConfigIssue {
+            file: path.to_owned(),
+            line: 1,
+            column: 1,
+            message: format!(
+                "the file is {size} bytes; a config file is at most {MAX_FILE_BYTES} bytes"
+            ),
+        }]));
+    }
+    let bytes = std::fs::read(path).map_err(read_error)?;
+    let text = match String::from_utf8(bytes) {
+        Ok(text) => text,
+        Err(error) => {
+            let valid = &error.as_bytes()[..error.utf8_error().valid_up_to()];
+            let valid = std::str::from_utf8(valid).unwrap_or_default();
+            let (line, column) = line_column(valid, valid.len());
+            return Err(ConfigError::Invalid(vec![ConfigIssue {
+                file: path.to_owned(),
+                line,
+                column,
+                message: "not UTF-8 text (is this a binary file?)".to_owned(),
+            }]));
+        }
+    };
+    let config = parse(path, &text)?;
+    let issues: Vec<ConfigIssue> = check_files(&config)
+        .into_iter()
+        .map(|(section, key, message)| {
+            let (line, column) = locate_key(&text, section, key);
+            ConfigIssue {
+                file: path.to_owned(),
+                line,
+                column,
+                message: format!("{}{key}: {message}", section_prefix(section)),
+            }
+        })
+        .collect();
+    if issues.is_empty() {
+        Ok(config)
+    } else {
+        Err(ConfigError::Invalid(issues))
+    }
+}
+
+/// What the config names on disk: `data_dir` is (or can be made) a writable directory, and
+/// configured token files can be read.
+fn check_files(config: &Config) -> Vec<(&'static str, &'static str, String)> {
+    let mut issues = Vec::new();
+    if let Err(message) = writable_dir(&config.data_dir) {
+        issues.push(("", "data_dir", message));
+    }
+    for (section, key, file) in [
+        ("grpc", "enroll_token_file", &config.grpc.enroll_token_file),
+        ("http", "api_token_file", &config.http.api_token_file),
+    ] {
+        let Some(file) = file else { continue };
+        match std::fs::read_to_string(file) {
+            Ok(text) if text.trim().is_empty() => {
+                issues.push((section, key, format!("{} is empty", file.display())));
+            }
+            Ok(_) => {}
+            Err(error) => {
+                issues.push((
+                    section,
+                    key,
+                    format!("cannot read {}: {error}", file.display()),
+                ));
+            }
+        }
+    }
+    issues
+}
+
+/// `dir` is a directory we can write to, or does not exist yet under one we can.
+fn writable_dir(dir: &Path) -> Result<(), String> {
+    let mut existing = dir;
+    while !existing.exists() {
+        match existing.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => existing = parent,
+            _ => return Err(format!("{} cannot be created", dir.display())),
+        }
+    }
+    if !existing.is_dir() {
+        return Err(format!("{} is not a directory", existing.display()));
+    }
+    // Permission bits do not stop root; a read-only mount does. Try it.
+    let probe = existing.join(format!(".caretaker-write-check-{}", std::process::id()));
+    match std::fs::File::create(&probe) {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&probe);
+            Ok(())
+        }
+        Err(error) if existing == dir => {
+            Err(format!("{} cannot be written: {error}", dir.display()))
+        }
+        Err(error) => Err(format!(
+            "{} does not exist and cannot be created in {}: {error}",
+            dir.display(),
+            existing.display()
+        )),
+    }
 }
 
 /// Parses and validates config text; `path` is only used to name the file in errors.
@@ -355,7 +462,9 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
             message: error.message().trim().to_owned(),
         }])
     })?;
-    let issues = validate(&mut config)
+    let mut found = required_keys(text);
+    found.extend(validate(&mut config));
+    let issues = found
         .into_iter()
         .map(|(section, key, message)| {
             let (line, column) = locate_key(text, section, key);
@@ -382,6 +491,34 @@ fn section_prefix(section: &str) -> String {
     }
 }
 
+/// Keys whose defaults would make a file that forgot them do something it did not ask for
+/// (bind every interface, create `/var/lib/caretaker`): they must be written out.
+fn required_keys(text: &str) -> Vec<(&'static str, &'static str, String)> {
+    let Ok(table) = toml::from_str::<toml::Table>(text) else {
+        return Vec::new();
+    };
+    let mut missing = Vec::new();
+    if !table.contains_key("data_dir") {
+        missing.push((
+            "",
+            "data_dir",
+            format!("missing: where the store lives, e.g. data_dir = \"{DEFAULT_DATA_DIR}\""),
+        ));
+    }
+    if !table
+        .get("grpc")
+        .and_then(|g| g.as_table())
+        .is_some_and(|g| g.contains_key("listen"))
+    {
+        missing.push((
+            "grpc",
+            "listen",
+            "missing: where agents connect, e.g. [grpc] listen = \"0.0.0.0:50051\"".to_owned(),
+        ));
+    }
+    missing
+}
+
 /// Semantic checks serde cannot express, and the typed values derived from the text (scan
 /// scope, school hours, SNMP credentials with their password files read). Returns
 /// `(section, key, problem)` triples.
@@ -396,6 +533,27 @@ fn validate(config: &mut Config) -> Vec<(&'static str, &'static str, String)> {
             "max_message_bytes",
             "must be at least 65536 (an inventory with software is larger)".to_owned(),
         ));
+    }
+    let (grpc, http) = (config.grpc.listen, config.http.listen);
+    let clash = grpc.port() != 0
+        && grpc.port() == http.port()
+        && (grpc.ip() == http.ip() || grpc.ip().is_unspecified() || http.ip().is_unspecified());
+    if clash {
+        issues.push((
+            "http",
+            "listen",
+            format!("{http} and [grpc] listen {grpc} cannot share a port"),
+        ));
+    }
+    for rule in &config.topology.parents {
+        if rule.child.contains('/') && rule.child.parse::<crate::scan::targets::Ipv4Net>().is_err()
+        {
+            issues.push((
+                "topology.parents",
+                "child",
+                format!("{:?} is not a valid IPv4 range", rule.child),
+            ));
+        }
     }
     if config.grpc.max_concurrent_requests == 0 {
         issues.push((
@@ -696,6 +854,101 @@ to = ["technician@school.example"]
         );
         assert_eq!(found[0].line, 5);
         assert!(found[0].message.contains("ssl"));
+    }
+
+    #[test]
+    fn an_empty_file_names_the_keys_it_must_have() {
+        let found = issues("");
+        let messages: Vec<&str> = found.iter().map(|i| i.message.as_str()).collect();
+        assert!(
+            messages.iter().any(|m| m.starts_with("data_dir: missing")),
+            "{messages:?}"
+        );
+        assert!(
+            messages
+                .iter()
+                .any(|m| m.starts_with("grpc.listen: missing")),
+            "{messages:?}"
+        );
+    }
+
+    #[test]
+    fn one_port_for_both_listeners_and_a_bad_parent_range_are_refused() {
+        let found = issues(
+            "data_dir = \"/tmp/x\"\n[grpc]\nlisten = \"0.0.0.0:8080\"\n[http]\nlisten = \"127.0.0.1:8080\"\n\
+             [[topology.parents]]\nchild = \"10.0.0.0/33\"\nparent = \"core\"\n",
+        );
+        assert!(
+            found
+                .iter()
+                .any(|i| i.line == 5 && i.message.contains("cannot share a port")),
+            "{found:?}"
+        );
+        assert!(
+            found
+                .iter()
+                .any(|i| i.line == 7 && i.message.contains("10.0.0.0/33")),
+            "{found:?}"
+        );
+    }
+
+    #[test]
+    fn a_binary_or_huge_file_is_refused_with_a_position() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let binary = dir.path().join("binary.toml");
+        std::fs::write(&binary, b"data_dir = \"/tmp/x\"\n\x7fELF\xff\xfe").expect("write");
+        match load(&binary) {
+            Err(ConfigError::Invalid(found)) => {
+                assert_eq!((found[0].line, found[0].column), (2, 5), "{found:?}");
+                assert!(found[0].message.contains("not UTF-8"));
+            }
+            other => panic!("{other:?}"),
+        }
+        let huge = dir.path().join("huge.toml");
+        let text = format!("data_dir = \"{}\"\n", "x".repeat(2 << 20));
+        std::fs::write(&huge, text).expect("write");
+        match load(&huge) {
+            Err(ConfigError::Invalid(found)) => assert!(found[0].message.contains("at most")),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_data_dir_that_is_a_file_or_a_missing_token_file_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("not-a-dir");
+        std::fs::write(&file, "").expect("write");
+        let config = dir.path().join("c.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "data_dir = {:?}\n[grpc]\nlisten = \"127.0.0.1:0\"\n\
+                 enroll_token_file = {:?}\n",
+                file.join("data").display().to_string(),
+                dir.path()
+                    .join("nowhere/enroll-token")
+                    .display()
+                    .to_string()
+            ),
+        )
+        .expect("write");
+        match load(&config) {
+            Err(ConfigError::Invalid(found)) => {
+                assert!(
+                    found
+                        .iter()
+                        .any(|i| i.line == 1 && i.message.contains("is not a directory")),
+                    "{found:?}"
+                );
+                assert!(
+                    found
+                        .iter()
+                        .any(|i| i.line == 4 && i.message.contains("cannot read")),
+                    "{found:?}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
