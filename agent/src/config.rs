@@ -120,8 +120,10 @@ pub struct Config {
     pub once: bool,
     /// Not a config key; tests shorten it.
     pub once_deadline: Duration,
-    pub status_interval: Duration,
-    pub heartbeat_interval: Duration,
+    /// Set only when given explicitly (file or flag); otherwise the collector's wish at
+    /// enrolment applies, then the default (see [`effective_interval`]).
+    pub status_interval: Option<Duration>,
+    pub heartbeat_interval: Option<Duration>,
     pub inventory_interval: Duration,
     pub inventory_resend: Duration,
     pub collect_timeout: Duration,
@@ -149,6 +151,18 @@ pub enum ConfigError {
     /// Every validation problem at once.
     #[error("{}", .0.join("; "))]
     Invalid(Vec<String>),
+}
+
+/// The interval the agent runs with: an explicit setting wins, then what the collector asked
+/// for at enrolment (zero means it asked for nothing), then the built-in default.
+pub fn effective_interval(
+    explicit: Option<Duration>,
+    from_collector: Option<Duration>,
+    default: Duration,
+) -> Duration {
+    explicit
+        .or(from_collector.filter(|d| !d.is_zero()))
+        .unwrap_or(default)
 }
 
 /// Reads and parses a config file.
@@ -230,6 +244,20 @@ pub fn resolve(file: FileConfig, cli: Overrides) -> Result<Config, ConfigError> 
         PathBuf::new()
     });
 
+    let mut explicit = |name: &str, v: Option<Duration>| -> Option<Duration> {
+        if v.is_some_and(|v| v.is_zero()) {
+            errors.push(format!("{name} must be greater than zero"));
+        }
+        v
+    };
+    let status_interval = explicit(
+        "status_interval",
+        cli.status_interval.or(file.status_interval),
+    );
+    let heartbeat_interval = explicit(
+        "heartbeat_interval",
+        cli.heartbeat_interval.or(file.heartbeat_interval),
+    );
     let mut positive = |name: &str, v: Option<Duration>, default: Duration| -> Duration {
         let v = v.unwrap_or(default);
         if v.is_zero() {
@@ -237,16 +265,6 @@ pub fn resolve(file: FileConfig, cli: Overrides) -> Result<Config, ConfigError> 
         }
         v
     };
-    let status_interval = positive(
-        "status_interval",
-        cli.status_interval.or(file.status_interval),
-        Defaults::STATUS_INTERVAL,
-    );
-    let heartbeat_interval = positive(
-        "heartbeat_interval",
-        cli.heartbeat_interval.or(file.heartbeat_interval),
-        Defaults::HEARTBEAT_INTERVAL,
-    );
     let inventory_interval = positive(
         "inventory_interval",
         cli.inventory_interval.or(file.inventory_interval),
@@ -327,9 +345,12 @@ mod tests {
         )
         .unwrap();
         let c = resolve(f, Overrides::default()).unwrap();
-        assert_eq!(c.status_interval, Duration::from_secs(90));
+        assert_eq!(c.status_interval, Some(Duration::from_secs(90)));
         assert_eq!(c.inventory_interval, Duration::from_secs(9000));
-        assert_eq!(c.heartbeat_interval, Defaults::HEARTBEAT_INTERVAL);
+        assert_eq!(
+            c.heartbeat_interval, None,
+            "not given: the collector decides"
+        );
         assert_eq!(c.journal_max_bytes, Defaults::JOURNAL_MAX_BYTES);
         assert!(c.enroll_token.is_none());
     }
@@ -345,8 +366,22 @@ mod tests {
         };
         let c = resolve(f, cli).unwrap();
         assert_eq!(c.collector, "http://b:2");
-        assert_eq!(c.status_interval, Duration::from_secs(7));
+        assert_eq!(c.status_interval, Some(Duration::from_secs(7)));
         assert_eq!(c.state_dir, PathBuf::from("/a"));
+    }
+
+    #[test]
+    fn explicit_interval_beats_collector_beats_default() {
+        let s = Duration::from_secs;
+        let d = Defaults::STATUS_INTERVAL;
+        assert_eq!(effective_interval(Some(s(7)), Some(s(30)), d), s(7));
+        assert_eq!(effective_interval(None, Some(s(30)), d), s(30));
+        assert_eq!(
+            effective_interval(None, Some(s(0)), d),
+            d,
+            "zero: keep your own"
+        );
+        assert_eq!(effective_interval(None, None, d), d);
     }
 
     #[test]

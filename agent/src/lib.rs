@@ -7,6 +7,9 @@
 //!   status every status_interval                   heartbeat task ──Heartbeat──▶ collector
 //! ```
 //!
+//! The status and heartbeat intervals are the collector's (sent at enrolment, kept in
+//! `identity.json`) unless the config sets them explicitly; see [`schedule`].
+//!
 //! [`run`] owns the tasks: it spawns the collection, sender and heartbeat tasks on one
 //! `TaskTracker`, each in its own span with a child of the `shutdown` token. Collection never
 //! waits on the network: it only appends to the journal. When `shutdown` fires, collection
@@ -21,22 +24,25 @@ pub mod inventory;
 pub mod journal;
 pub mod json;
 pub mod report;
+pub mod schedule;
 pub mod status;
 
 use std::sync::{Arc, Mutex};
 
 use caretaker_proto::v1::Report;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use crate::backoff::Backoff;
-use crate::config::Config;
+use crate::config::{Config, Defaults};
+use crate::identity::Identity;
 use crate::inventory::CollectOptions;
 use crate::journal::{Journal, JournalError};
 use crate::report::{Client, DeliveryError, SharedJournal};
+use crate::schedule::{FollowingTick, Which};
 use crate::status::StatusCollector;
 
 #[derive(Debug, thiserror::Error)]
@@ -85,6 +91,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
     tracker.spawn(
         collection_task(
             config.clone(),
+            client.identity_watch(),
             journal.clone(),
             notify.clone(),
             shutdown.child_token(),
@@ -164,7 +171,9 @@ async fn run_once(
     let inv = inventory::collect(&collect_options(config)).await;
     append(&journal, inv, None);
     let dropped = lock(&journal).dropped_total();
-    let status = StatusCollector::new().collect(dropped).await;
+    let status = StatusCollector::new(config.collect_timeout)
+        .collect(dropped)
+        .await;
     append(&journal, status, None);
 
     let deadline = Instant::now() + config.once_deadline;
@@ -208,16 +217,22 @@ async fn run_once(
 /// Collects inventory and status on their intervals and journals them.
 async fn collection_task(
     config: Config,
+    identity: watch::Receiver<Option<Identity>>,
     journal: SharedJournal,
     notify: Arc<Notify>,
     shutdown: CancellationToken,
 ) {
     let opts = collect_options(&config);
-    let mut status = StatusCollector::new();
+    let mut status = StatusCollector::new(config.collect_timeout);
     let mut inventory_tick = tokio::time::interval(config.inventory_interval);
     inventory_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut status_tick = tokio::time::interval(config.status_interval);
-    status_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut status_tick = FollowingTick::new(
+        Which::Status,
+        config.status_interval,
+        Defaults::STATUS_INTERVAL,
+        identity,
+        true,
+    );
     let mut last: Option<([u8; 32], Instant)> = None;
     loop {
         tokio::select! {
@@ -242,7 +257,7 @@ async fn collection_task(
                     tracing::debug!("Inventory unchanged");
                 }
             }
-            _ = status_tick.tick() => {
+            () = status_tick.tick() => {
                 let dropped = lock(&journal).dropped_total();
                 let report = tokio::select! {
                     r = status.collect(dropped) => r,

@@ -1,4 +1,4 @@
-//! Linux-only readers: DMI (`/sys/class/dmi/id`), DNS domain, logged-on users (`utmp`).
+//! Linux-only readers: DMI (`/sys/class/dmi/id`) and the DNS domain.
 
 use std::path::Path;
 
@@ -64,14 +64,6 @@ pub fn parse_resolv_domain(text: &str) -> String {
         }
     }
     search.unwrap_or_default()
-}
-
-/// Users with a login session, from `/var/run/utmp`.
-pub fn logged_on_users() -> Vec<String> {
-    std::fs::read("/var/run/utmp")
-        .or_else(|_| std::fs::read("/run/utmp"))
-        .map(|b| crate::status::parse_utmp(&b))
-        .unwrap_or_default()
 }
 
 #[cfg(test)]

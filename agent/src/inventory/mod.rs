@@ -16,6 +16,7 @@ mod software_linux;
 #[cfg(windows)]
 mod software_windows;
 mod system;
+mod users;
 #[cfg(windows)]
 pub(crate) mod windows;
 
@@ -27,7 +28,7 @@ use caretaker_proto::v1::{Inventory, Report, report::Body};
 use prost::Message;
 use sha2::{Digest, Sha256};
 
-pub use disks::is_pseudo_fs;
+pub use disks::{df_figures, is_pseudo_fs};
 #[cfg(target_os = "linux")]
 pub use software_linux::parse_dpkg;
 pub use system::parse_os_release;
@@ -178,9 +179,20 @@ pub async fn collect(opts: &CollectOptions) -> Report {
     }
 }
 
-/// Mount, size and free space of each real volume (for status reports).
-pub fn collect_volume_usage() -> Result<Vec<caretaker_proto::v1::VolumeUsage>, SourceError> {
-    disks::collect_volumes().map(|v| v.iter().map(crate::status::volume_usage).collect())
+/// Mount, size and free space of each real volume (for status reports), bounded by
+/// `timeout` (a hung network mount must not stall the status).
+pub async fn volume_usage(
+    timeout: Duration,
+) -> Result<Vec<caretaker_proto::v1::VolumeUsage>, SourceError> {
+    blocking(timeout, || {
+        disks::collect_volumes().map(|v| v.iter().map(disks::volume_usage).collect())
+    })
+    .await
+}
+
+/// Users with a login session now (for status reports).
+pub fn logged_on_users() -> Vec<String> {
+    users::logged_on()
 }
 
 /// A digest of what matters in an inventory: ignores the collection time, free space and
