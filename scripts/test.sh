@@ -16,8 +16,13 @@ if [ ${#need[@]} -gt 0 ]; then
   apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 
-# The toolchain (and its Windows target) comes from rust-toolchain.toml via rustup.
+# The toolchain comes from rust-toolchain.toml via rustup, but rustup does not add that file's
+# targets to a toolchain that is already installed: add the missing ones.
 rustup show active-toolchain >/dev/null
+targets=$(sed -n 's/^targets *= *\[\(.*\)\]/\1/p' rust-toolchain.toml | tr -d '" ' | tr ',' ' ')
+for target in $targets; do
+  rustup target list --installed | grep -qx "$target" || rustup target add "$target"
+done
 
 echo "== cargo fmt --check"
 cargo fmt --all --check
