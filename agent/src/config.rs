@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+pub use crate::platform::MachineDefaults;
+
 /// Defaults for every optional key, kept together.
 pub struct Defaults;
 
@@ -19,6 +21,8 @@ impl Defaults {
     pub const INVENTORY_RESEND: Duration = Duration::from_secs(24 * 60 * 60);
     pub const JOURNAL_MAX_BYTES: u64 = 16 * 1024 * 1024;
     pub const COLLECT_TIMEOUT: Duration = Duration::from_secs(30);
+    /// Per WMI query (Windows).
+    pub const WMI_TIMEOUT: Duration = Duration::from_secs(10);
     /// How long `run --once` keeps retrying an unreachable collector.
     pub const ONCE_DEADLINE: Duration = Duration::from_secs(30);
 }
@@ -82,6 +86,8 @@ pub struct FileConfig {
     pub inventory_interval: Option<Duration>,
     #[serde(default, with = "humantime_serde")]
     pub collect_timeout: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub wmi_timeout: Option<Duration>,
     pub journal_max_bytes: Option<u64>,
     pub dpkg_admindir: Option<PathBuf>,
     pub log_format: Option<LogFormat>,
@@ -105,6 +111,7 @@ pub struct Overrides {
     pub heartbeat_interval: Option<Duration>,
     pub inventory_interval: Option<Duration>,
     pub collect_timeout: Option<Duration>,
+    pub wmi_timeout: Option<Duration>,
     pub journal_max_bytes: Option<u64>,
     pub dpkg_admindir: Option<PathBuf>,
     pub log_format: Option<LogFormat>,
@@ -127,6 +134,7 @@ pub struct Config {
     pub inventory_interval: Duration,
     pub inventory_resend: Duration,
     pub collect_timeout: Duration,
+    pub wmi_timeout: Duration,
     pub journal_max_bytes: u64,
     pub dpkg_admindir: Option<PathBuf>,
     pub log_format: LogFormat,
@@ -202,9 +210,18 @@ fn line_column(text: &str, offset: usize) -> (usize, usize) {
 
 /// Merges file and overrides (overrides win) and validates, collecting every error.
 pub fn resolve(file: FileConfig, cli: Overrides) -> Result<Config, ConfigError> {
+    resolve_with(file, cli, MachineDefaults::default())
+}
+
+/// Like [`resolve`], with what the machine supplies (see `platform`) as the last resort.
+pub fn resolve_with(
+    file: FileConfig,
+    cli: Overrides,
+    machine: MachineDefaults,
+) -> Result<Config, ConfigError> {
     let mut errors = Vec::new();
 
-    let collector = cli.collector.or(file.collector);
+    let collector = cli.collector.or(file.collector).or(machine.collector);
     let collector = match collector {
         Some(url) if url.starts_with("http://") || url.starts_with("https://") => url,
         Some(url) => {
@@ -236,13 +253,17 @@ pub fn resolve(file: FileConfig, cli: Overrides) -> Result<Config, ConfigError> 
                 None
             }
         },
-        (None, None) => None,
+        (None, None) => machine.enroll_token,
     };
 
-    let state_dir = cli.state_dir.or(file.state_dir).unwrap_or_else(|| {
-        errors.push("state_dir is required (--state-dir or `state_dir = ...`)".into());
-        PathBuf::new()
-    });
+    let state_dir = cli
+        .state_dir
+        .or(file.state_dir)
+        .or(machine.state_dir)
+        .unwrap_or_else(|| {
+            errors.push("state_dir is required (--state-dir or `state_dir = ...`)".into());
+            PathBuf::new()
+        });
 
     let mut explicit = |name: &str, v: Option<Duration>| -> Option<Duration> {
         if v.is_some_and(|v| v.is_zero()) {
@@ -275,6 +296,11 @@ pub fn resolve(file: FileConfig, cli: Overrides) -> Result<Config, ConfigError> 
         cli.collect_timeout.or(file.collect_timeout),
         Defaults::COLLECT_TIMEOUT,
     );
+    let wmi_timeout = positive(
+        "wmi_timeout",
+        cli.wmi_timeout.or(file.wmi_timeout),
+        Defaults::WMI_TIMEOUT,
+    );
 
     let journal_max_bytes = cli
         .journal_max_bytes
@@ -300,6 +326,7 @@ pub fn resolve(file: FileConfig, cli: Overrides) -> Result<Config, ConfigError> 
         inventory_interval,
         inventory_resend: Defaults::INVENTORY_RESEND,
         collect_timeout,
+        wmi_timeout,
         journal_max_bytes,
         dpkg_admindir: cli.dpkg_admindir.or(file.dpkg_admindir),
         log_format: cli.log_format.or(file.log_format).unwrap_or_default(),
@@ -382,6 +409,25 @@ mod tests {
             "zero: keep your own"
         );
         assert_eq!(effective_interval(None, None, d), d);
+    }
+
+    #[test]
+    fn machine_defaults_fill_only_what_is_missing() {
+        let machine = MachineDefaults {
+            config_file: None,
+            state_dir: Some("/machine/state".into()),
+            collector: Some("http://from-registry:50051".into()),
+            enroll_token: Some(Secret::new("registry-token")),
+        };
+        let c = resolve_with(FileConfig::default(), Overrides::default(), machine.clone()).unwrap();
+        assert_eq!(c.collector, "http://from-registry:50051");
+        assert_eq!(c.state_dir, PathBuf::from("/machine/state"));
+        assert_eq!(c.enroll_token.unwrap().expose(), "registry-token");
+        let f =
+            parse("collector = \"http://from-file:1\"\nenroll_token = \"file-token\"\n").unwrap();
+        let c = resolve_with(f, Overrides::default(), machine).unwrap();
+        assert_eq!(c.collector, "http://from-file:1");
+        assert_eq!(c.enroll_token.unwrap().expose(), "file-token");
     }
 
     #[test]

@@ -23,9 +23,15 @@ pub mod identity;
 pub mod inventory;
 pub mod journal;
 pub mod json;
+pub mod logfile;
+pub mod platform;
 pub mod report;
 pub mod schedule;
+#[cfg(windows)]
+pub mod service;
 pub mod status;
+#[cfg(windows)]
+pub mod win32;
 
 use std::sync::{Arc, Mutex};
 
@@ -47,6 +53,12 @@ use crate::status::StatusCollector;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
+    #[error("cannot prepare the state directory {path}")]
+    StateDir {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("cannot open the journal")]
     Journal(#[from] JournalError),
     /// The collector could not be reached in time (`--once`); the journal keeps everything.
@@ -60,8 +72,20 @@ pub enum RunError {
     Delivery(#[from] DeliveryError),
 }
 
+/// Whether this process was started by the Windows service manager (always false elsewhere).
+pub fn running_as_service() -> bool {
+    #[cfg(windows)]
+    return service::running_as_service();
+    #[cfg(not(windows))]
+    false
+}
+
 /// Runs the agent until `shutdown` fires (or, with `config.once`, until one round is done).
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunError> {
+    platform::prepare_state_dir(&config.state_dir).map_err(|source| RunError::StateDir {
+        path: config.state_dir.clone(),
+        source,
+    })?;
     let journal = Journal::open(&config.state_dir, config.journal_max_bytes)?;
     tracing::info!(
         state_dir = %config.state_dir.display(),
@@ -157,6 +181,7 @@ fn append(journal: &SharedJournal, report: Report, notify: Option<&Notify>) {
 fn collect_options(config: &Config) -> CollectOptions {
     CollectOptions {
         timeout: config.collect_timeout,
+        wmi_timeout: config.wmi_timeout,
         dpkg_admindir: config.dpkg_admindir.clone(),
     }
 }

@@ -2,6 +2,7 @@
 //! systems skipped). Volume sizes count the way `df` does (see [`df_figures`]).
 
 use caretaker_proto::v1::{Disk, Volume, VolumeUsage};
+#[cfg(not(windows))]
 use sysinfo::{DiskRefreshKind, Disks};
 
 use super::SourceError;
@@ -74,12 +75,32 @@ fn space(mount: &std::path::Path, fallback: (u64, u64)) -> (u64, u64) {
     }
 }
 
-/// Windows has no reserved blocks: sysinfo's size and free space are `dir`'s.
-#[cfg(not(unix))]
+#[cfg(not(any(unix, windows)))]
 fn space(_mount: &std::path::Path, fallback: (u64, u64)) -> (u64, u64) {
     fallback
 }
 
+/// Drive letters from Win32 (sysinfo's list misses drives it cannot map to a disk).
+#[cfg(windows)]
+pub fn collect_volumes() -> Result<Vec<Volume>, SourceError> {
+    let vols = crate::win32::logical_volumes().map_err(|e| SourceError::io("volumes", e))?;
+    let mut out: Vec<Volume> = vols
+        .into_iter()
+        .filter(|v| v.total_bytes > 0)
+        .map(|v| Volume {
+            mount: v.root,
+            device: v.volume,
+            file_system: v.file_system,
+            total_bytes: v.total_bytes,
+            free_bytes: v.free_bytes.min(v.total_bytes),
+            removable: v.removable,
+        })
+        .collect();
+    out.sort_by(|a, b| a.mount.cmp(&b.mount));
+    Ok(out)
+}
+
+#[cfg(not(windows))]
 pub fn collect_volumes() -> Result<Vec<Volume>, SourceError> {
     let disks = Disks::new_with_refreshed_list_specifics(DiskRefreshKind::nothing().with_storage())
         .map_err(|e| SourceError::Other(format!("sysinfo disks: {e}")))?;
@@ -158,8 +179,13 @@ pub fn collect_disks() -> Result<Vec<Disk>, SourceError> {
     Ok(out)
 }
 
-/// Physical disks need WMI on Windows, which this agent does not query yet.
-#[cfg(not(target_os = "linux"))]
+/// Physical disks from the storage IOCTLs (`win32.rs`).
+#[cfg(windows)]
+pub fn collect_disks() -> Result<Vec<Disk>, SourceError> {
+    super::windows::disks()
+}
+
+#[cfg(not(any(target_os = "linux", windows)))]
 pub fn collect_disks() -> Result<Vec<Disk>, SourceError> {
     Err(SourceError::Unsupported)
 }
