@@ -71,11 +71,25 @@ mod windows_impl {
 
     pub const REGISTRY_KEY: &str = r"SOFTWARE\Caretaker\Agent";
 
-    /// `%ProgramData%\Caretaker`.
+    /// `%ProgramData%\Caretaker`. A service's environment may lack `ProgramData` (Wine's
+    /// does), so the profile list in the registry is asked next.
     pub fn data_dir() -> PathBuf {
+        let from_registry = || {
+            let key = RegKey::predef(HKEY_LOCAL_MACHINE)
+                .open_subkey_with_flags(
+                    r"SOFTWARE\Microsoft\Windows NT\CurrentVersion\ProfileList",
+                    KEY_READ | KEY_WOW64_64KEY,
+                )
+                .ok()?;
+            let v: String = key.get_value("ProgramData").ok()?;
+            let drive = std::env::var("SystemDrive").unwrap_or_else(|_| "C:".into());
+            let v = v.replace("%SystemDrive%", &drive);
+            (!v.trim().is_empty()).then(|| PathBuf::from(v.trim()))
+        };
         let base = std::env::var_os("ProgramData")
-            .or_else(|| std::env::var_os("ALLUSERSPROFILE"))
-            .map_or_else(|| PathBuf::from(r"C:\ProgramData"), PathBuf::from);
+            .map(PathBuf::from)
+            .or_else(from_registry)
+            .unwrap_or_else(|| PathBuf::from(r"C:\ProgramData"));
         base.join("Caretaker")
     }
 

@@ -225,9 +225,11 @@ fn set_recovery(service: &windows_service::service::Service) -> Result<(), Servi
     service
         .update_failure_actions(recovery())
         .map_err(win("cannot set recovery actions"))?;
-    service
-        .set_failure_actions_on_non_crash_failures(true)
-        .map_err(win("cannot set recovery on failures"))?;
+    // Restart on a non-zero exit too, not only on a crash. Not every service manager has this
+    // setting (Wine's has not): the crash restarts above still apply.
+    if let Err(error) = service.set_failure_actions_on_non_crash_failures(true) {
+        tracing::warn!(%error, "Cannot enable recovery on non-crash failures");
+    }
     Ok(())
 }
 

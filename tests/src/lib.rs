@@ -7,6 +7,7 @@
 pub mod daemon;
 pub mod lab;
 pub mod smtp;
+pub mod wine;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
