@@ -71,8 +71,9 @@ mod windows_impl {
 
     pub const REGISTRY_KEY: &str = r"SOFTWARE\Caretaker\Agent";
 
-    /// `%ProgramData%\Caretaker`. A service's environment may lack `ProgramData` (Wine's
-    /// does), so the profile list in the registry is asked next.
+    /// `%ProgramData%\Caretaker`, from the profile list in the registry (a service's
+    /// environment may lack `ProgramData` or, under Wine, point it elsewhere), else the
+    /// environment, else `C:\ProgramData`.
     pub fn data_dir() -> PathBuf {
         let from_registry = || {
             let key = RegKey::predef(HKEY_LOCAL_MACHINE)
@@ -86,9 +87,8 @@ mod windows_impl {
             let v = v.replace("%SystemDrive%", &drive);
             (!v.trim().is_empty()).then(|| PathBuf::from(v.trim()))
         };
-        let base = std::env::var_os("ProgramData")
-            .map(PathBuf::from)
-            .or_else(from_registry)
+        let base = from_registry()
+            .or_else(|| std::env::var_os("ProgramData").map(PathBuf::from))
             .unwrap_or_else(|| PathBuf::from(r"C:\ProgramData"));
         base.join("Caretaker")
     }

@@ -666,6 +666,27 @@ pub fn is_elevated() -> bool {
     unsafe { IsUserAnAdmin() != 0 }
 }
 
+// ---- CPU ------------------------------------------------------------------------------------
+
+/// Idle, kernel (which includes idle) and user time of all CPUs, in 100 ns ticks.
+pub fn system_times() -> io::Result<(u64, u64, u64)> {
+    use windows_sys::Win32::Foundation::FILETIME;
+    let zero = FILETIME {
+        dwLowDateTime: 0,
+        dwHighDateTime: 0,
+    };
+    let (mut idle, mut kernel, mut user) = (zero, zero, zero);
+    // SAFETY: valid out-pointers.
+    if unsafe {
+        windows_sys::Win32::System::Threading::GetSystemTimes(&mut idle, &mut kernel, &mut user)
+    } == 0
+    {
+        return Err(io::Error::last_os_error());
+    }
+    let t = |f: FILETIME| (u64::from(f.dwHighDateTime) << 32) | u64::from(f.dwLowDateTime);
+    Ok((t(idle), t(kernel), t(user)))
+}
+
 // ---- service entry point --------------------------------------------------------------------
 
 // `define_windows_service!` expands to the `extern "system"` entry point the SCM calls, with an

@@ -45,7 +45,10 @@ fn require(tool: &str, package: &str) {
         .stdout(Stdio::null())
         .status()
         .is_ok_and(|s| s.success());
-    assert!(found, "{tool} is missing: apt-get install {package} (scripts/test.sh does)");
+    assert!(
+        found,
+        "{tool} is missing: apt-get install {package} (scripts/test.sh does)"
+    );
 }
 
 /// Builds the ProcessPrng shim (once per test binary).
@@ -122,8 +125,11 @@ fn template() -> &'static Path {
             wait.arg("-w");
             base_env(&mut wait, &dir);
             let _ = wait.status();
-            std::fs::copy(shim, dir.join("drive_c/windows/system32/bcryptprimitives.dll"))
-                .expect("install the shim");
+            std::fs::copy(
+                shim,
+                dir.join("drive_c/windows/system32/bcryptprimitives.dll"),
+            )
+            .expect("install the shim");
             eprintln!("wine template prefix booted in {:?}", started.elapsed());
             std::fs::write(&stamp_file, &stamp).expect("stamp");
         }
@@ -180,7 +186,11 @@ impl Prefix {
             .expect("prefix dir");
         let path = dir.path().join("prefix");
         copy_prefix(template, &path);
-        Self { _dir: dir, path }
+        let prefix = Self { _dir: dir, path };
+        // One persistent wineserver per prefix: commands do not race a server that is shutting
+        // down after the previous one, and services live until the prefix is dropped.
+        prefix.keep_server();
+        prefix
     }
 
     /// A `wine` command in this prefix.
@@ -237,7 +247,10 @@ impl Prefix {
             bytes.extend_from_slice(&unit.to_le_bytes());
         }
         std::fs::write(&file, bytes).expect("write .reg");
-        let out = self.run(["regedit", "/S", r"C:\import.reg"], Duration::from_secs(300));
+        let out = self.run(
+            ["regedit", "/S", r"C:\import.reg"],
+            Duration::from_secs(300),
+        );
         assert!(
             out.status.success(),
             "regedit import failed: {}",
@@ -259,7 +272,7 @@ impl Prefix {
 
     /// Keeps this prefix's wineserver (and so its services) alive between commands, until
     /// the prefix is dropped. Wine ends services when the last ordinary process exits.
-    pub fn keep_server(&self) {
+    fn keep_server(&self) {
         let mut cmd = Command::new("wineserver");
         cmd.arg("-p");
         base_env(&mut cmd, &self.path);

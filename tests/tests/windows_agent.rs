@@ -64,36 +64,80 @@ fn seed_programs(p: &Prefix) {
             p.reg_add(&format!(r"{root}\{key}"), name, kind, data, view);
         }
     };
-    add(Some(64), UNINSTALL, "{A64}", &[
-        ("DisplayName", "REG_SZ", "Caretaker Test Suite"),
-        ("DisplayVersion", "REG_SZ", "2.4.1"),
-        ("Publisher", "REG_SZ", "Example Software Ltd"),
-        ("InstallDate", "REG_SZ", "20240115"),
-    ]);
-    add(Some(32), UNINSTALL, "{B32}", &[
-        ("DisplayName", "REG_SZ", "Legacy Reader"),
-        ("DisplayVersion", "REG_SZ", "11.0"),
-    ]);
-    add(None, USER_UNINSTALL, "UserTool", &[
-        ("DisplayName", "REG_SZ", "Per-user Tool"),
-        ("DisplayVersion", "REG_DWORD", "7"),
-    ]);
+    add(
+        Some(64),
+        UNINSTALL,
+        "{A64}",
+        &[
+            ("DisplayName", "REG_SZ", "Caretaker Test Suite"),
+            ("DisplayVersion", "REG_SZ", "2.4.1"),
+            ("Publisher", "REG_SZ", "Example Software Ltd"),
+            ("InstallDate", "REG_SZ", "20240115"),
+        ],
+    );
+    add(
+        Some(32),
+        UNINSTALL,
+        "{B32}",
+        &[
+            ("DisplayName", "REG_SZ", "Legacy Reader"),
+            ("DisplayVersion", "REG_SZ", "11.0"),
+        ],
+    );
+    add(
+        None,
+        USER_UNINSTALL,
+        "UserTool",
+        &[
+            ("DisplayName", "REG_SZ", "Per-user Tool"),
+            ("DisplayVersion", "REG_DWORD", "7"),
+        ],
+    );
     // Not programs: a system component, an update with a parent, an update by release type,
     // a KB key, and an entry without a name.
-    add(Some(64), UNINSTALL, "{C-SYS}", &[
-        ("DisplayName", "REG_SZ", "Hidden Runtime"),
-        ("SystemComponent", "REG_DWORD", "1"),
-    ]);
-    add(Some(32), UNINSTALL, "{D-UPD}", &[
-        ("DisplayName", "REG_SZ", "Update for Legacy Reader (KB123456)"),
-        ("ParentKeyName", "REG_SZ", "{B32}"),
-    ]);
-    add(Some(64), UNINSTALL, "{E-REL}", &[
-        ("DisplayName", "REG_SZ", "Security Update for Test Suite"),
-        ("ReleaseType", "REG_SZ", "Security Update"),
-    ]);
-    add(Some(64), UNINSTALL, "KB5034441", &[("DisplayName", "REG_SZ", "Hotfix for Windows")]);
-    add(Some(64), UNINSTALL, "{F-NONAME}", &[("DisplayVersion", "REG_SZ", "1.0")]);
+    add(
+        Some(64),
+        UNINSTALL,
+        "{C-SYS}",
+        &[
+            ("DisplayName", "REG_SZ", "Hidden Runtime"),
+            ("SystemComponent", "REG_DWORD", "1"),
+        ],
+    );
+    add(
+        Some(32),
+        UNINSTALL,
+        "{D-UPD}",
+        &[
+            (
+                "DisplayName",
+                "REG_SZ",
+                "Update for Legacy Reader (KB123456)",
+            ),
+            ("ParentKeyName", "REG_SZ", "{B32}"),
+        ],
+    );
+    add(
+        Some(64),
+        UNINSTALL,
+        "{E-REL}",
+        &[
+            ("DisplayName", "REG_SZ", "Security Update for Test Suite"),
+            ("ReleaseType", "REG_SZ", "Security Update"),
+        ],
+    );
+    add(
+        Some(64),
+        UNINSTALL,
+        "KB5034441",
+        &[("DisplayName", "REG_SZ", "Hotfix for Windows")],
+    );
+    add(
+        Some(64),
+        UNINSTALL,
+        "{F-NONAME}",
+        &[("DisplayVersion", "REG_SZ", "1.0")],
+    );
 }
 
 fn expected_programs() -> BTreeSet<(String, String, String)> {
@@ -126,17 +170,27 @@ fn inventory_lists_exactly_the_seeded_programs() {
 
     let inv = &report["inventory"];
     let system = &inv["system"];
-    assert!(system["os_name"].as_str().unwrap().contains("Windows"), "{system}");
+    assert!(
+        system["os_name"].as_str().unwrap().contains("Windows"),
+        "{system}"
+    );
     assert_eq!(system["domain_type"], "workgroup");
     assert!(!system["machine_id"].as_str().unwrap().is_empty());
     // Wine maps C: to a real directory: a volume with a size and a file system.
     let volumes = inv["volumes"].as_array().unwrap();
-    let c = volumes.iter().find(|v| v["mount"] == "C:\\").expect("C: volume");
+    let c = volumes
+        .iter()
+        .find(|v| v["mount"] == "C:\\")
+        .expect("C: volume");
     assert!(c["total_bytes"].as_u64().unwrap() > 0);
     assert!(c["free_bytes"].as_u64().unwrap() <= c["total_bytes"].as_u64().unwrap());
     assert!(!c["file_system"].as_str().unwrap().is_empty());
     // Wine's WMI answers QFE with its one stock entry; the part is not missing.
-    assert!(!missing(&report).contains(&"hotfixes".to_owned()), "{:?}", missing(&report));
+    assert!(
+        !missing(&report).contains(&"hotfixes".to_owned()),
+        "{:?}",
+        missing(&report)
+    );
     assert!(!missing(&report).contains(&"software".to_owned()));
 }
 
@@ -144,9 +198,27 @@ fn inventory_lists_exactly_the_seeded_programs() {
 fn firewall_profiles_and_servicing_packages_come_from_the_registry() {
     let p = Prefix::new();
     let fw = r"HKLM\SYSTEM\CurrentControlSet\Services\SharedAccess\Parameters\FirewallPolicy";
-    p.reg_add(&format!(r"{fw}\DomainProfile"), "EnableFirewall", "REG_DWORD", "1", Some(64));
-    p.reg_add(&format!(r"{fw}\StandardProfile"), "EnableFirewall", "REG_DWORD", "1", Some(64));
-    p.reg_add(&format!(r"{fw}\PublicProfile"), "EnableFirewall", "REG_DWORD", "0", Some(64));
+    p.reg_add(
+        &format!(r"{fw}\DomainProfile"),
+        "EnableFirewall",
+        "REG_DWORD",
+        "1",
+        Some(64),
+    );
+    p.reg_add(
+        &format!(r"{fw}\StandardProfile"),
+        "EnableFirewall",
+        "REG_DWORD",
+        "1",
+        Some(64),
+    );
+    p.reg_add(
+        &format!(r"{fw}\PublicProfile"),
+        "EnableFirewall",
+        "REG_DWORD",
+        "0",
+        Some(64),
+    );
     // Group policy turns the public profile on.
     p.reg_add(
         r"HKLM\SOFTWARE\Policies\Microsoft\WindowsFirewall\PublicProfile",
@@ -171,11 +243,20 @@ fn firewall_profiles_and_servicing_packages_come_from_the_registry() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|f| (f["profile"].as_str().unwrap().to_owned(), f["enabled"].as_bool().unwrap()))
+        .map(|f| {
+            (
+                f["profile"].as_str().unwrap().to_owned(),
+                f["enabled"].as_bool().unwrap(),
+            )
+        })
         .collect();
     assert_eq!(
         profiles,
-        [("domain".into(), true), ("private".into(), true), ("public".into(), true)]
+        [
+            ("domain".into(), true),
+            ("private".into(), true),
+            ("public".into(), true)
+        ]
     );
     let hotfixes: Vec<&str> = inv["hotfixes"]
         .as_array()
@@ -184,7 +265,10 @@ fn firewall_profiles_and_servicing_packages_come_from_the_registry() {
         .map(|h| h["id"].as_str().unwrap())
         .collect();
     assert!(hotfixes.contains(&"KB5034441"), "{hotfixes:?}");
-    assert!(!hotfixes.contains(&"KB5000001"), "a staged package is not installed");
+    assert!(
+        !hotfixes.contains(&"KB5000001"),
+        "a staged package is not installed"
+    );
     let rollup = inv["hotfixes"]
         .as_array()
         .unwrap()
@@ -210,7 +294,9 @@ fn garbage_values_and_a_50000_entry_hive_lose_nothing() {
     }
     // Garbage: a binary name (skipped: no usable name), a name of control characters and
     // junk, a 100 kB version, a DWORD date, a date that is no date, a binary publisher.
-    reg.push_str(&format!("[{key}\\GarbageBinaryName]\n\"DisplayName\"=hex:de,ad,be,ef\n\n"));
+    reg.push_str(&format!(
+        "[{key}\\GarbageBinaryName]\n\"DisplayName\"=hex:de,ad,be,ef\n\n"
+    ));
     reg.push_str(&format!(
         "[{key}\\GarbageText]\n\"DisplayName\"=\"Garbled\u{7}\tTool\"\n\"DisplayVersion\"=\"{}\"\n\"InstallDate\"=dword:00000001\n\"Publisher\"=hex:00,01,02\n\n",
         "9".repeat(100_000)
@@ -221,7 +307,11 @@ fn garbage_values_and_a_50000_entry_hive_lose_nothing() {
     p.reg_import(&reg);
 
     let report = inventory(&p, &["--collect-timeout", "120s"]);
-    assert!(!missing(&report).contains(&"software".to_owned()), "{:?}", missing(&report));
+    assert!(
+        !missing(&report).contains(&"software".to_owned()),
+        "{:?}",
+        missing(&report)
+    );
     let software = report["inventory"]["software"].as_array().unwrap();
     let bulk = software
         .iter()
@@ -233,11 +323,18 @@ fn garbage_values_and_a_50000_entry_hive_lose_nothing() {
         .find(|s| s["name"].as_str().unwrap().starts_with("Garbled"))
         .expect("an entry with junk values is still listed");
     assert_eq!(garbled["version"].as_str().unwrap().len(), 256, "bounded");
-    assert_eq!(garbled["publisher"], "", "a binary publisher is no publisher");
+    assert_eq!(
+        garbled["publisher"], "",
+        "a binary publisher is no publisher"
+    );
     assert!(garbled["installed_at"].is_null());
     let dated = software.iter().find(|s| s["name"] == "Dated Tool").unwrap();
     assert!(dated["installed_at"].is_null());
-    assert_eq!(software.len(), 50_002, "bulk + the two garbage entries with a name");
+    assert_eq!(
+        software.len(),
+        50_002,
+        "bulk + the two garbage entries with a name"
+    );
 }
 
 #[test]
@@ -250,8 +347,16 @@ fn a_wmi_query_past_its_timeout_marks_its_part_missing() {
     assert!(m.contains(&"hotfixes".to_owned()), "{m:?}");
     // Everything that does not need WMI is there.
     assert_eq!(programs(&report), expected_programs());
-    assert!(!m.contains(&"volumes".to_owned()) && !m.contains(&"system".to_owned()), "{m:?}");
-    assert!(report["inventory"]["hotfixes"].as_array().unwrap().is_empty());
+    assert!(
+        !m.contains(&"volumes".to_owned()) && !m.contains(&"system".to_owned()),
+        "{m:?}"
+    );
+    assert!(
+        report["inventory"]["hotfixes"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
 }
 
 fn assets_named(collector: &Collector) -> Vec<Value> {
@@ -273,7 +378,16 @@ fn run_once_enrols_with_a_real_collector_and_keeps_reports_while_it_is_away() {
     let dead = format!("http://127.0.0.1:{}", caretaker_tests::free_port());
     let state = r"C:\caretaker-state";
     let out = p.agent(
-        &["run", "--once", "--collector", &dead, "--enroll-token", "x", "--state-dir", state],
+        &[
+            "run",
+            "--once",
+            "--collector",
+            &dead,
+            "--enroll-token",
+            "x",
+            "--state-dir",
+            state,
+        ],
         3 * MINUTE,
     );
     assert_eq!(out.status.code(), Some(69), "{}", stderr(&out));
@@ -282,7 +396,16 @@ fn run_once_enrols_with_a_real_collector_and_keeps_reports_while_it_is_away() {
     let mut collector = Collector::start(&dir.path().join("collector"));
     let token = collector.enroll_token();
     let out = p.agent(
-        &["run", "--once", "--collector", &collector.url(), "--enroll-token", &token, "--state-dir", state],
+        &[
+            "run",
+            "--once",
+            "--collector",
+            &collector.url(),
+            "--enroll-token",
+            &token,
+            "--state-dir",
+            state,
+        ],
         3 * MINUTE,
     );
     assert!(out.status.success(), "run --once failed: {}", stderr(&out));
@@ -292,7 +415,10 @@ fn run_once_enrols_with_a_real_collector_and_keeps_reports_while_it_is_away() {
     assert_eq!(assets.len(), 1, "{assets:#?}");
     let asset = &assets[0];
     assert_eq!(asset["sources"], serde_json::json!(["agent"]));
-    assert!(asset["os"].as_str().unwrap_or_default().contains("Windows"), "{asset}");
+    assert!(
+        asset["os"].as_str().unwrap_or_default().contains("Windows"),
+        "{asset}"
+    );
     assert_eq!(
         asset["hostname"].as_str().unwrap().to_lowercase(),
         wine_hostname(&p).to_lowercase()
@@ -306,7 +432,9 @@ fn run_once_enrols_with_a_real_collector_and_keeps_reports_while_it_is_away() {
         .collect();
     assert_eq!(
         names,
-        ["Caretaker Test Suite", "Legacy Reader", "Per-user Tool"].into_iter().collect()
+        ["Caretaker Test Suite", "Legacy Reader", "Per-user Tool"]
+            .into_iter()
+            .collect()
     );
     let identity = std::fs::read_to_string(p.c_drive(r"C:\caretaker-state\identity.json")).unwrap();
     assert!(identity.contains("agent_secret"));
@@ -315,13 +443,16 @@ fn run_once_enrols_with_a_real_collector_and_keeps_reports_while_it_is_away() {
 
 fn service_state(p: &Prefix) -> String {
     let out = p.agent(&["service", "status"], MINUTE);
-    format!("{}{}", String::from_utf8_lossy(&out.stdout).trim(), stderr(&out).trim())
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout).trim(),
+        stderr(&out).trim()
+    )
 }
 
 #[test]
 fn the_service_installs_starts_reports_and_stops_under_wines_service_manager() {
     let p = Prefix::new();
-    p.keep_server();
     let dir = tempfile::tempdir().unwrap();
     let collector = Collector::start_with(
         &dir.path().join("collector"),
@@ -330,11 +461,22 @@ fn the_service_installs_starts_reports_and_stops_under_wines_service_manager() {
     let token = collector.enroll_token();
 
     let out = p.agent(
-        &["service", "install", "--collector", &collector.url(), "--enroll-token", &token],
+        &[
+            "service",
+            "install",
+            "--collector",
+            &collector.url(),
+            "--enroll-token",
+            &token,
+        ],
         MINUTE,
     );
     assert!(out.status.success(), "service install: {}", stderr(&out));
-    assert!(service_state(&p).starts_with("Stopped"), "{}", service_state(&p));
+    assert!(
+        service_state(&p).starts_with("Stopped"),
+        "{}",
+        service_state(&p)
+    );
     let out = p.agent(&["service", "start"], MINUTE);
     assert!(out.status.success(), "service start: {}", stderr(&out));
     assert!(service_state(&p).starts_with("Running"));
@@ -346,9 +488,14 @@ fn the_service_installs_starts_reports_and_stops_under_wines_service_manager() {
     assert!(asset["os"].as_str().unwrap_or_default().contains("Windows"));
     let data = p.c_drive(r"C:\ProgramData\Caretaker");
     let identity = std::fs::read_to_string(data.join("identity.json")).expect("identity.json");
-    assert!(identity.contains("\"status_interval_secs\": 2"), "{identity}");
+    assert!(
+        identity.contains("\"status_interval_secs\": 2"),
+        "{identity}"
+    );
     assert_eq!(
-        std::fs::read_to_string(data.join("enroll-token")).unwrap().trim(),
+        std::fs::read_to_string(data.join("enroll-token"))
+            .unwrap()
+            .trim(),
         token,
         "the token lives in the private state directory"
     );
@@ -359,12 +506,19 @@ fn the_service_installs_starts_reports_and_stops_under_wines_service_manager() {
     assert!(service_state(&p).starts_with("Stopped"));
     let log = std::fs::read_to_string(data.join("logs/caretaker-agent.log")).expect("service log");
     assert!(log.contains("Agent starting"), "{log}");
-    assert!(log.contains("Shutting down") && log.contains("Agent stopped"), "{log}");
+    assert!(
+        log.contains("Shutting down") && log.contains("Agent stopped"),
+        "{log}"
+    );
     assert!(!log.contains('\u{1b}'), "no colour codes in the log file");
 
     let out = p.agent(&["service", "uninstall"], MINUTE);
     assert!(out.status.success(), "service uninstall: {}", stderr(&out));
-    assert!(service_state(&p).contains("not installed"), "{}", service_state(&p));
+    assert!(
+        service_state(&p).contains("not installed"),
+        "{}",
+        service_state(&p)
+    );
 }
 
 /// `msiinfo export` of one table.
@@ -375,7 +529,11 @@ fn msi_table(msi: &Path, table: &str) -> String {
         .arg(table)
         .output()
         .expect("msiinfo (msitools) is installed");
-    assert!(out.status.success(), "msiinfo export {table}: {}", stderr(&out));
+    assert!(
+        out.status.success(),
+        "msiinfo export {table}: {}",
+        stderr(&out)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -395,8 +553,17 @@ fn build_msi() -> std::path::PathBuf {
         .arg("msi")
         .output()
         .expect("run scripts/package.sh");
-    assert!(out.status.success(), "package.sh msi failed: {}", stderr(&out));
-    let path = String::from_utf8_lossy(&out.stdout).trim().lines().last().unwrap().to_owned();
+    assert!(
+        out.status.success(),
+        "package.sh msi failed: {}",
+        stderr(&out)
+    );
+    let path = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .lines()
+        .last()
+        .unwrap()
+        .to_owned();
     root.join(path)
 }
 
@@ -404,7 +571,11 @@ fn build_msi() -> std::path::PathBuf {
 fn the_msi_has_its_service_and_properties_and_installs_upgrades_and_uninstalls() {
     let msi = build_msi();
     let version = env!("CARGO_PKG_VERSION");
-    assert!(msi.ends_with(format!("dist/caretaker-agent-{version}-x64.msi")), "{}", msi.display());
+    assert!(
+        msi.ends_with(format!("dist/caretaker-agent-{version}-x64.msi")),
+        "{}",
+        msi.display()
+    );
 
     let services = msi_table(&msi, "ServiceInstall");
     let svc = row(&services, "AgentService");
@@ -415,45 +586,81 @@ fn the_msi_has_its_service_and_properties_and_installs_upgrades_and_uninstalls()
     let controls = msi_table(&msi, "ServiceControl");
     let control = row(&controls, "AgentServiceControl");
     assert_eq!(control[1], "CaretakerAgent");
-    assert_eq!(control[2], "163", "start on install, stop on both, remove on uninstall");
+    assert_eq!(
+        control[2], "163",
+        "start on install, stop on both, remove on uninstall"
+    );
     let props = msi_table(&msi, "Property");
     assert_eq!(row(&props, "ProductVersion")[1], version);
-    assert_eq!(row(&props, "UpgradeCode")[1], "{12366881-728E-4882-BC40-1FF8F8018C0F}");
+    assert_eq!(
+        row(&props, "UpgradeCode")[1],
+        "{12366881-728E-4882-BC40-1FF8F8018C0F}"
+    );
     assert_eq!(row(&props, "MsiHiddenProperties")[1], "ENROLL_TOKEN");
     let registry = msi_table(&msi, "Registry");
-    assert!(registry.contains("SOFTWARE\\Caretaker\\Agent\tCollector\t[COLLECTOR]"), "{registry}");
-    assert!(registry.contains("EnrollToken\t[ENROLL_TOKEN]"), "{registry}");
+    assert!(
+        registry.contains("SOFTWARE\\Caretaker\\Agent\tCollector\t[COLLECTOR]"),
+        "{registry}"
+    );
+    assert!(
+        registry.contains("EnrollToken\t[ENROLL_TOKEN]"),
+        "{registry}"
+    );
     assert!(msi_table(&msi, "LaunchCondition").contains("Installed OR COLLECTOR"));
     assert!(msi_table(&msi, "Upgrade").contains("WIX_UPGRADE_DETECTED"));
 
     // Under Wine: install with the two properties, as a GPO or Intune would.
     let p = Prefix::new();
-    p.keep_server();
     let dir = tempfile::tempdir().unwrap();
     let collector = Collector::start(&dir.path().join("collector"));
     let token = collector.enroll_token();
     let collector_prop = format!("COLLECTOR={}", collector.url());
     let token_prop = format!("ENROLL_TOKEN={token}");
     let msi_arg = msi.to_str().unwrap();
-    let out = p.run(["msiexec", "/i", msi_arg, "/qn", &collector_prop, &token_prop], 5 * MINUTE);
+    let out = p.run(
+        [
+            "msiexec",
+            "/i",
+            msi_arg,
+            "/qn",
+            &collector_prop,
+            &token_prop,
+        ],
+        5 * MINUTE,
+    );
     assert!(out.status.success(), "msiexec /i: {}", stderr(&out));
     let installed = p.c_drive(r"C:\Program Files\Caretaker\caretaker-agent.exe");
     assert!(installed.exists(), "exe installed under Program Files");
-    let asset = wait_for(Duration::from_secs(120), "the MSI-installed agent's asset", || {
-        collector.assets().into_iter().next()
-    });
+    let asset = wait_for(
+        Duration::from_secs(120),
+        "the MSI-installed agent's asset",
+        || collector.assets().into_iter().next(),
+    );
     let first_id = asset["id"].clone();
     let key = r"HKLM\SOFTWARE\Caretaker\Agent";
-    assert!(p.reg_query(key, Some("Collector")).unwrap().contains(&collector.url()));
-    wait_for(Duration::from_secs(60), "the token moved out of the registry", || {
-        p.reg_query(key, Some("EnrollToken")).is_none().then_some(())
-    });
+    assert!(
+        p.reg_query(key, Some("Collector"))
+            .unwrap()
+            .contains(&collector.url())
+    );
+    wait_for(
+        Duration::from_secs(60),
+        "the token moved out of the registry",
+        || {
+            p.reg_query(key, Some("EnrollToken"))
+                .is_none()
+                .then_some(())
+        },
+    );
 
     // Upgrade in place: a newer MSI, no properties (the collector is remembered).
     let newer = dir.path().join("caretaker-agent-99.0.0-x64.msi");
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let exe = wine::exe();
-    let exe_rel = exe.strip_prefix(root.canonicalize().unwrap()).map(Path::to_path_buf).unwrap_or(exe);
+    let exe_rel = exe
+        .strip_prefix(root.canonicalize().unwrap())
+        .map(Path::to_path_buf)
+        .unwrap_or(exe);
     let status = Command::new("wixl")
         .current_dir(&root)
         .args(["--arch", "x64", "-D", "Version=99.0.0", "-D"])
@@ -464,19 +671,48 @@ fn the_msi_has_its_service_and_properties_and_installs_upgrades_and_uninstalls()
         .status()
         .expect("wixl");
     assert!(status.success());
-    let out = p.run(["msiexec", "/i", newer.to_str().unwrap(), "/qn"], 5 * MINUTE);
+    let out = p.run(
+        ["msiexec", "/i", newer.to_str().unwrap(), "/qn"],
+        5 * MINUTE,
+    );
     assert!(out.status.success(), "msiexec upgrade: {}", stderr(&out));
-    assert!(service_state(&p).starts_with("Running"), "{}", service_state(&p));
-    assert!(p.reg_query(key, Some("Collector")).unwrap().contains(&collector.url()));
+    assert!(
+        service_state(&p).starts_with("Running"),
+        "{}",
+        service_state(&p)
+    );
+    assert!(
+        p.reg_query(key, Some("Collector"))
+            .unwrap()
+            .contains(&collector.url())
+    );
     let assets = collector.assets();
-    assert_eq!(assets.len(), 1, "the upgraded agent is the same asset: {assets:#?}");
+    assert_eq!(
+        assets.len(),
+        1,
+        "the upgraded agent is the same asset: {assets:#?}"
+    );
     assert_eq!(assets[0]["id"], first_id);
 
     // Uninstall: service, exe and settings gone; state kept.
-    let out = p.run(["msiexec", "/x", newer.to_str().unwrap(), "/qn"], 5 * MINUTE);
+    let out = p.run(
+        ["msiexec", "/x", newer.to_str().unwrap(), "/qn"],
+        5 * MINUTE,
+    );
     assert!(out.status.success(), "msiexec /x: {}", stderr(&out));
     assert!(!installed.exists(), "exe removed");
-    assert!(service_state(&p).contains("not installed"), "{}", service_state(&p));
-    assert!(p.reg_query(key, Some("Collector")).is_none(), "settings removed");
-    assert!(p.c_drive(r"C:\ProgramData\Caretaker\identity.json").exists(), "state kept");
+    assert!(
+        service_state(&p).contains("not installed"),
+        "{}",
+        service_state(&p)
+    );
+    assert!(
+        p.reg_query(key, Some("Collector")).is_none(),
+        "settings removed"
+    );
+    assert!(
+        p.c_drive(r"C:\ProgramData\Caretaker\identity.json")
+            .exists(),
+        "state kept"
+    );
 }
