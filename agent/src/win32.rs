@@ -702,3 +702,90 @@ fn service_main_trampoline(args: Vec<std::ffi::OsString>) {
 pub fn run_service_dispatcher(name: &str) -> windows_service::Result<()> {
     windows_service::service_dispatcher::start(name, ffi_service_main)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// SDDL → security descriptor → SDDL, in memory.
+    fn sddl_round_trip(sddl: &str) -> String {
+        let text = wide(sddl);
+        let mut sd: PSECURITY_DESCRIPTOR = null_mut();
+        // SAFETY: as in set_private_dacl; both allocations are freed below.
+        unsafe {
+            assert_ne!(
+                ConvertStringSecurityDescriptorToSecurityDescriptorW(
+                    text.as_ptr(),
+                    SDDL_REVISION_1,
+                    &mut sd,
+                    null_mut()
+                ),
+                0
+            );
+            let mut out: *mut u16 = null_mut();
+            assert_ne!(
+                ConvertSecurityDescriptorToStringSecurityDescriptorW(
+                    sd,
+                    SDDL_REVISION_1,
+                    DACL_SECURITY_INFORMATION,
+                    &mut out,
+                    null_mut()
+                ),
+                0
+            );
+            let s = from_wide_ptr(out);
+            LocalFree(out.cast());
+            LocalFree(sd);
+            s
+        }
+    }
+
+    #[test]
+    fn private_dacl_is_system_and_administrators_only() {
+        let sddl = sddl_round_trip(PRIVATE_DACL);
+        assert!(
+            sddl.starts_with("D:P"),
+            "protected from inheritance: {sddl}"
+        );
+        assert!(
+            sddl.contains("(A;OICI;FA;;;SY)") && sddl.contains("(A;OICI;FA;;;BA)"),
+            "{sddl}"
+        );
+        assert_eq!(
+            sddl.matches("(A;").count(),
+            2,
+            "no one else is allowed: {sddl}"
+        );
+
+        // Applying it succeeds, and the (elevated) agent can still use the directory. Whether
+        // it reads back depends on the OS: Debian's Wine 8 keeps no file ACLs (its wineserver
+        // is built without security-descriptor xattrs), Windows does.
+        let dir = std::env::temp_dir().join(format!("caretaker-acl-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        set_private_dacl(&dir).unwrap();
+        std::fs::write(dir.join("identity.json"), "{}").unwrap();
+        assert_eq!(
+            std::fs::read_to_string(dir.join("identity.json")).unwrap(),
+            "{}"
+        );
+        let on_disk = dacl_sddl(&dir).unwrap();
+        assert!(on_disk.starts_with("D:"), "{on_disk}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn machine_facts_are_readable() {
+        let vols = logical_volumes().unwrap();
+        assert!(
+            vols.iter().any(|v| v.root == "C:\\" && v.total_bytes > 0),
+            "{vols:?}"
+        );
+        let (name, _) = join_information().unwrap();
+        assert!(!name.is_empty());
+        let t1 = system_times().unwrap();
+        let t2 = system_times().unwrap();
+        assert!(t2.1 >= t1.1 && t2.2 >= t1.2);
+        assert!(session_users().is_ok());
+        assert!(batteries().is_ok());
+    }
+}

@@ -436,6 +436,13 @@ fn run_once_enrols_with_a_real_collector_and_keeps_reports_while_it_is_away() {
             .into_iter()
             .collect()
     );
+    // The Windows-only parts reach the register too.
+    let hw = &detail["hardware"];
+    assert_eq!(hw["os_domain_type"], "workgroup", "{hw}");
+    assert!(
+        !hw["hotfixes"].as_array().unwrap().is_empty(),
+        "Wine's stock QFE entry: {hw}"
+    );
     let identity = std::fs::read_to_string(p.c_drive(r"C:\caretaker-state\identity.json")).unwrap();
     assert!(identity.contains("agent_secret"));
     collector.stop();
@@ -570,6 +577,11 @@ fn build_msi() -> std::path::PathBuf {
 #[test]
 fn the_msi_has_its_service_and_properties_and_installs_upgrades_and_uninstalls() {
     let msi = build_msi();
+    let exe_size = std::fs::metadata(wine::exe()).unwrap().len();
+    assert!(
+        exe_size <= 8 << 20,
+        "the release exe is {exe_size} bytes, over 8 MiB"
+    );
     let version = env!("CARGO_PKG_VERSION");
     assert!(
         msi.ends_with(format!("dist/caretaker-agent-{version}-x64.msi")),
