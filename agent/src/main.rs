@@ -395,6 +395,7 @@ fn init_logging(format: LogFormat, dir: Option<&std::path::Path>) {
     });
     let (writer, ansi) = match file {
         Some(f) => (BoxMakeWriter::new(f), false),
+        // Colour only on a terminal: log files and pipes get plain text.
         None => (
             BoxMakeWriter::new(std::io::stderr),
             std::io::IsTerminal::is_terminal(&std::io::stderr()),

@@ -36,11 +36,10 @@ fn usage_errors_exit_2() {
 #[test]
 fn once_without_collector_exits_69_and_keeps_journal() {
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    // Bound but not listening: connections are refused and nobody else can take the port.
+    let reserved = tokio::net::TcpSocket::new_v4().unwrap();
+    reserved.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let port = reserved.local_addr().unwrap().port();
     let started = std::time::Instant::now();
     let out = agent()
         .args([

@@ -120,7 +120,11 @@ struct Server {
 }
 
 async fn serve(fake: Fake, addr: SocketAddr) -> Server {
-    let incoming = tonic::transport::server::TcpIncoming::bind(addr).unwrap();
+    serve_on(fake, tokio::net::TcpListener::bind(addr).await.unwrap()).await
+}
+
+async fn serve_on(fake: Fake, listener: tokio::net::TcpListener) -> Server {
+    let incoming = tonic::transport::server::TcpIncoming::from(listener);
     let addr = incoming.local_addr().unwrap();
     let stop = CancellationToken::new();
     let s = stop.clone();
@@ -163,10 +167,13 @@ fn config(addr: SocketAddr, state: &Path, token: &str, once: bool) -> Config {
     c
 }
 
-/// A local address where nothing listens.
-fn dead_addr() -> SocketAddr {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap()
+/// A local port that is bound but not listening: connections to it are refused, and no other
+/// process can take it before the test listens on it (`socket.listen`).
+fn reserved_port() -> (tokio::net::TcpSocket, SocketAddr) {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = socket.local_addr().unwrap();
+    (socket, addr)
 }
 
 #[tokio::test]
@@ -208,7 +215,7 @@ async fn once_enrols_delivers_and_reuses_identity() {
 #[tokio::test]
 async fn offline_reports_are_kept_and_delivered_later() {
     let dir = tempfile::tempdir().unwrap();
-    let addr = dead_addr();
+    let (reserved, addr) = reserved_port();
     let cfg = config(addr, dir.path(), TOKEN, true);
 
     let started = std::time::Instant::now();
@@ -230,7 +237,7 @@ async fn offline_reports_are_kept_and_delivered_later() {
 
     // The collector comes up on that address: everything from both offline rounds arrives.
     let fake = Fake::default();
-    let server = serve(fake.clone(), addr).await;
+    let server = serve_on(fake.clone(), reserved.listen(128).unwrap()).await;
     caretaker_agent::run(cfg, CancellationToken::new())
         .await
         .unwrap();

@@ -79,10 +79,12 @@ fn rules_per_cycle() {
         }
         if a.kind == AssetKind::Printer {
             for k in 0..48 {
-                obs.snmp(&a.id, now - time::Duration::hours(48 - k), &serde_json::json!({
+                let snapshot = serde_json::from_value(serde_json::json!({
                     "supplies": [{"description": "Black Toner", "percent": 80.0 - k as f64}, {"description": "Drum", "percent": 60.0}],
                     "printer_errors": if i % 20 == 0 { vec!["doorOpen"] } else { vec![] },
-                }));
+                }))
+                .expect("snapshot");
+                obs.snmp(&a.id, now - time::Duration::hours(48 - k), &snapshot);
             }
         }
     }
@@ -179,7 +181,7 @@ fn store_growth() {
                 set.levels.push((
                     id.clone(),
                     now - time::Duration::hours(24 - hour),
-                    serde_json::json!({"Black Toner": 50.0, "Drum": 70.0}),
+                    [("Black Toner".to_owned(), 50.0), ("Drum".to_owned(), 70.0)].into(),
                 ));
             }
         }

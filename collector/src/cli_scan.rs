@@ -2,6 +2,7 @@
 //! terminal, a table otherwise, or one JSON object per live host.
 
 use std::io::{IsTerminal, Write};
+use std::net::Ipv4Addr;
 use std::process::ExitCode;
 
 use caretaker_collector::scan::{
@@ -63,7 +64,7 @@ pub async fn run(scope: Scope, options: ScanOptions, json: bool) -> ExitCode {
     let started = std::time::Instant::now();
     let result = scan::run(&scope, &options, &memory, &dns, progress.as_ref(), &cancel).await;
     drop(progress);
-    let sweep = match result {
+    let mut sweep = match result {
         Ok(sweep) => sweep,
         Err(error) => {
             eprintln!("caretaker-collector: {error}");
@@ -73,6 +74,16 @@ pub async fn run(scope: Scope, options: ScanOptions, json: bool) -> ExitCode {
             };
         }
     };
+    // This machine answers its own pings, but it is the scanner, not a find.
+    let own = LocalAddresses::read();
+    let mut own_found: Vec<Ipv4Addr> = Vec::new();
+    sweep.hosts.retain(|host| {
+        let local = own.contains(host.ip);
+        if local {
+            own_found.push(host.ip);
+        }
+        !local
+    });
     let mut out = std::io::stdout().lock();
     if json {
         for host in &sweep.hosts {
@@ -84,9 +95,21 @@ pub async fn run(scope: Scope, options: ScanOptions, json: bool) -> ExitCode {
         }
     } else {
         let _ = write!(out, "{}", table(&sweep.hosts));
+        let own_note = if own_found.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "; this machine's own {} not listed",
+                own_found
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        };
         let _ = writeln!(
             out,
-            "\n{} live of {} addresses in {} ({:.2} s)",
+            "\n{} live of {} addresses in {} ({:.2} s){own_note}",
             sweep.hosts.len(),
             sweep.probed,
             scope
@@ -135,7 +158,7 @@ fn table(hosts: &[DiscoveredHost]) -> String {
             [
                 h.ip.to_string(),
                 h.mac.clone().unwrap_or_default(),
-                short(&h.vendor, 24),
+                short(&h.vendor, 32),
                 short(&h.name().unwrap_or_default(), 24),
                 kind,
                 format!("{:.1}ms", h.rtt_ms),
@@ -173,11 +196,140 @@ fn table(hosts: &[DiscoveredHost]) -> String {
     out
 }
 
+/// `text` in at most `max` characters: whitespace runs become one space, and a longer text is
+/// cut after its last whole word that fits, with an ellipsis (mid-word only when a single word
+/// is longer than half the column).
 fn short(text: &str, max: usize) -> String {
-    let text = text.trim();
+    let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
     if text.chars().count() <= max {
-        text.to_owned()
+        return text;
+    }
+    let keep = max.saturating_sub(1);
+    let cut = text.char_indices().nth(keep).map_or(text.len(), |(i, _)| i);
+    let (head, rest) = text.split_at(cut);
+    let words = if rest.starts_with(' ') {
+        head
     } else {
-        text.chars().take(max - 1).collect::<String>() + "…"
+        head.rsplit_once(' ').map_or("", |(words, _)| words)
+    };
+    let words = words.trim_end_matches(|c: char| c.is_whitespace() || ",;:-–—/&(".contains(c));
+    if words.chars().count() * 2 >= keep {
+        format!("{words}…")
+    } else {
+        format!("{head}…")
+    }
+}
+
+/// The addresses of this machine (in its network namespace): the kernel's LOCAL routes, from
+/// `/proc/net/fib_trie` (`127.0.0.0/8` is one of them). Empty where that file does not exist.
+struct LocalAddresses(Vec<(Ipv4Addr, u8)>);
+
+impl LocalAddresses {
+    fn read() -> Self {
+        Self::parse(&std::fs::read_to_string("/proc/net/fib_trie").unwrap_or_default())
+    }
+
+    /// Lines `|-- ADDRESS` followed by `/PREFIX host LOCAL` name a local address (or block).
+    fn parse(text: &str) -> Self {
+        let mut found = Vec::new();
+        let mut current: Option<Ipv4Addr> = None;
+        for line in text.lines().map(str::trim) {
+            if let Some(addr) = line.strip_prefix("|-- ") {
+                current = addr.trim().parse().ok();
+            } else if let (Some(addr), Some(route)) = (current, line.strip_prefix('/')) {
+                let mut words = route.split_whitespace();
+                let prefix = words.next().and_then(|p| p.parse::<u8>().ok());
+                if let Some(prefix) = prefix.filter(|p| *p <= 32)
+                    && words.next_back() == Some("LOCAL")
+                    && !found.contains(&(addr, prefix))
+                {
+                    found.push((addr, prefix));
+                }
+            }
+        }
+        Self(found)
+    }
+
+    fn contains(&self, ip: Ipv4Addr) -> bool {
+        self.0.iter().any(|&(addr, prefix)| {
+            let mask = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
+            u32::from(ip) & mask == u32::from(addr) & mask
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_names_are_cut_after_a_whole_word() {
+        let lenovo = "Lenovo Future Communication Technology (Chongqing) Company Limited";
+        assert_eq!(short(lenovo, 32), "Lenovo Future Communication…");
+        assert_eq!(
+            short("Motorola Mobility LLC, a Lenovo Company", 32),
+            "Motorola Mobility LLC, a Lenovo…"
+        );
+        assert_eq!(
+            short("Samsung Electronics Co., Ltd., Memory Division", 32),
+            "Samsung Electronics Co., Ltd.…"
+        );
+        assert_eq!(
+            short("(locally administered MAC)", 32),
+            "(locally administered MAC)"
+        );
+        assert_eq!(
+            short("Notebook Development Lab.  Lenovo Japan Ltd.", 32),
+            "Notebook Development Lab.…"
+        );
+        // One long word is cut where it must be.
+        assert_eq!(
+            short("Supercalifragilisticexpialidocious", 10),
+            "Supercali…"
+        );
+        for max in 2..40 {
+            for text in [lenovo, "A B C D", "Hewlett Packard"] {
+                let cut = short(text, max);
+                assert!(cut.chars().count() <= max, "{cut:?} is longer than {max}");
+                let kept = cut.trim_end_matches('…');
+                assert!(
+                    text.starts_with(kept),
+                    "{cut:?} is not a prefix of {text:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn local_addresses_come_from_the_local_routes() {
+        let fib = "Main:\n  +-- 0.0.0.0/0 3 0 5\n     |-- 0.0.0.0\n        /0 universe UNICAST\n\
+                   \x20    +-- 127.0.0.0/8 2 0 2\n        +-- 127.0.0.0/31 1 0 0\n\
+                   \x20          |-- 127.0.0.0\n              /8 host LOCAL\n\
+                   \x20          |-- 127.0.0.1\n              /32 host LOCAL\n\
+                   \x20       |-- 127.255.255.255\n           /32 link BROADCAST\n\
+                   \x20    +-- 198.18.0.0/22 2 0 2\n           |-- 198.18.0.0\n              /22 link UNICAST\n\
+                   \x20          |-- 198.18.0.1\n              /32 host LOCAL\n\
+                   \x20       |-- 198.18.3.255\n           /32 link BROADCAST\n";
+        let local = LocalAddresses::parse(fib);
+        assert!(local.contains(Ipv4Addr::new(198, 18, 0, 1)));
+        assert!(local.contains(Ipv4Addr::new(127, 0, 0, 1)));
+        assert!(
+            local.contains(Ipv4Addr::new(127, 3, 2, 1)),
+            "all of 127/8 is this machine"
+        );
+        for other in [
+            [198, 18, 0, 2],
+            [198, 18, 0, 0],
+            [198, 18, 3, 255],
+            [0, 0, 0, 1],
+        ] {
+            assert!(!local.contains(Ipv4Addr::from(other)), "{other:?}");
+        }
+    }
+
+    #[test]
+    fn this_machine_knows_its_loopback_address() {
+        #[cfg(target_os = "linux")]
+        assert!(LocalAddresses::read().contains(Ipv4Addr::LOCALHOST));
     }
 }

@@ -31,6 +31,9 @@ pub struct Config {
     pub topology: crate::incidents::topology::TopologyConfig,
     pub school_hours: Option<crate::track::SchoolHoursConfig>,
     pub retention: crate::retention::RetentionConfig,
+    /// `school_hours`, validated by [`load`]; 24/7 when not configured.
+    #[serde(skip)]
+    pub hours: crate::track::SchoolHours,
 }
 
 impl Default for Config {
@@ -50,6 +53,7 @@ impl Default for Config {
             topology: crate::incidents::topology::TopologyConfig::default(),
             school_hours: None,
             retention: crate::retention::RetentionConfig::default(),
+            hours: crate::track::SchoolHours::always(),
         }
     }
 }
@@ -158,6 +162,9 @@ pub struct ScanConfig {
     /// TCP ports probed on live hosts to help classify them; `[]` for none.
     pub tcp_ports: Vec<u16>,
     pub reverse_dns: bool,
+    /// `ranges`, parsed and checked against `max_addresses` by [`load`].
+    #[serde(skip)]
+    pub scope: crate::scan::Scope,
 }
 
 impl Default for ScanConfig {
@@ -176,6 +183,7 @@ impl Default for ScanConfig {
             max_addresses: crate::scan::targets::DEFAULT_MAX_ADDRESSES,
             tcp_ports: crate::scan::probe::DEFAULT_PORTS.to_vec(),
             reverse_dns: true,
+            scope: crate::scan::Scope::default(),
         }
     }
 }
@@ -196,6 +204,9 @@ pub struct SnmpConfig {
     pub retries: u32,
     /// SNMP sessions at once.
     pub sessions: usize,
+    /// The credentials in the order they are tried, password files read, by [`load`].
+    #[serde(skip)]
+    pub credentials: Vec<crate::scan::snmp::Credential>,
 }
 
 impl Default for SnmpConfig {
@@ -209,6 +220,7 @@ impl Default for SnmpConfig {
             timeout: limits.timeout,
             retries: limits.retries,
             sessions: 64,
+            credentials: Vec::new(),
         }
     }
 }
@@ -227,63 +239,42 @@ pub struct SnmpV3User {
     pub context: String,
 }
 
-/// A secret from the config: never printed by `Debug`.
-#[derive(Clone, PartialEq, Eq, Deserialize)]
-#[serde(transparent)]
-pub struct Secret(String);
-
-impl From<String> for Secret {
-    fn from(value: String) -> Self {
-        Self(value)
-    }
-}
-
-impl Secret {
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
+pub use crate::secret::Secret;
 
 impl SnmpConfig {
-    /// The credential list in the order it is tried, reading password files.
-    pub fn credentials(&self) -> Result<Vec<crate::scan::snmp::Credential>, String> {
+    /// The credential list in the order it is tried, reading password files. An error names
+    /// the key and says what is wrong with its file.
+    pub fn resolve_credentials(
+        &self,
+    ) -> Result<Vec<crate::scan::snmp::Credential>, (&'static str, String)> {
         use crate::scan::snmp::Credential;
-        let read =
-            |inline: &Option<Secret>, file: &Option<PathBuf>| -> Result<Option<String>, String> {
-                match (inline, file) {
-                    (Some(s), _) => Ok(Some(s.expose().to_owned())),
-                    (None, Some(path)) => std::fs::read_to_string(path)
-                        .map(|t| Some(t.trim().to_owned()))
-                        .map_err(|e| format!("cannot read {}: {e}", path.display())),
-                    (None, None) => Ok(None),
-                }
-            };
+        let read = |key: &'static str, inline: &Option<Secret>, file: &Option<PathBuf>| match (
+            inline, file,
+        ) {
+            (Some(s), _) => Ok(Some(s.expose().to_owned())),
+            (None, Some(path)) => match std::fs::read_to_string(path) {
+                Ok(text) if !text.trim().is_empty() => Ok(Some(text.trim().to_owned())),
+                Ok(_) => Err((key, format!("{} is empty", path.display()))),
+                Err(e) => Err((key, format!("cannot read {}: {e}", path.display()))),
+            },
+            (None, None) => Ok(None),
+        };
         let mut out = Vec::new();
         for user in &self.v3 {
-            let auth = match (
-                user.auth_protocol,
-                read(&user.auth_password, &user.auth_password_file)?,
-            ) {
-                (Some(p), Some(k)) => Some((p, k)),
-                _ => None,
-            };
-            let privacy = match (
-                user.priv_protocol,
-                read(&user.priv_password, &user.priv_password_file)?,
-            ) {
-                (Some(p), Some(k)) => Some((p, k)),
-                _ => None,
-            };
+            let auth_key = read(
+                "auth_password_file",
+                &user.auth_password,
+                &user.auth_password_file,
+            )?;
+            let priv_key = read(
+                "priv_password_file",
+                &user.priv_password,
+                &user.priv_password_file,
+            )?;
             out.push(Credential::V3 {
                 user: user.user.clone(),
-                auth,
-                privacy,
+                auth: user.auth_protocol.zip(auth_key),
+                privacy: user.priv_protocol.zip(priv_key),
                 context: user.context.clone(),
             });
         }
@@ -341,16 +332,6 @@ fn display_issues(issues: &[ConfigIssue]) -> String {
         .join("\n")
 }
 
-impl Config {
-    /// School hours for availability; 24/7 when not configured. The config was validated.
-    pub fn school_hours(&self) -> crate::track::SchoolHours {
-        self.school_hours
-            .as_ref()
-            .and_then(|h| h.validate().ok())
-            .unwrap_or_else(crate::track::SchoolHours::always)
-    }
-}
-
 /// Reads, parses and validates a config file.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
@@ -362,7 +343,7 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
 
 /// Parses and validates config text; `path` is only used to name the file in errors.
 pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
-    let config: Config = toml::from_str(text).map_err(|error| {
+    let mut config: Config = toml::from_str(text).map_err(|error| {
         let (line, column) = error
             .span()
             .map(|span| line_column(text, span.start))
@@ -374,7 +355,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
             message: error.message().trim().to_owned(),
         }])
     })?;
-    let issues = validate(&config)
+    let issues = validate(&mut config)
         .into_iter()
         .map(|(section, key, message)| {
             let (line, column) = locate_key(text, section, key);
@@ -401,8 +382,10 @@ fn section_prefix(section: &str) -> String {
     }
 }
 
-/// Semantic checks serde cannot express. Returns `(section, key, problem)` triples.
-fn validate(config: &Config) -> Vec<(&'static str, &'static str, String)> {
+/// Semantic checks serde cannot express, and the typed values derived from the text (scan
+/// scope, school hours, SNMP credentials with their password files read). Returns
+/// `(section, key, problem)` triples.
+fn validate(config: &mut Config) -> Vec<(&'static str, &'static str, String)> {
     let mut issues = Vec::new();
     if config.data_dir.as_os_str().is_empty() {
         issues.push(("", "data_dir", "must not be empty".to_owned()));
@@ -437,9 +420,12 @@ fn validate(config: &Config) -> Vec<(&'static str, &'static str, String)> {
             "must be at least heartbeat_interval, or every agent flaps to unknown".to_owned(),
         ));
     }
-    if let Err(errors) = crate::scan::Scope::parse(&config.scan.ranges, config.scan.max_addresses) {
-        for error in errors {
-            issues.push(("scan", "ranges", error.to_string()));
+    match crate::scan::Scope::parse(&config.scan.ranges, config.scan.max_addresses) {
+        Ok(scope) => config.scan.scope = scope,
+        Err(errors) => {
+            for error in errors {
+                issues.push(("scan", "ranges", error.to_string()));
+            }
         }
     }
     if config.scan.on_link_rate == 0 {
@@ -508,17 +494,30 @@ fn validate(config: &Config) -> Vec<(&'static str, &'static str, String)> {
             ));
         }
     }
+    match config.snmp.resolve_credentials() {
+        Ok(credentials) => config.snmp.credentials = credentials,
+        Err((key, message)) => issues.push(("snmp.v3", key, message)),
+    }
     if config.scan.interval < Duration::from_secs(5) {
         issues.push(("scan", "interval", "must be at least 5s".to_owned()));
     }
     if let Some(smtp) = &config.smtp {
         issues.extend(smtp.validate());
+        if smtp.password_file.is_some()
+            && let Err(message) = smtp.password(|_| None)
+        {
+            issues.push(("smtp", "password_file", message));
+        }
     }
     issues.extend(config.rules.validate());
-    if let Some(Err(errors)) = config.school_hours.as_ref().map(|h| h.validate()) {
-        for (key, message) in errors {
-            issues.push(("school_hours", key, message));
+    match config.school_hours.as_ref().map(|h| h.validate()) {
+        Some(Ok(hours)) => config.hours = hours,
+        Some(Err(errors)) => {
+            for (key, message) in errors {
+                issues.push(("school_hours", key, message));
+            }
         }
+        None => {}
     }
     if config.retention.raw_status < Duration::from_secs(86_400) {
         issues.push((

@@ -6,74 +6,29 @@
 //! recognised and dropped. When the writer's queue is full handlers wait (agents feel it as
 //! latency), and after `QUEUE_WAIT` they answer `UNAVAILABLE` so the agent backs off.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 
 use caretaker_proto::v1::agent_service_server::AgentService;
 use caretaker_proto::v1::{
     EnrollRequest, EnrollResponse, HeartbeatRequest, HeartbeatResponse, Report, SubmitRequest,
     SubmitResponse,
 };
-use rand::RngCore;
-use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
-use tokio::sync::oneshot;
 use tonic::{Request, Response, Status};
 
+use crate::agents::{Agents, IngestStats};
 use crate::cmdb::EnrolmentHints;
 use crate::config::AgentsConfig;
-use crate::model::{AgentId, AgentRecord};
-use crate::register::{Job, Register, RegisterError};
-use crate::store::{Store, StoreError};
+use crate::errors::Failure;
+use crate::model::AgentRecord;
+use crate::register::{Job, Register};
+use crate::secret;
 
 /// Reports one Submit may carry.
 pub const MAX_REPORTS_PER_SUBMIT: usize = 256;
-/// How long a handler waits for room in the queue before answering UNAVAILABLE.
-const QUEUE_WAIT: Duration = Duration::from_secs(10);
-
-/// The one place internal errors become gRPC statuses.
-fn to_status(error: RegisterError) -> Status {
-    match error {
-        RegisterError::Store(e) => Status::unavailable(format!("store unavailable: {e}")),
-        RegisterError::WriterGone => Status::unavailable("collector is shutting down"),
-    }
-}
-
-/// Counters for logs and benchmarks.
-#[derive(Debug, Default)]
-pub struct IngestStats {
-    pub reports_stored: AtomicU64,
-    pub reports_duplicate: AtomicU64,
-    pub reports_clock_suspect: AtomicU64,
-    pub commits: AtomicU64,
-    pub rejected_unauthenticated: AtomicU64,
-}
-
-/// Secrets and liveness shared between handlers and the rest of the collector.
-pub struct Agents {
-    secrets: RwLock<HashMap<AgentId, [u8; 32]>>,
-    last_heard: Mutex<HashMap<AgentId, OffsetDateTime>>,
-}
-
-impl Agents {
-    /// When each agent was last heard from (reports or heartbeats) since the collector started.
-    pub fn last_heard(&self) -> HashMap<AgentId, OffsetDateTime> {
-        self.last_heard
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-    }
-
-    pub(crate) fn heard(&self, agent_id: &str, at: OffsetDateTime) {
-        self.last_heard
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(agent_id.to_owned(), at);
-    }
-}
 
 /// The gRPC service. Cheap to clone.
 #[derive(Clone)]
@@ -86,22 +41,6 @@ pub struct IngestService {
     unauthenticated_sources: Arc<Mutex<HashSet<IpAddr>>>,
 }
 
-impl Agents {
-    /// Every enrolled agent's secret hash, from the store.
-    pub fn load(store: &dyn Store) -> Result<Arc<Self>, StoreError> {
-        Ok(Arc::new(Self {
-            secrets: RwLock::new(
-                store
-                    .agents()?
-                    .iter()
-                    .filter_map(|r| Some((r.agent_id.clone(), decode_hash(&r.secret_sha256)?)))
-                    .collect(),
-            ),
-            last_heard: Mutex::new(HashMap::new()),
-        }))
-    }
-}
-
 impl IngestService {
     pub fn new(
         register: Register,
@@ -111,7 +50,7 @@ impl IngestService {
         stats: Arc<IngestStats>,
     ) -> Self {
         Self {
-            enroll_token: Arc::new(sha256(enroll_token.as_bytes())),
+            enroll_token: Arc::new(secret::sha256(enroll_token.as_bytes())),
             agents,
             register,
             config,
@@ -119,25 +58,6 @@ impl IngestService {
             unauthenticated_sources: Arc::default(),
         }
     }
-}
-
-fn sha256(bytes: &[u8]) -> [u8; 32] {
-    Sha256::digest(bytes).into()
-}
-
-fn decode_hash(hex_hash: &str) -> Option<[u8; 32]> {
-    hex::decode(hex_hash).ok()?.try_into().ok()
-}
-
-/// Compares without an early exit, so timing does not leak how much of a secret matched.
-fn same_hash(a: &[u8; 32], b: &[u8; 32]) -> bool {
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-fn random_hex(bytes: usize) -> String {
-    let mut buf = vec![0u8; bytes];
-    rand::rng().fill_bytes(&mut buf);
-    hex::encode(buf)
 }
 
 impl IngestService {
@@ -171,25 +91,10 @@ impl IngestService {
             .get("authorization")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
-            .map(|s| sha256(s.trim().as_bytes()));
-        let known = self
-            .agents
-            .secrets
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(agent_id)
-            .copied();
-        match (presented, known) {
-            (Some(p), Some(k)) if same_hash(&p, &k) => Ok(()),
+            .map(str::trim);
+        match presented {
+            Some(secret) if self.agents.verify(agent_id, secret) => Ok(()),
             _ => Err(self.reject(request, "agent credential")),
-        }
-    }
-
-    async fn send(&self, job: Job) -> Result<(), Status> {
-        match tokio::time::timeout(QUEUE_WAIT, self.register.send(job)).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(_)) => Err(to_status(RegisterError::WriterGone)),
-            Err(_) => Err(Status::unavailable("collector is overloaded; retry later")),
         }
     }
 }
@@ -248,8 +153,8 @@ impl AgentService for IngestService {
         &self,
         request: Request<EnrollRequest>,
     ) -> Result<Response<EnrollResponse>, Status> {
-        let presented = sha256(request.get_ref().enroll_token.trim().as_bytes());
-        if !same_hash(&presented, &self.enroll_token) {
+        let presented = secret::sha256(request.get_ref().enroll_token.trim().as_bytes());
+        if !secret::same(&presented, self.enroll_token.as_ref()) {
             return Err(self.reject(&request, "enrolment token"));
         }
         let peer = Self::peer(&request)
@@ -260,11 +165,12 @@ impl AgentService for IngestService {
         if body.macs.len() > 256 {
             return Err(Status::invalid_argument("too many MACs"));
         }
-        let agent_id = random_hex(8);
-        let secret = random_hex(32);
+        let agent_id = secret::random_hex(8);
+        let agent_secret = secret::random_hex(32);
+        let secret_hash = secret::sha256(agent_secret.as_bytes());
         let agent = AgentRecord {
             agent_id: agent_id.clone(),
-            secret_sha256: hex::encode(sha256(secret.as_bytes())),
+            secret_sha256: hex::encode(secret_hash),
             enrolled_at: OffsetDateTime::now_utc(),
             hostname: body.hostname,
             smbios_uuid: body.smbios_uuid.clone(),
@@ -277,25 +183,19 @@ impl AgentService for IngestService {
             serial: body.serial,
             machine_id: body.machine_id,
         };
-        let (reply, done) = oneshot::channel();
-        self.send(Job::Enroll {
-            agent,
-            hints,
-            reply,
-        })
-        .await?;
-        done.await
-            .map_err(|_| to_status(RegisterError::WriterGone))?
-            .map_err(to_status)?;
-        self.agents
-            .secrets
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(agent_id.clone(), sha256(secret.as_bytes()));
+        self.register
+            .ask(|reply| Job::Enroll {
+                agent,
+                hints,
+                reply,
+            })
+            .await
+            .map_err(|e| Failure::from(e).grpc())?;
+        self.agents.admit(&agent_id, secret_hash);
         tracing::info!(%agent_id, "Agent enrolled");
         Ok(Response::new(EnrollResponse {
             agent_id,
-            agent_secret: secret,
+            agent_secret,
             status_interval_secs: self.config.status_interval.as_secs() as u32,
             heartbeat_interval_secs: self.config.heartbeat_interval.as_secs() as u32,
         }))
@@ -309,18 +209,16 @@ impl AgentService for IngestService {
         self.authenticate(&request, &agent_id)?;
         let body = request.into_inner();
         check_reports(&body.reports)?;
-        let (reply, done) = oneshot::channel();
-        self.send(Job::Submit {
-            agent_id,
-            reports: body.reports,
-            received_at: OffsetDateTime::now_utc(),
-            reply,
-        })
-        .await?;
-        let acked_seq = done
+        let acked_seq = self
+            .register
+            .ask(|reply| Job::Submit {
+                agent_id,
+                reports: body.reports,
+                received_at: OffsetDateTime::now_utc(),
+                reply,
+            })
             .await
-            .map_err(|_| to_status(RegisterError::WriterGone))?
-            .map_err(to_status)?;
+            .map_err(|e| Failure::from(e).grpc())?;
         Ok(Response::new(SubmitResponse { acked_seq }))
     }
 

@@ -16,10 +16,13 @@
 //! `store` is the only code that names sled; `track` is pure availability and forecasting
 //! maths.
 
+pub mod agents;
 pub mod alerts;
 pub mod app;
 pub mod cmdb;
 pub mod config;
+pub mod errors;
+pub mod health;
 pub mod http;
 pub mod incidents;
 pub mod ingest;
@@ -29,5 +32,6 @@ pub mod register;
 pub mod retention;
 pub mod rules;
 pub mod scan;
+pub mod secret;
 pub mod store;
 pub mod track;

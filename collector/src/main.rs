@@ -4,7 +4,6 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context;
 use caretaker_collector::app::App;
 use caretaker_collector::config::{self, Config, ConfigError};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -112,13 +111,16 @@ enum Command {
         #[arg(long, env = "USER", default_value = "technician")]
         by: String,
     },
-    /// Start a collector and an agent for this machine on embedded defaults (loopback only).
+    /// Start a collector and an agent for this machine on embedded defaults (loopback only);
+    /// writes DIR/collector.toml for the other subcommands' --config.
     Demo {
         /// Where the demo keeps its store, tokens and agent state.
         #[arg(long, default_value = "caretaker-demo")]
         dir: PathBuf,
+        /// Where agents connect (port 0: any free port).
         #[arg(long, default_value = "127.0.0.1:50051")]
         grpc: std::net::SocketAddr,
+        /// Where the JSON API (and later the dashboard) listens (port 0: any free port).
         #[arg(long, default_value = "127.0.0.1:8080")]
         http: std::net::SocketAddr,
     },
@@ -143,6 +145,8 @@ fn parse_ports(text: &str) -> Result<Ports, String> {
         .map(Ports)
 }
 
+mod cli_api;
+mod cli_demo;
 mod cli_incidents;
 mod cli_scan;
 
@@ -169,7 +173,7 @@ fn main() -> ExitCode {
                 app.wait().await
             })
         }
-        Command::Demo { dir, grpc, http } => run_async(demo(dir, grpc, http)),
+        Command::Demo { dir, grpc, http } => cli_demo::run(&dir, grpc, http),
         Command::TestEmail { config, to } => {
             let config = match config::load(&config) {
                 Ok(config) => config,
@@ -230,15 +234,12 @@ fn main() -> ExitCode {
                 None => Config::default(),
             };
             if !communities.is_empty() {
-                base.snmp.communities = communities.into_iter().map(config::Secret::from).collect();
+                base.snmp.credentials = communities
+                    .into_iter()
+                    .map(|community| caretaker_collector::scan::snmp::Credential::V2c { community })
+                    .collect();
             }
-            let mut options = match caretaker_collector::app::scan_options(&base) {
-                Ok(options) => options,
-                Err(error) => {
-                    eprintln!("caretaker-collector: {error}");
-                    return ExitCode::from(EX_CONFIG);
-                }
-            };
+            let mut options = caretaker_collector::app::scan_options(&base);
             if snmp && options.snmp_credentials.is_empty() {
                 options.snmp_credentials = vec![caretaker_collector::scan::snmp::Credential::V2c {
                     community: "public".to_owned(),
@@ -297,10 +298,20 @@ fn run_async(
 }
 
 fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("CARETAKER_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // sled reports every failed buffer write at ERROR; the register writer already says once,
+    // rate-limited, what failed and what it means, so sled's own lines stay out unless asked.
+    let directives = std::env::var("CARETAKER_LOG").unwrap_or_else(|_| "info".to_owned());
+    let directives = if directives.contains("sled") {
+        directives
+    } else {
+        format!("{directives},sled=off")
+    };
+    let filter = tracing_subscriber::EnvFilter::try_new(&directives)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sled=off"));
+    // Colour only on a terminal: log files and pipes get plain text.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
@@ -308,88 +319,32 @@ fn init_logging(format: LogFormat) {
     }
 }
 
-/// SIGINT and SIGTERM both take the same path: cancel the root token and drain.
+/// SIGINT and SIGTERM both take the same path: cancel the root token and drain. A second
+/// signal while draining exits at once (nothing unacknowledged is lost: agents resend).
 fn spawn_signal_handler(token: CancellationToken) {
     tokio::spawn(async move {
-        #[cfg(unix)]
-        {
-            use tokio::signal::unix::{SignalKind, signal};
-            let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-        }
-        #[cfg(not(unix))]
-        let _ = tokio::signal::ctrl_c().await;
-        tracing::info!("Shutting down");
+        stop_signal().await;
+        tracing::info!(
+            deadline_secs = caretaker_collector::app::SHUTDOWN_DEADLINE.as_secs(),
+            "Shutting down (a second Ctrl-C or SIGTERM stops at once)"
+        );
         token.cancel();
+        stop_signal().await;
+        tracing::warn!("Second stop signal: exiting without waiting");
+        std::process::exit(130);
     });
 }
 
-async fn demo(
-    dir: PathBuf,
-    grpc: std::net::SocketAddr,
-    http: std::net::SocketAddr,
-) -> Result<(), caretaker_collector::app::AppError> {
-    let mut config = Config {
-        data_dir: dir.join("collector"),
-        ..Config::default()
-    };
-    config.grpc.listen = grpc;
-    config.http.listen = http;
-    config.agents.status_interval = std::time::Duration::from_secs(30);
-    let shutdown = CancellationToken::new();
-    spawn_signal_handler(shutdown.clone());
-    let app = App::start(config, &shutdown).await?;
-    let agent = match spawn_demo_agent(&app, &dir.join("agent")) {
-        Ok(child) => Some(child),
-        Err(error) => {
-            eprintln!("Could not start the agent ({error:#}); the collector runs on its own.");
-            None
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
         }
-    };
-    let api = format!("http://{}/api/v1", app.http_addr);
-    println!(
-        "\nCaretaker demo is running (Ctrl-C to stop).\n\
-         \n  API:          {api}\n  API token:    {token}\n  gRPC ingest:  http://{grpc}\
-         \n  Enrol token:  {enroll}\n  Data:         {data}\n\
-         \nTry:\n  curl -s -H 'Authorization: Bearer {token}' {api}/assets\
-         \n  curl -s -H 'Authorization: Bearer {token}' {api}/changes\n",
-        token = app.api_token,
-        grpc = app.grpc_addr,
-        enroll = app.enroll_token,
-        data = app.data_dir.display(),
-    );
-    let result = app.wait().await;
-    if let Some(mut child) = agent {
-        let _ = child.start_kill();
-        let _ = child.wait().await;
     }
-    result
-}
-
-fn spawn_demo_agent(
-    app: &App,
-    state_dir: &std::path::Path,
-) -> anyhow::Result<tokio::process::Child> {
-    let exe = std::env::current_exe().context("locating this executable")?;
-    let agent = exe.with_file_name(format!("caretaker-agent{}", std::env::consts::EXE_SUFFIX));
-    anyhow::ensure!(
-        agent.exists(),
-        "{} not found next to the collector; build it with `cargo build --release --bins`",
-        agent.display()
-    );
-    let child = tokio::process::Command::new(&agent)
-        .arg("run")
-        .arg("--collector")
-        .arg(format!("http://{}", app.grpc_addr))
-        .arg("--enroll-token")
-        .arg(&app.enroll_token)
-        .arg("--state-dir")
-        .arg(state_dir)
-        .kill_on_drop(true)
-        .spawn()
-        .with_context(|| format!("starting {}", agent.display()))?;
-    Ok(child)
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
 }

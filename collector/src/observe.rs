@@ -1,7 +1,8 @@
 //! What the collector currently knows about each asset, in memory, for the rules.
 //!
-//! The register writer feeds every ping result, agent contact, status report, SNMP snapshot
-//! and change record into [`Observations`] as it commits them, so rule evaluation reads memory
+//! The register writer hands every batch it is about to commit to [`Observations::absorb`]
+//! (ping verdicts, status reports, SNMP snapshots, change records, inventories) and reports
+//! agent contact, so rule evaluation reads memory
 //! only (5,000 assets × every rule in a few milliseconds). History is bounded per asset: the
 //! last [`MAX_STATUS`] status points and [`MAX_SUPPLY`] points per printer supply, the recent
 //! boots and changes. On start, [`load`] rebuilds them from the store.
@@ -10,7 +11,8 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use time::OffsetDateTime;
 
-use crate::model::{AssetId, Change};
+use crate::model::{AssetId, Change, SnmpSnapshot, SupplyLevels};
+use crate::store::WriteSet;
 
 /// Status points kept per asset (a week at the default five-minute interval).
 pub const MAX_STATUS: usize = 2016;
@@ -71,7 +73,7 @@ pub struct AssetObs {
     /// every [`FORECAST_EVERY`] as data arrives, so rule evaluation never fits a line.
     pub forecasts: BTreeMap<String, (OffsetDateTime, Option<crate::track::Forecast>)>,
     /// The last supply levels written to the store, and when.
-    pub levels_stored: Option<(OffsetDateTime, serde_json::Value)>,
+    pub levels_stored: Option<(OffsetDateTime, SupplyLevels)>,
     /// Names of the installed software, from the latest complete inventory.
     pub software: Option<std::collections::BTreeSet<String>>,
 }
@@ -80,9 +82,33 @@ pub struct AssetObs {
 #[derive(Debug, Default)]
 pub struct Observations {
     pub assets: HashMap<AssetId, AssetObs>,
+    /// Forwarding tables and LLDP neighbours of the switches that have them, for topology.
+    pub topology: HashMap<AssetId, SnmpSnapshot>,
 }
 
 impl AssetObs {
+    /// Fits `points` (percent over time) towards 100 % (rising) or 0 % (falling) as of `at`.
+    fn refit(
+        &mut self,
+        key: String,
+        points: &[(OffsetDateTime, f64)],
+        direction: crate::track::Direction,
+        at: OffsetDateTime,
+    ) {
+        let threshold = match direction {
+            crate::track::Direction::Rising => 100.0,
+            crate::track::Direction::Falling => 0.0,
+        };
+        let forecast = crate::track::days_until(
+            points,
+            threshold,
+            direction,
+            at,
+            &crate::track::ForecastParams::default(),
+        );
+        self.forecasts.insert(key, (at, forecast));
+    }
+
     /// Days until the series reaches its threshold, as of `now` (the fit was made earlier).
     pub fn days_until(&self, key: &str, now: OffsetDateTime) -> Option<f64> {
         let (at, forecast) = self.forecasts.get(key)?;
@@ -167,68 +193,55 @@ impl Observations {
                 .iter()
                 .filter_map(|p| p.volumes.iter().find(|v| v.0 == mount).map(|v| (p.at, v.1)))
                 .collect();
-            let forecast = crate::track::days_until(
-                &points,
-                100.0,
-                crate::track::Direction::Rising,
-                at,
-                &crate::track::ForecastParams::default(),
-            );
-            obs.forecasts.insert(key, (at, forecast));
+            obs.refit(key, &points, crate::track::Direction::Rising, at);
         }
     }
 
-    pub fn snmp(&mut self, asset: &str, at: OffsetDateTime, snapshot: &serde_json::Value) {
+    /// The latest SNMP snapshot of a device: printer errors, UPS state, supply levels, and
+    /// (for switches) what topology learns parents from.
+    pub fn snmp(&mut self, asset: &str, at: OffsetDateTime, snapshot: &SnmpSnapshot) {
+        self.device_state(asset, at, snapshot);
+        self.supplies(asset, at, &snapshot.supply_levels());
+    }
+
+    /// Printer errors, UPS state and forwarding tables from a snapshot (not supply levels).
+    pub fn device_state(&mut self, asset: &str, at: OffsetDateTime, snapshot: &SnmpSnapshot) {
         let obs = self.entry(asset);
         obs.snmp.at = Some(at);
-        obs.snmp.printer_errors = snapshot["printer_errors"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|e| e.as_str().map(str::to_owned))
-                    .collect()
-            })
-            .unwrap_or_default();
-        obs.snmp.ups = snapshot["ups"].as_object().map(|u| {
+        obs.snmp.printer_errors.clone_from(&snapshot.printer_errors);
+        obs.snmp.ups = snapshot.ups.as_ref().map(|u| {
             (
-                u.get("on_battery")
-                    .and_then(serde_json::Value::as_bool)
-                    .unwrap_or(false),
-                u.get("runtime_secs").and_then(serde_json::Value::as_u64),
-                u.get("charge_percent").and_then(serde_json::Value::as_f64),
+                u.on_battery,
+                u.runtime_secs,
+                u.charge_percent.map(f64::from),
             )
         });
-        if let Some(supplies) = snapshot["supplies"].as_array() {
-            for supply in supplies {
-                let (Some(description), Some(percent)) =
-                    (supply["description"].as_str(), supply["percent"].as_f64())
-                else {
-                    continue;
-                };
-                let points = obs.supplies.entry(description.to_owned()).or_default();
-                points.push_back((at, percent));
-                while points.len() > MAX_SUPPLY {
-                    points.pop_front();
-                }
-                let key = format!("supply:{description}");
-                // A refill is a jump: refit at once rather than at the next period.
-                let jumped = points.len() >= 2
-                    && points[points.len() - 1].1 > points[points.len() - 2].1 + 10.0;
-                let fresh = obs
-                    .forecasts
-                    .get(&key)
-                    .is_some_and(|(when, _)| at - *when < FORECAST_EVERY);
-                if jumped || !fresh {
-                    let series: Vec<_> = points.iter().copied().collect();
-                    let forecast = crate::track::days_until(
-                        &series,
-                        0.0,
-                        crate::track::Direction::Falling,
-                        at,
-                        &crate::track::ForecastParams::default(),
-                    );
-                    obs.forecasts.insert(key, (at, forecast));
-                }
+        if snapshot.is_topological() {
+            self.topology
+                .insert(asset.to_owned(), snapshot.topology_only());
+        }
+    }
+
+    /// Printer supply levels at one moment, and their forecasts.
+    pub fn supplies(&mut self, asset: &str, at: OffsetDateTime, levels: &SupplyLevels) {
+        let obs = self.entry(asset);
+        for (description, &percent) in levels {
+            let points = obs.supplies.entry(description.clone()).or_default();
+            points.push_back((at, percent));
+            while points.len() > MAX_SUPPLY {
+                points.pop_front();
+            }
+            let key = format!("supply:{description}");
+            // A refill is a jump: refit at once rather than at the next period.
+            let jumped =
+                points.len() >= 2 && points[points.len() - 1].1 > points[points.len() - 2].1 + 10.0;
+            let fresh = obs
+                .forecasts
+                .get(&key)
+                .is_some_and(|(when, _)| at - *when < FORECAST_EVERY);
+            if jumped || !fresh {
+                let series: Vec<_> = points.iter().copied().collect();
+                obs.refit(key, &series, crate::track::Direction::Falling, at);
             }
         }
     }
@@ -238,6 +251,58 @@ impl Observations {
         changes.push_back(change.clone());
         while changes.len() > MAX_CHANGES {
             changes.pop_front();
+        }
+    }
+}
+
+impl Observations {
+    /// Takes in everything a batch is about to store, and trims what need not be stored:
+    /// ping verdicts that repeat the last stored one (kept on a change of state, or once per
+    /// `reach_refresh`), and supply levels unchanged within the hour (added to `set.levels`
+    /// when they changed).
+    pub fn absorb(&mut self, set: &mut WriteSet, reach_refresh: time::Duration) {
+        let reach = std::mem::take(&mut set.reach);
+        for (asset, sample) in reach {
+            if self.ping(&asset, sample.at, sample.up, reach_refresh) {
+                set.reach.push((asset, sample));
+            }
+        }
+        for sample in &set.samples {
+            self.status(&sample.asset_id, status_point(sample.at, &sample.status));
+        }
+        for change in &set.changes {
+            self.change(change);
+        }
+        for (asset, record) in &set.inventories {
+            if !record.meta.partial.iter().any(|p| p == "software") {
+                self.entry(asset).software = Some(
+                    record
+                        .inventory
+                        .software
+                        .iter()
+                        .map(|s| s.name.clone())
+                        .collect(),
+                );
+            }
+        }
+        for (asset, snapshot) in &set.snmp {
+            let at = snapshot
+                .collected_at
+                .unwrap_or_else(OffsetDateTime::now_utc);
+            self.snmp(asset, at, snapshot);
+            // Supply levels as a time series: when they change, and hourly otherwise.
+            let current = snapshot.supply_levels();
+            if current.is_empty() {
+                continue;
+            }
+            let entry = self.entry(asset);
+            let due = entry.levels_stored.as_ref().is_none_or(|(when, last)| {
+                *last != current || at - *when >= time::Duration::hours(1)
+            });
+            if due {
+                entry.levels_stored = Some((at, current.clone()));
+                set.levels.push((asset.clone(), at, current));
+            }
         }
     }
 }
@@ -269,18 +334,12 @@ pub fn status_point(at: OffsetDateTime, status: &caretaker_proto::v1::Status) ->
     }
 }
 
-/// Only what topology needs from an SNMP snapshot.
-pub fn slim_topology(snapshot: &serde_json::Value) -> serde_json::Value {
-    serde_json::json!({"fdb": snapshot["fdb"], "lldp": snapshot["lldp"]})
-}
-
 /// Rebuilds the rules' observations from the store at start-up.
 pub fn load<'a>(
     store: &dyn crate::store::Store,
     assets: impl Iterator<Item = &'a crate::model::Asset>,
-) -> Result<(Observations, HashMap<AssetId, serde_json::Value>), crate::store::StoreError> {
+) -> Result<Observations, crate::store::StoreError> {
     let mut obs = Observations::default();
-    let mut topology = HashMap::new();
     let now = OffsetDateTime::now_utc();
     let seen = store.last_seen()?;
     for asset in assets {
@@ -309,26 +368,17 @@ pub fn load<'a>(
         )? {
             obs.status(id, status_point(sample.at, &sample.status));
         }
-        for (at, values) in store.levels(
+        for (at, levels) in store.levels(
             id,
             now - time::Duration::days(30),
             now + time::Duration::days(1),
         )? {
-            let snapshot = serde_json::json!({
-                "supplies": values.as_object().into_iter().flatten()
-                    .map(|(d, p)| serde_json::json!({"description": d, "percent": p}))
-                    .collect::<Vec<_>>(),
-            });
-            obs.snmp(id, at, &snapshot);
-            obs.entry(id).levels_stored = Some((at, values));
+            obs.supplies(id, at, &levels);
+            obs.entry(id).levels_stored = Some((at, levels));
         }
         if let Some(snapshot) = store.snmp(id)? {
-            let at = snapshot["collected_at"]
-                .as_i64()
-                .and_then(|t| OffsetDateTime::from_unix_timestamp(t).ok())
-                .unwrap_or(now);
-            obs.snmp(id, at, &snapshot);
-            topology.insert(asset.id.clone(), slim_topology(&snapshot));
+            // Supply levels came from their own series above.
+            obs.device_state(id, snapshot.collected_at.unwrap_or(now), &snapshot);
         }
         for change in store
             .changes(&crate::store::ChangeQuery {
@@ -352,7 +402,7 @@ pub fn load<'a>(
             );
         }
     }
-    Ok((obs, topology))
+    Ok(obs)
 }
 
 #[cfg(test)]

@@ -7,12 +7,14 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail, ensure};
 use serde_json::Value;
 
-use crate::bin;
 use crate::lab::Lab;
+use crate::{Listening, bin};
 
 pub struct Daemon<'a> {
     lab: &'a Lab,
     child: Child,
+    /// Ports the collector reported in its `listen.json` (it binds port 0): the API on the
+    /// scanner namespace's loopback, gRPC on every address of the namespace.
     pub http: u16,
     pub grpc: u16,
     token: String,
@@ -24,13 +26,11 @@ impl Daemon<'_> {
     /// every 5 s; `extra` is appended to the generated config.
     pub fn start<'a>(lab: &'a Lab, extra: &str) -> Result<Daemon<'a>> {
         let dir = tempfile::tempdir()?;
-        let http = crate::free_port();
-        let grpc = crate::free_port();
         let config = dir.path().join("collector.toml");
         std::fs::write(
             &config,
             format!(
-                "data_dir = {data:?}\n[grpc]\nlisten = \"0.0.0.0:{grpc}\"\n[http]\nlisten = \"127.0.0.1:{http}\"\n\
+                "data_dir = {data:?}\n[grpc]\nlisten = \"0.0.0.0:0\"\n[http]\nlisten = \"127.0.0.1:0\"\n\
                  [agents]\nheartbeat_interval = \"2s\"\nstale_after = \"8s\"\n\
                  [scan]\nranges = [\"{lan}\"]\ninterval = \"5s\"\nwatch_interval = \"1s\"\ngone_after = \"4s\"\ntimeout = \"400ms\"\ntcp_ports = []\nreverse_dns = false\n\
                  [snmp]\ncommunities = [\"public\"]\ntimeout = \"2s\"\n{extra}",
@@ -39,7 +39,7 @@ impl Daemon<'_> {
             ),
         )?;
         let log = std::fs::File::create(dir.path().join("collector.log"))?;
-        let child = lab
+        let mut child = lab
             .scanner_cmd(
                 bin("caretaker-collector"),
                 &["run", "--config", &config.display().to_string()],
@@ -47,6 +47,20 @@ impl Daemon<'_> {
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()?;
+        let listening = Listening::wait(&dir.path().join("data"), Duration::from_secs(30), || {
+            child.try_wait().ok().flatten().map(|s| s.to_string())
+        });
+        let listening = match listening {
+            Ok(listening) => listening,
+            Err(error) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                let log =
+                    std::fs::read_to_string(dir.path().join("collector.log")).unwrap_or_default();
+                bail!("{error:#}; collector log:\n{log}");
+            }
+        };
+        let (grpc, http) = (listening.grpc.port(), listening.http.port());
         let mut daemon = Daemon {
             lab,
             child,

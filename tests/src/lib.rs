@@ -3,13 +3,17 @@
 //!
 //! Binaries are taken from `CARETAKER_BIN_DIR`, else from the workspace's `target/debug`
 //! (the README's test command builds them first). A missing binary fails the test loudly.
+//!
+//! Nothing here picks a port by binding and releasing it: collectors and the SMTP server bind
+//! port 0 and say which port they got ([`Listening`], a port file, [`bound_ports`]); a restart
+//! binds the same port again.
 
 pub mod daemon;
 pub mod lab;
 pub mod smtp;
 pub mod wine;
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -40,12 +44,90 @@ pub fn bin(name: &str) -> PathBuf {
     path
 }
 
-/// A free loopback port (bound and released; good enough for tests on one machine).
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
+/// Where a collector listens, from the `<data_dir>/listen.json` it writes once its listeners
+/// are bound. Tests start collectors on port 0 and learn the real ports from here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Listening {
+    pub pid: u32,
+    pub grpc: SocketAddr,
+    pub http: SocketAddr,
+}
+
+impl Listening {
+    /// `<data_dir>/listen.json`, or `None` while it is absent.
+    pub fn read(data_dir: &Path) -> Option<Self> {
+        let text = std::fs::read_to_string(data_dir.join("listen.json")).ok()?;
+        let value: Value = serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("{}/listen.json: {e}: {text}", data_dir.display()));
+        let addr = |key: &str| -> SocketAddr {
+            value[key]
+                .as_str()
+                .and_then(|a| a.parse().ok())
+                .unwrap_or_else(|| panic!("listen.json has no {key} address: {text}"))
+        };
+        Some(Self {
+            pid: value["pid"].as_u64().expect("listen.json pid") as u32,
+            grpc: addr("grpc"),
+            http: addr("http"),
+        })
+    }
+
+    /// Waits (bounded) for `<data_dir>/listen.json`; `exited` says whether the process is
+    /// already gone (then waiting is pointless and the caller's message says why).
+    pub fn wait(
+        data_dir: &Path,
+        timeout: Duration,
+        mut exited: impl FnMut() -> Option<String>,
+    ) -> anyhow::Result<Self> {
+        let start = Instant::now();
+        loop {
+            if let Some(listening) = Self::read(data_dir) {
+                return Ok(listening);
+            }
+            if let Some(why) = exited() {
+                bail!("the collector exited before it listened: {why}");
+            }
+            if start.elapsed() > timeout {
+                bail!("no {}/listen.json after {timeout:?}", data_dir.display());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// The local ports of the UDP (or TCP, `proto = "tcp"`) sockets process `pid` holds, from
+/// `/proc/<pid>/fd` and `/proc/<pid>/net/<proto>`: for peers that bind port 0 but only log the
+/// address they were given (snmpsimd). Empty when the process is gone.
+pub fn bound_ports(pid: u32, proto: &str) -> Vec<u16> {
+    let inodes: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|dir| {
+            dir.flatten()
+                .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+                .filter_map(|link| {
+                    let link = link.to_string_lossy().into_owned();
+                    Some(link.strip_prefix("socket:[")?.strip_suffix(']')?.to_owned())
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let table = std::fs::read_to_string(format!("/proc/{pid}/net/{proto}")).unwrap_or_default();
+    // `sl local_address rem_address st … uid timeout inode …`, the address as HEX:HEXPORT.
+    let mut ports: Vec<u16> = table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            let inode = cols.get(9)?;
+            let port = cols.get(1)?.rsplit_once(':')?.1;
+            inodes
+                .iter()
+                .any(|i| i == inode)
+                .then(|| u16::from_str_radix(port, 16).ok())?
+        })
+        .collect();
+    ports.sort_unstable();
+    ports.dedup();
+    ports
 }
 
 /// Polls `check` every 100 ms until it returns `Some` or `timeout` passes.
@@ -69,6 +151,7 @@ pub struct Collector {
     pub config: PathBuf,
     pub grpc: SocketAddr,
     pub http: SocketAddr,
+    extra: String,
     child: Option<Child>,
 }
 
@@ -78,33 +161,55 @@ impl Collector {
         Self::start_with(dir, "")
     }
 
-    /// Like `start`, with extra TOML appended to the config.
+    /// Like `start`, with extra TOML appended to the config. The first start listens on port
+    /// 0; the config is then rewritten with the ports it got, so [`restart`](Self::restart)
+    /// comes back where agents expect it.
     pub fn start_with(dir: &Path, extra: &str) -> Self {
         std::fs::create_dir_all(dir).expect("collector dir");
-        let grpc: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
-        let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
-        let config = dir.join("collector.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "data_dir = {data:?}\n{extra}\n[grpc]\nlisten = \"{grpc}\"\n[http]\nlisten = \"{http}\"\n",
-                data = dir.join("data").display().to_string(),
-            ),
-        )
-        .expect("write config");
+        let any: SocketAddr = "127.0.0.1:0".parse().expect("addr");
         let mut collector = Self {
             dir: dir.to_owned(),
-            config,
-            grpc,
-            http,
+            config: dir.join("collector.toml"),
+            grpc: any,
+            http: any,
+            extra: extra.to_owned(),
             child: None,
         };
-        collector.restart();
+        collector.write_config();
+        let _ = std::fs::remove_file(collector.data_dir().join("listen.json"));
+        collector.spawn();
+        let child = collector.child.as_mut().expect("just started");
+        let listening =
+            Listening::wait(&collector.dir.join("data"), Duration::from_secs(30), || {
+                child.try_wait().ok().flatten().map(|s| s.to_string())
+            })
+            .unwrap_or_else(|e| panic!("{e:#}; log:\n{}", collector.log()));
+        collector.grpc = listening.grpc;
+        collector.http = listening.http;
+        collector.write_config();
+        collector.wait_healthy();
         collector
     }
 
-    /// Starts the process again on the same data directory and ports.
-    pub fn restart(&mut self) {
+    fn data_dir(&self) -> PathBuf {
+        self.dir.join("data")
+    }
+
+    fn write_config(&self) {
+        std::fs::write(
+            &self.config,
+            format!(
+                "data_dir = {data:?}\n{extra}\n[grpc]\nlisten = \"{grpc}\"\n[http]\nlisten = \"{http}\"\n",
+                data = self.data_dir().display().to_string(),
+                extra = self.extra,
+                grpc = self.grpc,
+                http = self.http,
+            ),
+        )
+        .expect("write config");
+    }
+
+    fn spawn(&mut self) {
         assert!(self.child.is_none(), "collector already running");
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -120,12 +225,21 @@ impl Collector {
             .spawn()
             .expect("start collector");
         self.child = Some(child);
+    }
+
+    fn wait_healthy(&self) {
         let http = self.http;
         wait_for(Duration::from_secs(30), "the collector's API", || {
             get_raw(http, "/api/v1/health", None)
                 .ok()
                 .filter(|(s, _)| *s == 200)
         });
+    }
+
+    /// Starts the process again on the same data directory and ports.
+    pub fn restart(&mut self) {
+        self.spawn();
+        self.wait_healthy();
     }
 
     pub fn api_token(&self) -> String {
@@ -186,6 +300,34 @@ impl Collector {
             let _ = child.kill();
             let _ = child.wait();
             panic!("collector did not stop within 20 s of SIGTERM");
+        }
+    }
+
+    /// Sends a signal (`"TERM"`, `"INT"`) to the running process.
+    pub fn signal(&self, name: &str) {
+        let child = self.child.as_ref().expect("collector running");
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(child.id().to_string())
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill -{name} failed");
+    }
+
+    /// Waits up to `timeout` for the process to exit; its status, or `None` if it still runs
+    /// (then it is left running).
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let child = self.child.as_mut().expect("collector running");
+            if let Ok(Some(status)) = child.try_wait() {
+                self.child = None;
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 

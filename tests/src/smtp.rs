@@ -5,9 +5,12 @@
 //! recipients starting with `refuse` with a 550 and defers those starting with `later` with a
 //! 451. STARTTLS uses a throwaway CA and a `127.0.0.1` certificate made with `openssl`. A
 //! missing python, aiosmtpd or openssl fails the test loudly; nothing here skips.
+//!
+//! The same script starts the server (aiosmtpd's own SMTP class on an asyncio server, as
+//! `python3 -m aiosmtpd -n` does) on port 0 and writes the port it got to a file; a restart
+//! binds that port again.
 
 use std::collections::BTreeMap;
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -17,7 +20,8 @@ use serde_json::Value;
 const PYTHON: &str = "/usr/bin/python3";
 
 const HANDLER: &str = r#"
-import email, email.policy, json, os, time
+import asyncio, email, email.policy, json, logging, os, ssl, sys, time
+from functools import partial
 
 class JsonDrop:
     def __init__(self, outdir):
@@ -57,6 +61,31 @@ class JsonDrop:
             json.dump(record, f)
         os.rename(tmp, os.path.join(self.outdir, name))
         return "250 2.0.0 Ok: queued as %s" % name
+
+
+def main():
+    # caretaker_smtp.py OUTDIR PORT PORT_FILE [CERT KEY]: PORT 0 picks a free one.
+    from aiosmtpd.smtp import SMTP
+    outdir, port, port_file = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+    tls = None
+    if len(sys.argv) == 6:
+        tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        tls.check_hostname = False
+        tls.load_cert_chain(sys.argv[4], sys.argv[5])
+    logging.basicConfig(level=logging.ERROR)
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    factory = partial(SMTP, JsonDrop(outdir), tls_context=tls, require_starttls=tls is not None)
+    server = loop.run_until_complete(loop.create_server(factory, host="127.0.0.1", port=port))
+    bound = server.sockets[0].getsockname()[1]
+    with open(port_file + ".partial", "w") as f:
+        f.write("%d\n" % bound)
+    os.rename(port_file + ".partial", port_file)
+    loop.run_forever()
+
+
+if __name__ == "__main__":
+    main()
 "#;
 
 /// One message the server accepted.
@@ -179,19 +208,15 @@ pub struct SmtpServer {
 impl SmtpServer {
     /// Plain SMTP (no STARTTLS offered), messages dropped under `dir`.
     pub fn start(dir: &Path) -> Self {
-        Self::start_on(dir, crate::free_port(), None)
+        Self::start_on(dir, None)
     }
 
     /// With STARTTLS required, using `cert`.
     pub fn start_tls(dir: &Path, cert: &TestCertificate) -> Self {
-        Self::start_on(
-            dir,
-            crate::free_port(),
-            Some((cert.cert_pem.clone(), cert.key_pem.clone())),
-        )
+        Self::start_on(dir, Some((cert.cert_pem.clone(), cert.key_pem.clone())))
     }
 
-    fn start_on(dir: &Path, port: u16, tls: Option<(PathBuf, PathBuf)>) -> Self {
+    fn start_on(dir: &Path, tls: Option<(PathBuf, PathBuf)>) -> Self {
         assert!(
             Path::new(PYTHON).exists(),
             "{PYTHON} is missing: install python3 and python3-aiosmtpd"
@@ -199,7 +224,7 @@ impl SmtpServer {
         std::fs::create_dir_all(dir).expect("smtp dir");
         std::fs::write(dir.join("caretaker_smtp.py"), HANDLER).expect("write handler");
         let mut server = Self {
-            port,
+            port: 0,
             dir: dir.to_path_buf(),
             drop_dir: dir.join("received"),
             tls,
@@ -216,7 +241,7 @@ impl SmtpServer {
         std::fs::create_dir_all(dir).expect("smtp dir");
         std::fs::write(dir.join("caretaker_smtp.py"), HANDLER).expect("write handler");
         let mut server = Self {
-            port: crate::free_port(),
+            port: 0,
             dir: dir.to_path_buf(),
             drop_dir: dir.join("received"),
             tls: None,
@@ -227,18 +252,7 @@ impl SmtpServer {
         server
     }
 
-    fn listening(&self) -> bool {
-        match &self.netns {
-            None => TcpStream::connect(("127.0.0.1", self.port)).is_ok(),
-            Some(ns) => Command::new("ip")
-                .args(["netns", "exec", ns, "bash", "-c"])
-                .arg(format!("exec 3<>/dev/tcp/127.0.0.1/{}", self.port))
-                .stderr(Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success()),
-        }
-    }
-
+    /// Starts the server on `self.port` (0 the first time) and waits for the port file.
     fn spawn(&mut self) {
         let mut cmd = match &self.netns {
             None => Command::new(PYTHON),
@@ -248,10 +262,12 @@ impl SmtpServer {
                 c
             }
         };
-        cmd.args(["-m", "aiosmtpd", "-n", "-l"])
-            .arg(format!("127.0.0.1:{}", self.port))
-            .args(["-c", "caretaker_smtp.JsonDrop"])
-            .env("PYTHONPATH", &self.dir)
+        let port_file = self.dir.join("port");
+        let _ = std::fs::remove_file(&port_file);
+        cmd.arg(self.dir.join("caretaker_smtp.py"))
+            .arg(&self.drop_dir)
+            .arg(self.port.to_string())
+            .arg(&port_file)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(
@@ -259,16 +275,18 @@ impl SmtpServer {
                     .map_or_else(|_| Stdio::null(), Stdio::from),
             );
         if let Some((cert, key)) = &self.tls {
-            cmd.arg("--tlscert").arg(cert).arg("--tlskey").arg(key);
+            cmd.arg(cert).arg(key);
         }
-        cmd.arg(&self.drop_dir);
         let mut child = cmd
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {PYTHON} -m aiosmtpd: {e}"));
+            .unwrap_or_else(|e| panic!("cannot start {PYTHON} with aiosmtpd: {e}"));
         let start = Instant::now();
-        loop {
-            if self.listening() {
-                break;
+        let port = loop {
+            if let Some(port) = std::fs::read_to_string(&port_file)
+                .ok()
+                .and_then(|p| p.trim().parse::<u16>().ok())
+            {
+                break port;
             }
             if let Ok(Some(status)) = child.try_wait() {
                 panic!(
@@ -278,12 +296,17 @@ impl SmtpServer {
             }
             assert!(
                 start.elapsed() < Duration::from_secs(15),
-                "aiosmtpd did not listen on port {} within 15 s: {}",
-                self.port,
+                "aiosmtpd did not listen within 15 s: {}",
                 self.log()
             );
             std::thread::sleep(Duration::from_millis(50));
-        }
+        };
+        assert!(
+            self.port == 0 || self.port == port,
+            "aiosmtpd restarted on {port}, not {}",
+            self.port
+        );
+        self.port = port;
         self.child = Some(child);
     }
 
@@ -291,7 +314,7 @@ impl SmtpServer {
         std::fs::read_to_string(self.dir.join("aiosmtpd.log")).unwrap_or_default()
     }
 
-    /// Kills the server; the port stays reserved for [`restart`](Self::restart).
+    /// Kills the server; [`restart`](Self::restart) binds the same port again.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();

@@ -56,6 +56,13 @@ fn a_sweep_finds_every_live_host_with_its_mac_and_nothing_else() -> Result<()> {
     let mut expected: BTreeSet<Ipv4Addr> = hosts.iter().map(|h| h.ip).collect();
     expected.insert(lonely.ip);
     expected.extend(lab.infra_addrs().iter().copied());
+    // The scanner answers its own pings, but it is not a find.
+    expected.remove(&lab::SCANNER_IP);
+    assert!(
+        !found.contains_key(&lab::SCANNER_IP),
+        "the scanning machine's own address is listed: {}",
+        found[&lab::SCANNER_IP]
+    );
     assert_eq!(found.keys().copied().collect::<BTreeSet<_>>(), expected);
     for host in hosts.iter().chain([&lonely]) {
         let seen = &found[&host.ip];
@@ -68,8 +75,9 @@ fn a_sweep_finds_every_live_host_with_its_mac_and_nothing_else() -> Result<()> {
         );
     }
 
-    // The same hosts as nmap finds, on the same lab.
-    let (_, nmap) = lab::nmap_sn(&lab, &[&cidr], &[])?;
+    // The same hosts as nmap finds, on the same lab (nmap lists the scanner itself too).
+    let (_, mut nmap) = lab::nmap_sn(&lab, &[&cidr], &[])?;
+    assert!(nmap.remove(&lab::SCANNER_IP), "nmap lists the scanner");
     assert_eq!(nmap, expected);
 
     // A host whose link goes down is no longer found.
@@ -77,6 +85,101 @@ fn a_sweep_finds_every_live_host_with_its_mac_and_nothing_else() -> Result<()> {
     let again = scan_json(&lab, &[&cidr, "--ports", "", "--timeout", "300ms"])?;
     assert!(!again.contains_key(&lonely.ip));
     assert_eq!(again.len(), expected.len() - 1);
+    Ok(())
+}
+
+/// The table's rows as column name → cell, cut at the header's column starts (cells are
+/// padded to their column, and a vendor holds single spaces).
+fn table_rows(table: &str) -> Vec<BTreeMap<String, String>> {
+    let mut lines = table.lines();
+    let header = lines.next().unwrap_or_default();
+    let mut starts: Vec<(usize, String)> = Vec::new();
+    let mut at = 0;
+    for name in header.split_whitespace() {
+        let start = at + header[at..].find(name).expect("header word");
+        starts.push((start, name.to_owned()));
+        at = start + name.len();
+    }
+    lines
+        .take_while(|line| !line.trim().is_empty())
+        .map(|line| {
+            let chars: Vec<char> = line.chars().collect();
+            starts
+                .iter()
+                .enumerate()
+                .map(|(i, (start, name))| {
+                    let end = starts.get(i + 1).map_or(chars.len(), |(next, _)| *next);
+                    let cell: String = chars
+                        .get(*start..end.min(chars.len()))
+                        .map(|c| c.iter().collect())
+                        .unwrap_or_default();
+                    (name.clone(), cell.trim().to_owned())
+                })
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn the_table_cuts_a_long_vendor_after_a_word_and_leaves_out_the_scanner() -> Result<()> {
+    let mut lab = Lab::new()?;
+    // 9c:96:13 is "Lenovo Future Communication Technology (Chongqing) Company Limited".
+    let long = lab.add_hosts_at(&[("198.18.1.77".parse()?, Some("9c:96:13:00:00:77"))])?;
+    let plain = lab.add_hosts(3)?;
+    let cidr = lab.lan().to_string();
+    let full = scan_json(&lab, &[&cidr, "--ports", ""])?[&long[0].ip]["vendor"]
+        .as_str()
+        .context("vendor")?
+        .to_owned();
+    assert!(full.chars().count() > 40, "a long vendor name: {full}");
+
+    // Right after the first sweep the dead addresses have FAILED neighbour entries, and the
+    // kernel answers echo requests to them with "host unreachable" within the timeout: those
+    // are not hosts either.
+    let output = {
+        let _guard = lab::sweep_guard();
+        lab.scanner_cmd(
+            bin("caretaker-collector"),
+            &["scan", &cidr, "--ports", "", "--no-dns"],
+        )
+        .output()?
+    };
+    ensure!(output.status.success(), "scan: {}", output.status);
+    let table = String::from_utf8(output.stdout)?;
+    let rows = table_rows(&table);
+    let ips: BTreeSet<String> = rows.iter().map(|r| r["IP"].clone()).collect();
+    let expected: BTreeSet<String> = plain
+        .iter()
+        .chain(&long)
+        .map(|h| h.ip.to_string())
+        .collect();
+    assert_eq!(ips, expected, "{table}");
+    let summary = table.lines().last().unwrap_or_default();
+    assert!(
+        summary.contains(&format!(
+            "this machine's own {} not listed",
+            lab::SCANNER_IP
+        )),
+        "{summary}"
+    );
+
+    let row = rows
+        .iter()
+        .find(|r| r["IP"] == long[0].ip.to_string())
+        .context("the long-vendor host's row")?;
+    let cell = &row["VENDOR"];
+    assert_eq!(row["MAC"], long[0].mac, "{table}");
+    let kept = cell
+        .strip_suffix('…')
+        .with_context(|| format!("a cut vendor ends in an ellipsis: {cell:?}"))?;
+    assert!(
+        full.starts_with(kept) && kept.chars().count() >= 16,
+        "{cell:?} is a good part of {full:?}"
+    );
+    assert!(
+        full[kept.len()..].starts_with(|c: char| !c.is_alphanumeric()),
+        "cut mid-word: {cell:?} of {full:?}"
+    );
     Ok(())
 }
 

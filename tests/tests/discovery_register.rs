@@ -19,13 +19,7 @@ fn the_daemon_registers_discovered_devices_merges_agent_pcs_and_sees_hosts_go_do
     let mut daemon = Daemon::start(&lab, "")?;
 
     // A real agent on the PC host, reporting to the collector over the lab network.
-    let grpc_port = {
-        let text = std::fs::read_to_string(daemon.dir.path().join("collector.toml"))?;
-        text.lines()
-            .find_map(|l| l.strip_prefix("listen = \"0.0.0.0:"))
-            .and_then(|p| p.trim_end_matches('"').parse::<u16>().ok())
-            .context("grpc port")?
-    };
+    let grpc_port = daemon.grpc;
     let enroll = std::fs::read_to_string(daemon.dir.path().join("data/enroll-token"))?
         .trim()
         .to_owned();

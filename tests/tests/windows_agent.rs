@@ -375,7 +375,8 @@ fn run_once_enrols_with_a_real_collector_and_keeps_reports_while_it_is_away() {
     let dir = tempfile::tempdir().unwrap();
 
     // The collector is away: the agent journals, says so, exits 69.
-    let dead = format!("http://127.0.0.1:{}", caretaker_tests::free_port());
+    // Port 1 on loopback: nothing listens there.
+    let dead = "http://127.0.0.1:1".to_owned();
     let state = r"C:\caretaker-state";
     let out = p.agent(
         &[

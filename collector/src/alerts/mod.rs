@@ -35,10 +35,11 @@ use tokio_util::task::TaskTracker;
 use tracing::{Instrument, error, info, warn};
 
 use self::config::{Policy, SmtpConfig};
-use self::plan::{AssetContext, PlanInput};
+use self::plan::PlanInput;
+use self::render::AssetContext;
 use self::send::{Mailer, retry_delay};
 use crate::model::{Incident, OutboxEntry};
-use crate::store::{ChangeQuery, Store, StoreError, WriteSet};
+use crate::store::{ChangeQuery, Store, StoreError, WriteSet, blocking};
 
 pub use self::send::test_email;
 
@@ -69,8 +70,6 @@ pub enum AlertError {
     Send { reason: String },
     #[error("alert planning could not use the store: {0}")]
     Store(#[from] StoreError),
-    #[error("a store task panicked: {0}")]
-    Join(#[from] tokio::task::JoinError),
 }
 
 /// Spawns [`run`] on `tracker` in an `alerts` span.
@@ -128,12 +127,6 @@ pub async fn run(store: Arc<dyn Store>, config: SmtpConfig, cancel: Cancellation
     info!("Email alerts stopped");
 }
 
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
-) -> Result<T, AlertError> {
-    Ok(tokio::task::spawn_blocking(f).await??)
-}
-
 /// The asset context of each incident's asset.
 fn asset_contexts<'a>(
     store: &dyn Store,
@@ -150,12 +143,10 @@ fn asset_contexts<'a>(
             since: None,
             limit: HISTORY,
         })?;
-        let location = store.snmp(&incident.asset_id)?.and_then(|snmp| {
-            ["/system/location", "/location"]
-                .iter()
-                .find_map(|p| snmp.pointer(p).and_then(|v| v.as_str()).map(str::to_owned))
-                .filter(|l| !l.trim().is_empty())
-        });
+        let location = store
+            .snmp(&incident.asset_id)?
+            .map(|snmp| snmp.system.location)
+            .filter(|l| !l.trim().is_empty());
         out.insert(
             incident.asset_id.clone(),
             AssetContext {
@@ -304,7 +295,8 @@ impl Sender {
                 ..WriteSet::default()
             })
         })
-        .await
+        .await?;
+        Ok(())
     }
 
     /// Sends every due entry (and entries left `sending` by a crash), oldest first.

@@ -19,34 +19,13 @@
 //!    unacknowledged past its priority's response target.
 
 use std::collections::{BTreeMap, HashMap};
-use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
 use super::config::Policy;
-use super::render;
-use crate::model::{Asset, Change, Incident, IncidentEvent, IncidentEventKind, OutboxEntry};
-
-/// What a mail about one incident says.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum MailKind {
-    Open,
-    /// A short update in the thread (priority change, acknowledgement, reopening).
-    Update(String),
-    /// Unacknowledged past this response target.
-    Escalation(Duration),
-    Recovery,
-}
-
-/// What the body says about the incident's asset.
-#[derive(Debug, Clone, Default)]
-pub struct AssetContext {
-    pub asset: Option<Asset>,
-    /// Newest first, a few.
-    pub recent: Vec<Change>,
-    pub location: Option<String>,
-}
+use super::render::{self, AssetContext, MailKind};
+use crate::model::{Incident, IncidentEvent, IncidentEventKind, OutboxEntry};
 
 /// The planner's inputs: read from the store by the caller.
 pub struct PlanInput<'a> {
@@ -260,24 +239,7 @@ impl<'a> Planner<'a> {
     }
 
     fn blank(&self, id: String, recipient: &str, due_at: OffsetDateTime) -> OutboxEntry {
-        OutboxEntry {
-            id,
-            created_at: self.now,
-            due_at,
-            to: vec![recipient.to_owned()],
-            subject: String::new(),
-            text: String::new(),
-            html: String::new(),
-            message_id: String::new(),
-            in_reply_to: None,
-            references: Vec::new(),
-            incident_ids: Vec::new(),
-            attempts: 0,
-            status: "pending".to_owned(),
-            last_error: String::new(),
-            sent_at: None,
-            server_reply: String::new(),
-        }
+        OutboxEntry::pending(id, self.now, due_at, vec![recipient.to_owned()])
     }
 
     /// Adds `incident` to a digest (creating it due at `due_at`), re-rendering its body.
@@ -555,7 +517,7 @@ pub fn plan_escalations(
 mod tests {
     use super::*;
     use crate::alerts::config::SmtpConfig;
-    use crate::model::IncidentState;
+    use crate::model::{Change, IncidentState};
     use time::macros::datetime;
 
     fn policy(extra: &str) -> Policy {
@@ -1008,10 +970,8 @@ mod tests {
         );
         let out = w.step(T0, vec![(inc, IncidentEventKind::Opened)]);
         let mail = &out[0];
-        assert!(
-            mail.text
-                .contains("http://caretaker.school.example:8080/assets/asset-42")
-        );
+        // No page exists at /assets/{id} yet: no link to one.
+        assert!(!mail.text.contains("/assets/"), "{}", mail.text);
         assert!(mail.text.contains("upgraded firmware: 1.0 → 1.1"));
         assert!(mail.text.contains("Location: Building B, room 12"));
         assert!(
@@ -1020,10 +980,7 @@ mod tests {
         );
         assert!(!mail.html.contains("<script>"));
         assert!(mail.html.contains("&lt;script&gt;"));
-        assert!(
-            mail.html
-                .contains("<a href=\"http://caretaker.school.example:8080/assets/asset-42\">")
-        );
+        assert!(!mail.html.contains("/assets/"));
     }
 
     #[test]

@@ -4,12 +4,32 @@
 //! device-supplied is HTML-escaped. Times are shown in the policy's time zone.
 
 use std::fmt::Write as _;
+use std::time::Duration;
 
 use time::OffsetDateTime;
 
 use super::config::Policy;
-use super::plan::{AssetContext, MailKind};
-use crate::model::Incident;
+use crate::model::{Asset, Change, Incident};
+
+/// What a mail about one incident says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MailKind {
+    Open,
+    /// A short update in the thread (priority change, acknowledgement, reopening).
+    Update(String),
+    /// Unacknowledged past this response target.
+    Escalation(Duration),
+    Recovery,
+}
+
+/// What the body says about the incident's asset.
+#[derive(Debug, Clone, Default)]
+pub struct AssetContext {
+    pub asset: Option<Asset>,
+    /// Newest first, a few.
+    pub recent: Vec<Change>,
+    pub location: Option<String>,
+}
 
 /// Subject, text body and HTML body.
 pub struct Rendered {
@@ -181,13 +201,6 @@ pub fn incident_mail(
     if let Some(location) = ctx.and_then(|c| c.location.as_deref()) {
         asset_lines.push(format!("Location: {location}"));
     }
-    let asset_link = policy
-        .base_url
-        .as_ref()
-        .map(|base| format!("{base}/assets/{}", incident.asset_id));
-    if let Some(link) = &asset_link {
-        asset_lines.push(format!("Web: {link}"));
-    }
     sections.push(("Asset".to_owned(), asset_lines));
 
     if let Some(ctx) = ctx
@@ -240,14 +253,7 @@ pub fn incident_mail(
         let _ = writeln!(html, "<h3>{}</h3><ul>", escape(heading));
         for line in lines {
             let _ = writeln!(text, "  {line}");
-            match &asset_link {
-                Some(link) if line.ends_with(link.as_str()) => {
-                    let _ = writeln!(html, "<li>Web: <a href=\"{0}\">{0}</a></li>", escape(link));
-                }
-                _ => {
-                    let _ = writeln!(html, "<li>{}</li>", escape(line));
-                }
-            }
+            let _ = writeln!(html, "<li>{}</li>", escape(line));
         }
         html.push_str("</ul>\n");
     }
@@ -291,16 +297,7 @@ pub fn digest(
             "  {}  [P{}] {} — {} — opened {opened} — {state}",
             incident.number, incident.priority, incident.title, incident.asset_name
         );
-        let asset = policy.base_url.as_ref().map_or_else(
-            || escape(&incident.asset_name),
-            |base| {
-                format!(
-                    "<a href=\"{}\">{}</a>",
-                    escape(&format!("{base}/assets/{}", incident.asset_id)),
-                    escape(&incident.asset_name)
-                )
-            },
-        );
+        let asset = escape(&incident.asset_name);
         let _ = writeln!(
             html,
             "<tr><td>{}</td><td>P{}</td><td>{}</td><td>{asset}</td><td>{}</td><td>{}</td></tr>",

@@ -187,26 +187,14 @@ pub async fn test_email(config: &SmtpConfig, to: Option<&str>) -> Result<String,
     let now = time::OffsetDateTime::now_utc();
     let nonce: u64 = rand::random();
     let entry = OutboxEntry {
-        id: "test".to_owned(),
-        created_at: now,
-        due_at: now,
-        to,
         subject: "[Caretaker] Test message".to_owned(),
         text: format!(
             "This is a test message from Caretaker, sent through {}:{} (security: {:?}).\n\
              If you can read it, incident alerts will reach this address.\n",
             config.server, config.port, config.security
         ),
-        html: String::new(),
         message_id: format!("<test.{nonce:016x}@caretaker>"),
-        in_reply_to: None,
-        references: Vec::new(),
-        incident_ids: Vec::new(),
-        attempts: 0,
-        status: "pending".to_owned(),
-        last_error: String::new(),
-        sent_at: None,
-        server_reply: String::new(),
+        ..OutboxEntry::pending("test".to_owned(), now, now, to)
     };
     mailer
         .send(&entry)

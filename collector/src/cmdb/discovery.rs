@@ -12,6 +12,8 @@ use std::collections::BTreeSet;
 use sha2::{Digest, Sha256};
 
 use super::{Cmdb, blank_asset, identity, new_asset_id};
+use time::OffsetDateTime;
+
 use crate::model::{Asset, AssetId, AssetKind, Change, ReachSample, Source, unix_millis};
 use crate::scan::{DiscoveredHost, Sweep};
 use crate::store::{Store, StoreError, WriteSet};
@@ -25,12 +27,24 @@ pub struct SweepSummary {
     pub down: usize,
 }
 
+/// The meta key holding when the first sweep finished.
+pub const BASELINE_KEY: &str = "scan.baseline";
+
+/// The meta key marking `asset` gone (Unix seconds; 0 when it came back).
+pub fn gone_key(asset: &str) -> String {
+    format!("gone:{asset}")
+}
+
 impl Cmdb {
-    /// Folds a sweep into the register, adding the records to `out`.
+    /// Folds a sweep into the register, adding the records to `out`: assets found, changed or
+    /// new, a reachability verdict for every asset in the swept ranges that has answered ping
+    /// before, and devices gone silent for `gone_after` (or back). `last_up` says when an
+    /// asset last answered ping before this sweep.
     pub fn apply_sweep(
         &mut self,
         store: &dyn Store,
         sweep: &Sweep,
+        last_up: &dyn Fn(&str) -> Option<OffsetDateTime>,
         out: &mut WriteSet,
     ) -> Result<SweepSummary, StoreError> {
         let at = sweep.finished_at;
@@ -100,34 +114,26 @@ impl Cmdb {
                     );
                 }
             }
-            if let (Some(device), Some(id)) = (&host.snmp, &existing) {
-                let previous = store
-                    .snmp(id)?
-                    .and_then(|s| s["firmware"].as_str().map(str::to_owned))
-                    .unwrap_or_default();
-                if !previous.is_empty()
-                    && !device.firmware.is_empty()
-                    && previous != device.firmware
-                {
-                    change(
-                        "changed",
-                        "snmp.firmware",
-                        Some(previous),
-                        Some(device.firmware.clone()),
-                    );
-                }
-            }
             if let Some(device) = &host.snmp {
-                let mut snapshot = serde_json::to_value(device).expect("SNMP device serialises");
-                let timed_out = device.notes.iter().any(|n| n.contains("timeout"));
-                if timed_out && let Some(id) = &existing {
-                    keep_what_timed_out(&mut snapshot, store.snmp(id)?);
-                }
-                if let Some(object) = snapshot.as_object_mut() {
-                    object.insert(
-                        "collected_at".into(),
-                        serde_json::json!(at.unix_timestamp()),
-                    );
+                let previous = match &existing {
+                    Some(id) => store.snmp(id)?,
+                    None => None,
+                };
+                let mut snapshot = device.clone();
+                snapshot.collected_at = Some(at);
+                if let Some(previous) = &previous {
+                    if !previous.firmware.is_empty()
+                        && !device.firmware.is_empty()
+                        && previous.firmware != device.firmware
+                    {
+                        change(
+                            "changed",
+                            "snmp.firmware",
+                            Some(previous.firmware.clone()),
+                            Some(device.firmware.clone()),
+                        );
+                    }
+                    snapshot.keep_missing_from(previous);
                 }
                 out.snmp.push((asset.id.clone(), snapshot));
             }
@@ -151,12 +157,7 @@ impl Cmdb {
             if answered.contains(&asset.id) || !asset.sources.contains(&Source::Ping) {
                 continue;
             }
-            let in_scope = asset
-                .ips
-                .iter()
-                .filter_map(|ip| ip.parse().ok())
-                .any(|ip| sweep.scope.contains(ip));
-            if in_scope {
+            if sweep.scope.covers(asset) {
                 summary.down += 1;
                 out.reach.push((
                     asset.id.clone(),
@@ -168,8 +169,68 @@ impl Cmdb {
                 ));
             }
         }
+        self.gone_or_back(sweep, &answered, last_up, out);
+        if self.baseline.is_none() {
+            self.baseline = Some(at);
+            out.meta
+                .push((BASELINE_KEY.to_owned(), at.unix_timestamp() as u64));
+        }
         summary.changes = out.changes.len() - first_change;
         Ok(summary)
+    }
+
+    /// Devices found only by the network that have not answered for `gone_after` get one
+    /// "removed" change record; answering again gets a "returned" one.
+    fn gone_or_back(
+        &mut self,
+        sweep: &Sweep,
+        answered: &BTreeSet<AssetId>,
+        last_up: &dyn Fn(&str) -> Option<OffsetDateTime>,
+        out: &mut WriteSet,
+    ) {
+        let at = sweep.finished_at;
+        let mut records = Vec::new();
+        for asset in self.assets.values() {
+            if asset.sources.contains(&Source::Agent)
+                || !asset.sources.contains(&Source::Ping)
+                || !sweep.scope.covers(asset)
+            {
+                continue;
+            }
+            let was_gone = self.gone.contains_key(&asset.id);
+            if answered.contains(&asset.id) {
+                if was_gone {
+                    records.push((asset, "returned", 0));
+                }
+                continue;
+            }
+            let last_up = last_up(&asset.id).unwrap_or(asset.first_seen);
+            if !was_gone && at - last_up >= self.gone_after {
+                records.push((asset, "removed", at.unix_timestamp() as u64));
+            }
+        }
+        let mut marks = Vec::new();
+        for (asset, kind, mark) in records {
+            out.changes.push(Change {
+                id: format!("{}-{kind}-{}", asset.id, at.unix_timestamp()),
+                asset_id: asset.id.clone(),
+                at,
+                kind: kind.to_owned(),
+                field: "asset".to_owned(),
+                before: (kind == "removed").then(|| asset.name.clone()),
+                after: (kind == "returned").then(|| asset.name.clone()),
+                clock_suspect: false,
+            });
+            out.meta.push((gone_key(&asset.id), mark));
+            marks.push((asset.id.clone(), mark));
+        }
+        for (asset, mark) in marks {
+            if mark == 0 {
+                self.gone.remove(&asset);
+            } else {
+                self.gone.insert(asset, at);
+            }
+        }
     }
 
     /// The asset a live host belongs to: MAC, then SNMP serial, then IP with a compatible name.
@@ -212,29 +273,6 @@ impl Cmdb {
 
 /// A walk that timed out leaves its part empty; keep the previous values for it instead of
 /// blanking them (the snapshot's `notes` say what was partial, `stale` lists what was kept).
-fn keep_what_timed_out(snapshot: &mut serde_json::Value, previous: Option<serde_json::Value>) {
-    let (Some(new), Some(serde_json::Value::Object(old))) = (snapshot.as_object_mut(), previous)
-    else {
-        return;
-    };
-    let mut kept = Vec::new();
-    for (key, old_value) in old {
-        let empty = |v: &serde_json::Value| {
-            v.is_null()
-                || v.as_array().is_some_and(Vec::is_empty)
-                || v.as_str().is_some_and(str::is_empty)
-        };
-        let replace = new.get(&key).is_some_and(empty) && !empty(&old_value);
-        if replace && !matches!(key.as_str(), "notes" | "stale" | "collected_at") {
-            kept.push(serde_json::Value::from(key.clone()));
-            new.insert(key, old_value);
-        }
-    }
-    if !kept.is_empty() {
-        new.insert("stale".into(), serde_json::Value::Array(kept));
-    }
-}
-
 /// Fills what the network says about a device; agent-reported fields stay the agent's.
 fn describe_from_network(asset: &mut Asset, host: &DiscoveredHost) {
     let has_agent = asset.sources.contains(&Source::Agent);

@@ -6,6 +6,7 @@
 //! (`diff`). It never writes: it returns a [`crate::store::WriteSet`] fragment that the writer
 //! commits together with the report's acknowledgement.
 
+pub mod agents;
 pub mod diff;
 pub mod discovery;
 pub mod identity;
@@ -17,8 +18,8 @@ use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
 use crate::model::{
-    AgentRecord, Asset, AssetId, AssetKind, Change, IdentityNote, InventoryMeta, InventoryRecord,
-    Source,
+    AgentId, AgentRecord, Asset, AssetId, AssetKind, Change, IdentityNote, InventoryMeta,
+    InventoryRecord, Source,
 };
 use crate::store::{Store, StoreError, WriteSet};
 use identity::{Fingerprint, Score};
@@ -58,22 +59,77 @@ pub struct InventoryReport {
     pub inventory: Inventory,
 }
 
+/// How the register judges what arrives.
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    pub clock: agents::ClockBounds,
+    /// A device found only by the network and silent this long is recorded as gone.
+    pub gone_after: time::Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            clock: agents::ClockBounds::default(),
+            gone_after: time::Duration::days(7),
+        }
+    }
+}
+
 pub struct Cmdb {
     assets: HashMap<AssetId, Asset>,
     fingerprints: HashMap<AssetId, Fingerprint>,
+    /// Every enrolled agent identity.
+    agents: HashMap<AgentId, AgentRecord>,
+    /// Highest durable report sequence per agent.
+    seqs: HashMap<AgentId, u64>,
+    clock: agents::ClockBounds,
+    /// When the first sweep finished (devices seen later are new).
+    baseline: Option<OffsetDateTime>,
+    /// Devices recorded as gone, and since when.
+    gone: HashMap<AssetId, OffsetDateTime>,
+    gone_after: time::Duration,
 }
 
 impl Cmdb {
-    /// Loads every asset's identity from the store.
-    pub fn load(store: &dyn Store) -> Result<Self, StoreError> {
+    /// Loads every asset's identity, the agents and their sequences, and the discovery marks
+    /// (baseline sweep, devices gone) from the store.
+    pub fn load(store: &dyn Store, settings: Settings) -> Result<Self, StoreError> {
         let mut cmdb = Self {
             assets: HashMap::new(),
             fingerprints: HashMap::new(),
+            agents: store
+                .agents()?
+                .into_iter()
+                .map(|r| (r.agent_id.clone(), r))
+                .collect(),
+            seqs: store.agent_seqs()?,
+            clock: settings.clock,
+            baseline: store
+                .meta(discovery::BASELINE_KEY)?
+                .and_then(|t| OffsetDateTime::from_unix_timestamp(t as i64).ok()),
+            gone: HashMap::new(),
+            gone_after: settings.gone_after,
         };
         for asset in store.assets()? {
+            if let Some(at) = store
+                .meta(&discovery::gone_key(&asset.id))?
+                .filter(|t| *t > 0)
+            {
+                cmdb.gone.insert(
+                    asset.id.clone(),
+                    OffsetDateTime::from_unix_timestamp(at as i64)
+                        .unwrap_or(OffsetDateTime::UNIX_EPOCH),
+                );
+            }
             cmdb.index(asset);
         }
         Ok(cmdb)
+    }
+
+    /// When the first sweep finished; devices first seen later are news.
+    pub fn baseline(&self) -> Option<OffsetDateTime> {
+        self.baseline
     }
 
     pub fn assets(&self) -> impl Iterator<Item = &Asset> {
@@ -88,7 +144,12 @@ impl Cmdb {
 
     /// Binds a newly enrolled agent to the asset its hardware hints match, or registers a new
     /// asset from those hints (the first inventory fills in the rest).
-    pub fn enrol(&mut self, agent: &mut AgentRecord, hints: EnrolmentHints, out: &mut WriteSet) {
+    fn bind_enrolling(
+        &mut self,
+        agent: &mut AgentRecord,
+        hints: EnrolmentHints,
+        out: &mut WriteSet,
+    ) {
         let mut fp = Fingerprint {
             uuid: identity::normalise_uuid(&hints.smbios_uuid),
             serial: identity::normalise_serial(&hints.serial),
@@ -546,7 +607,7 @@ mod tests {
     #[test]
     fn a_partial_report_makes_no_phantom_changes_and_keeps_what_it_missed() {
         let store = MemoryStore::default();
-        let mut cmdb = Cmdb::load(&store).expect("load");
+        let mut cmdb = Cmdb::load(&store, Settings::default()).expect("load");
         let mut a = agent("ag1");
         let id = apply(
             &mut cmdb,
@@ -597,7 +658,7 @@ mod tests {
     #[test]
     fn a_new_agent_on_known_hardware_joins_the_asset_and_says_why() {
         let store = MemoryStore::default();
-        let mut cmdb = Cmdb::load(&store).expect("load");
+        let mut cmdb = Cmdb::load(&store, Settings::default()).expect("load");
         let first = apply(
             &mut cmdb,
             &store,
@@ -620,7 +681,7 @@ mod tests {
                 .any(|r| r.contains("SMBIOS UUID"))
         );
         // A reloaded register recognises it too.
-        let mut reloaded = Cmdb::load(&store).expect("load");
+        let mut reloaded = Cmdb::load(&store, Settings::default()).expect("load");
         let third = apply(
             &mut reloaded,
             &store,
@@ -633,7 +694,7 @@ mod tests {
     #[test]
     fn an_agent_state_copied_onto_other_hardware_becomes_a_new_asset() {
         let store = MemoryStore::default();
-        let mut cmdb = Cmdb::load(&store).expect("load");
+        let mut cmdb = Cmdb::load(&store, Settings::default()).expect("load");
         let mut a = agent("ag1");
         let first = apply(
             &mut cmdb,
@@ -654,7 +715,7 @@ mod tests {
     #[test]
     fn replaying_a_report_writes_the_same_change_ids() {
         let store = MemoryStore::default();
-        let mut cmdb = Cmdb::load(&store).expect("load");
+        let mut cmdb = Cmdb::load(&store, Settings::default()).expect("load");
         let mut a = agent("ag1");
         apply(
             &mut cmdb,

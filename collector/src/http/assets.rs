@@ -121,7 +121,6 @@ pub async fn one(
         reach,
     ))
     .expect("asset view serialises");
-    let snmp = snmp.unwrap_or(Value::Null);
     let inventory = inventory.map(|r| r.inventory).unwrap_or_default();
     let object = body.as_object_mut().expect("asset view is an object");
     object.insert("hardware".into(), hardware(&inventory));
@@ -137,59 +136,42 @@ pub async fn one(
             })
             .collect(),
     );
-    let agent_interfaces = !inventory.interfaces.is_empty();
+    // The agent's view of the interfaces when there is one; SNMP's otherwise.
+    let interfaces = if inventory.interfaces.is_empty() {
+        snmp.as_ref()
+            .map(|d| serde_json::to_value(&d.interfaces).expect("interfaces serialise"))
+            .unwrap_or_else(|| json!([]))
+    } else {
+        inventory
+            .interfaces
+            .iter()
+            .map(|n| {
+                json!({"name": n.name, "mac": n.mac, "ipv4": n.ipv4, "ipv6": n.ipv6,
+                   "speed_mbps": n.speed_mbps, "up": n.up, "virtual": n.r#virtual})
+            })
+            .collect()
+    };
+    object.insert("interfaces".into(), interfaces);
     object.insert(
-        "interfaces".into(),
-        if agent_interfaces {
-            Value::Null
-        } else {
-            snmp["interfaces"].clone()
-        },
+        "supplies".into(),
+        snmp.as_ref()
+            .map(|d| serde_json::to_value(&d.supplies).expect("supplies serialise"))
+            .unwrap_or_else(|| json!([])),
     );
-    if agent_interfaces {
-        object.insert(
-            "interfaces".into(),
-            inventory
-                .interfaces
-                .iter()
-                .map(|n| {
-                    json!({"name": n.name, "mac": n.mac, "ipv4": n.ipv4, "ipv6": n.ipv6,
-                       "speed_mbps": n.speed_mbps, "up": n.up, "virtual": n.r#virtual})
-                })
-                .collect(),
-        );
-    }
-    if object["interfaces"].is_null() {
-        object.insert("interfaces".into(), json!([]));
-    }
-    object.insert("supplies".into(), supplies(&snmp));
     object.insert(
         "counters".into(),
         json!({
-            "page_count": snmp["page_count"],
-            "interfaces": snmp["interfaces"].as_array().map(Vec::len),
+            "page_count": snmp.as_ref().and_then(|d| d.page_count),
+            "interfaces": snmp.as_ref().map(|d| d.interfaces.len()),
         }),
     );
-    if !snmp.is_null() {
-        object.insert("snmp".into(), snmp);
+    if let Some(snmp) = snmp {
+        object.insert(
+            "snmp".into(),
+            serde_json::to_value(snmp).expect("snapshot serialises"),
+        );
     }
     Ok(Json(body))
-}
-
-/// Printer supplies in the contract's shape, from the SNMP snapshot.
-fn supplies(snmp: &Value) -> Value {
-    snmp["supplies"]
-        .as_array()
-        .map(|list| {
-            list.iter()
-                .map(|s| {
-                    json!({"description": s["description"], "kind": s["kind"], "colour": s["colour"],
-                           "level": s["level"], "max": s["max"], "percent": s["percent"],
-                           "state": s["state"], "unit": s["unit"]})
-                })
-                .collect()
-        })
-        .unwrap_or_else(|| json!([]))
 }
 
 fn rfc3339(ts: &prost_types::Timestamp) -> Option<String> {
@@ -248,10 +230,10 @@ pub async fn changes(
     State(state): State<ApiState>,
     params: Result<Query<ChangeParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Vec<Change>>, ApiError> {
-    let Query(params) = params.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let Query(params) = params.map_err(|e| ApiError::invalid(e.body_text()))?;
     let limit = params.limit.unwrap_or(1000);
     if limit == 0 || limit > 100_000 {
-        return Err(ApiError::bad_request("limit must be between 1 and 100000"));
+        return Err(ApiError::invalid("limit must be between 1 and 100000"));
     }
     let store = state.store.clone();
     let query = ChangeQuery {
@@ -291,10 +273,10 @@ pub async fn capacity(
     State(state): State<ApiState>,
     params: Result<Query<CapacityParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let Query(params) = params.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let Query(params) = params.map_err(|e| ApiError::invalid(e.body_text()))?;
     let limit = params.limit.unwrap_or(10_000);
     if limit == 0 || limit > 100_000 {
-        return Err(ApiError::bad_request("limit must be between 1 and 100000"));
+        return Err(ApiError::invalid("limit must be between 1 and 100000"));
     }
     let store = state.store.clone();
     let asset = params.asset.clone();
@@ -317,42 +299,55 @@ pub async fn capacity(
         t.format(&time::format_description::well_known::Rfc3339)
             .ok()
     };
-    // Volumes: the latest use and, when the trend supports it, days until full.
+    // Volumes, memory and CPU: the latest use and, when the trend supports it, days until
+    // full (or saturated).
     let mut volume_series: std::collections::BTreeMap<String, Vec<(OffsetDateTime, f64)>> =
         Default::default();
+    let mut memory_series = Vec::new();
+    let mut cpu_series = Vec::new();
     for sample in &samples {
-        for (mount, used, _) in crate::observe::status_point(sample.at, &sample.status).volumes {
+        let point = crate::observe::status_point(sample.at, &sample.status);
+        for (mount, used, _) in point.volumes {
             volume_series
                 .entry(mount)
                 .or_default()
                 .push((sample.at, used));
         }
+        if let Some(memory) = point.memory_percent {
+            memory_series.push((sample.at, memory));
+        }
+        cpu_series.push((sample.at, point.cpu_percent));
     }
+    let rising = |points: &[(OffsetDateTime, f64)], name: &str| {
+        let forecast = crate::track::days_until(
+            points,
+            100.0,
+            crate::track::Direction::Rising,
+            now,
+            &params_forecast,
+        );
+        json!({"used_percent": points.last().map(|p| p.1),
+               name: forecast.as_ref().map(|f| f.days),
+               "slope_percent_per_day": forecast.as_ref().map(|f| f.slope_per_day)})
+    };
+    let memory = (!memory_series.is_empty()).then(|| rising(&memory_series, "days_until_full"));
+    let cpu = (!cpu_series.is_empty()).then(|| rising(&cpu_series, "days_until_saturated"));
     let volumes: Vec<Value> = volume_series
         .iter()
         .map(|(mount, points)| {
-            let forecast = crate::track::days_until(
-                points,
-                100.0,
-                crate::track::Direction::Rising,
-                now,
-                &params_forecast,
-            );
-            json!({"mount": mount, "used_percent": points.last().map(|p| p.1),
-                   "days_until_full": forecast.as_ref().map(|f| f.days),
-                   "slope_percent_per_day": forecast.as_ref().map(|f| f.slope_per_day)})
+            let mut volume = rising(points, "days_until_full");
+            volume["mount"] = json!(mount);
+            volume
         })
         .collect();
     let mut supply_series: std::collections::BTreeMap<String, Vec<(OffsetDateTime, f64)>> =
         Default::default();
     for (at, values) in &levels {
-        for (description, percent) in values.as_object().into_iter().flatten() {
-            if let Some(p) = percent.as_f64() {
-                supply_series
-                    .entry(description.clone())
-                    .or_default()
-                    .push((*at, p));
-            }
+        for (description, percent) in values {
+            supply_series
+                .entry(description.clone())
+                .or_default()
+                .push((*at, *percent));
         }
     }
     let supplies: Vec<Value> = supply_series
@@ -397,6 +392,7 @@ pub async fn capacity(
         })
         .collect();
     Ok(Json(
-        json!({ "asset_id": params.asset, "volumes": volumes, "supplies": supplies, "samples": samples }),
+        json!({ "asset_id": params.asset, "volumes": volumes, "memory": memory, "cpu": cpu,
+               "supplies": supplies, "samples": samples }),
     ))
 }

@@ -5,14 +5,13 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, JsonRejection};
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{ApiError, ApiState, blocking};
+use super::{ApiError, ApiState, blocking, rejected};
 use crate::incidents::{Action, ActionError};
 use crate::model::{Incident, IncidentState};
-use crate::register::{Job, RegisterError};
+use crate::register::Job;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -35,14 +34,14 @@ pub async fn list(
     State(state): State<ApiState>,
     params: Result<Query<ListParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Vec<Value>>, ApiError> {
-    let Query(params) = params.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let Query(params) = params.map_err(|e| ApiError::invalid(e.body_text()))?;
     let status = params.status.unwrap_or_else(|| "open".to_owned());
     let keep: fn(IncidentState) -> bool = match status.as_str() {
         "open" => IncidentState::is_open,
         "resolved" => |s| matches!(s, IncidentState::Resolved | IncidentState::Closed),
         "all" => |_| true,
         other => {
-            return Err(ApiError::bad_request(format!(
+            return Err(ApiError::invalid(format!(
                 "status {other:?} is not open, resolved or all"
             )));
         }
@@ -86,12 +85,11 @@ pub struct ActionBody {
 
 /// An optional JSON body: empty means defaults; anything else must parse.
 fn body(payload: Result<Bytes, BytesRejection>) -> Result<ActionBody, ApiError> {
-    let bytes = payload.map_err(|r| ApiError::new(r.status(), r.body_text()))?;
+    let bytes = payload.map_err(|r| rejected(r.status(), r.body_text()))?;
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(ActionBody::default());
     }
-    serde_json::from_slice(&bytes)
-        .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
+    serde_json::from_slice(&bytes).map_err(|e| ApiError::invalid(format!("invalid JSON body: {e}")))
 }
 
 pub async fn ack(
@@ -135,7 +133,7 @@ pub async fn note(
     let body = body(payload)?;
     let text = body
         .text
-        .ok_or_else(|| ApiError::bad_request("a note needs {\"text\": \"...\"}"))?;
+        .ok_or_else(|| ApiError::invalid("a note needs {\"text\": \"...\"}"))?;
     act(
         &state,
         id,
@@ -152,32 +150,12 @@ async fn act(state: &ApiState, id: String, action: Action) -> Result<Json<Value>
     Ok(Json(view(&incident)))
 }
 
-/// Sends a job to the register writer and waits for its answer: the outcome once durable.
+/// Sends a job to the register writer and waits for its outcome, once durable.
 async fn ask<T>(
     state: &ApiState,
-    job: impl FnOnce(tokio::sync::oneshot::Sender<Result<Result<T, ActionError>, RegisterError>>) -> Job,
+    job: impl FnOnce(crate::register::Reply<Result<T, ActionError>>) -> Job,
 ) -> Result<T, ApiError> {
-    let gone = || {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the collector is shutting down",
-        )
-    };
-    let (reply, done) = tokio::sync::oneshot::channel();
-    state.register.send(job(reply)).await.map_err(|_| gone())?;
-    done.await
-        .map_err(|_| gone())?
-        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?
-        .map_err(action_error)
-}
-
-fn action_error(error: ActionError) -> ApiError {
-    let status = match error {
-        ActionError::NotFound(_) => StatusCode::NOT_FOUND,
-        ActionError::Conflict { .. } => StatusCode::CONFLICT,
-        ActionError::Invalid(_) => StatusCode::BAD_REQUEST,
-    };
-    ApiError::new(status, error.to_string())
+    Ok(state.register.ask(job).await??)
 }
 
 pub async fn problems(State(state): State<ApiState>) -> Result<Json<Value>, ApiError> {
@@ -198,7 +176,7 @@ pub async fn update_problem(
     Path(id): Path<String>,
     payload: Result<Json<ProblemBody>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let Json(body) = payload.map_err(|r| ApiError::new(r.status(), r.body_text()))?;
+    let Json(body) = payload.map_err(|r| rejected(r.status(), r.body_text()))?;
     let problem = ask(&state, |reply| Job::Problem {
         id,
         root_cause: body.root_cause,

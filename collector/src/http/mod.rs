@@ -21,14 +21,26 @@ use axum::routing::{get, post};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use crate::ingest::Agents;
-use crate::store::{Store, StoreError};
+use crate::agents::Agents;
+use crate::errors::{Failure, Kind};
+use crate::store::Store;
+
+/// Runs blocking store work off the async threads (sled scans block).
+pub async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    crate::store::blocking(work).await
+}
 
 /// What handlers need.
 #[derive(Clone)]
 pub struct ApiState {
     pub store: Arc<dyn Store>,
     pub agents: Arc<Agents>,
+    /// Ingest counters, shown by `/health`.
+    pub stats: Arc<crate::agents::IngestStats>,
+    /// What is failing right now, shown by `/health`.
+    pub health: Arc<crate::health::Health>,
     pub api_token: Arc<str>,
     pub stale_after: Duration,
     /// A ping verdict older than this no longer decides the status.
@@ -39,45 +51,28 @@ pub struct ApiState {
     pub register: crate::register::Register,
 }
 
-/// An API error: a status and a sentence.
-#[derive(Debug)]
-pub struct ApiError(StatusCode, String);
+/// An API error: a [`Failure`] answered as `{"error": "..."}` with the status the one
+/// table in `errors` gives it.
+pub type ApiError = Failure;
 
-impl ApiError {
-    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        Self(status, message.into())
-    }
-    pub fn not_found(what: impl std::fmt::Display) -> Self {
-        Self(StatusCode::NOT_FOUND, format!("{what} not found"))
-    }
-    pub fn bad_request(message: impl Into<String>) -> Self {
-        Self(StatusCode::BAD_REQUEST, message.into())
-    }
-}
-
-impl From<StoreError> for ApiError {
-    fn from(error: StoreError) -> Self {
-        tracing::error!(%error, "API read failed");
-        Self(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the store is unavailable".to_owned(),
-        )
-    }
-}
-
-impl IntoResponse for ApiError {
+impl IntoResponse for Failure {
     fn into_response(self) -> Response {
-        (self.0, axum::Json(json!({ "error": self.1 }))).into_response()
+        (
+            self.http_status(),
+            axum::Json(json!({ "error": self.message })),
+        )
+            .into_response()
     }
 }
 
-/// Runs blocking store work off the async threads.
-pub async fn blocking<T: Send + 'static>(
-    work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
-) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "request handler failed"))?
+/// An axum extractor's rejection (bad JSON, wrong content type, body too large).
+pub fn rejected(status: StatusCode, text: String) -> Failure {
+    let kind = if status == StatusCode::PAYLOAD_TOO_LARGE {
+        Kind::TooLarge
+    } else {
+        Kind::Invalid
+    };
+    Failure::new(kind, text)
 }
 
 pub fn router(state: ApiState) -> Router {
@@ -96,15 +91,42 @@ pub fn router(state: ApiState) -> Router {
         .route("/outbox", get(incidents::outbox))
         .route("/problems/{id}", post(incidents::update_problem))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token))
-        .route(
-            "/health",
-            get(|| async { axum::Json(json!({ "status": "ok" })) }),
-        );
+        .route("/health", get(health));
     Router::new()
         .nest("/api/v1", api)
-        .fallback(|| async { ApiError::not_found("route") })
+        .fallback(|| async { Failure::not_found("route") })
         .layer(DefaultBodyLimit::max(64 * 1024))
         .with_state(state)
+}
+
+/// Liveness, what is failing, and the ingest counters since start (no token needed: no
+/// register data). 503 while degraded, so a monitor's plain HTTP check notices.
+async fn health(State(state): State<ApiState>) -> Response {
+    let ingest: serde_json::Map<String, serde_json::Value> = state
+        .stats
+        .snapshot()
+        .into_iter()
+        .map(|(name, value)| (name.to_owned(), value.into()))
+        .collect();
+    let problems: Vec<serde_json::Value> = state
+        .health
+        .problems()
+        .into_iter()
+        .map(|(component, since, reason)| {
+            json!({"component": component, "reason": reason,
+                   "since": since.format(&time::format_description::well_known::Rfc3339).ok()})
+        })
+        .collect();
+    let (code, status) = if problems.is_empty() {
+        (StatusCode::OK, "ok")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "degraded")
+    };
+    (
+        code,
+        axum::Json(json!({ "status": status, "problems": problems, "ingest": ingest })),
+    )
+        .into_response()
 }
 
 async fn require_token(State(state): State<ApiState>, request: Request, next: Next) -> Response {
@@ -114,17 +136,12 @@ async fn require_token(State(state): State<ApiState>, request: Request, next: Ne
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim);
-    let ok = presented.is_some_and(|p| {
-        p.len() == state.api_token.len()
-            && p.bytes()
-                .zip(state.api_token.bytes())
-                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                == 0
-    });
+    let ok =
+        presented.is_some_and(|p| crate::secret::same(p.as_bytes(), state.api_token.as_bytes()));
     if ok {
         next.run(request).await
     } else {
-        ApiError::new(StatusCode::UNAUTHORIZED, "missing or wrong bearer token").into_response()
+        Failure::new(Kind::Unauthenticated, "missing or wrong bearer token").into_response()
     }
 }
 

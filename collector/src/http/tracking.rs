@@ -27,14 +27,14 @@ pub async fn availability(
     State(state): State<ApiState>,
     params: Result<Query<AvailabilityParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let Query(params) = params.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let Query(params) = params.map_err(|e| ApiError::invalid(e.body_text()))?;
     let window = params.window.unwrap_or_else(|| "24h".to_owned());
     let span = match window.as_str() {
         "24h" => time::Duration::hours(24),
         "7d" => time::Duration::days(7),
         "30d" => time::Duration::days(30),
         other => {
-            return Err(ApiError::bad_request(format!(
+            return Err(ApiError::invalid(format!(
                 "window {other:?} is not 24h, 7d or 30d"
             )));
         }

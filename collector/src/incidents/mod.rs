@@ -8,10 +8,14 @@
 //! condition has been clear for the hold-down are resolved. Flapping incidents (many
 //! transitions in the flap window) stay open until stable for four hold-downs. Every change
 //! goes out as records plus [`IncidentEvent`]s in the caller's `WriteSet`; alerting reads the
-//! events. `topology` finds parents; `problems` proposes problems.
+//! events. `detect` runs the rules and the engine as one step; `topology` finds parents;
+//! `problems` proposes problems.
 
+pub mod detect;
 pub mod problems;
 pub mod topology;
+
+pub use detect::{Detection, Detector};
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;

@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::model::{Asset, AssetId, AssetKind};
+use crate::model::{Asset, AssetId, AssetKind, SnmpSnapshot};
 use crate::rules::Condition;
 
 /// `[[topology.parents]]`.
@@ -46,7 +46,7 @@ impl Parents {
     pub fn build(
         config: &TopologyConfig,
         assets: &[Asset],
-        snmp: &HashMap<AssetId, serde_json::Value>,
+        snmp: &HashMap<AssetId, SnmpSnapshot>,
     ) -> Self {
         let mut of = HashMap::new();
         let by_mac: HashMap<&str, &Asset> = assets
@@ -61,19 +61,10 @@ impl Parents {
         // Discovery: for each MAC, the switch where it sits on the port with the fewest MACs.
         let mut best: HashMap<AssetId, (usize, AssetId)> = HashMap::new();
         for (switch_id, snapshot) in snmp {
-            let Some(fdb) = snapshot["fdb"].as_array() else {
-                continue;
-            };
-            let mut per_port: BTreeMap<String, Vec<&str>> = BTreeMap::new();
-            for entry in fdb {
-                let port = entry["if_index"]
-                    .as_u64()
-                    .or_else(|| entry["port"].as_u64())
-                    .map(|p| p.to_string())
-                    .unwrap_or_default();
-                if let Some(mac) = entry["mac"].as_str() {
-                    per_port.entry(port).or_default().push(mac);
-                }
+            let mut per_port: BTreeMap<u32, Vec<&str>> = BTreeMap::new();
+            for entry in &snapshot.fdb {
+                let port = entry.if_index.unwrap_or(entry.port);
+                per_port.entry(port).or_default().push(entry.mac.as_str());
             }
             for macs in per_port.values().filter(|m| m.len() <= edge_max) {
                 for mac in macs {
@@ -89,9 +80,9 @@ impl Parents {
                     }
                 }
             }
-            for neighbour in snapshot["lldp"].as_array().into_iter().flatten() {
-                let name = neighbour["sys_name"].as_str().unwrap_or_default();
-                let addr = neighbour["mgmt_addr"].as_str().unwrap_or_default();
+            for neighbour in &snapshot.lldp {
+                let name = neighbour.sys_name.as_str();
+                let addr = neighbour.mgmt_addr.as_deref().unwrap_or_default();
                 if let Some(child) = assets.iter().find(|a| {
                     a.id != *switch_id
                         && ((!name.is_empty() && a.name.eq_ignore_ascii_case(name))

@@ -7,8 +7,14 @@ use time::OffsetDateTime;
 use time::macros::datetime;
 
 use super::*;
+use crate::model::SnmpSnapshot;
 use crate::model::{Asset, AssetKind, Change, Source};
 use crate::observe::{Observations, StatusPoint};
+
+/// A snapshot from the JSON the store keeps (fields left out take their defaults).
+fn snapshot(value: serde_json::Value) -> SnmpSnapshot {
+    serde_json::from_value(value).expect("a valid snapshot")
+}
 
 const NOW: OffsetDateTime = datetime!(2026-10-05 10:00 UTC);
 
@@ -157,10 +163,10 @@ fn printer_supplies_errors_and_upses() {
     printer.kind = AssetKind::Printer;
     let mut obs = Observations::default();
     obs.ping("mfp", NOW, true, time::Duration::minutes(15));
-    obs.snmp("mfp", NOW, &json!({
+    obs.snmp("mfp", NOW, &snapshot(json!({
         "supplies": [{"description": "Black Toner", "percent": 6.0}, {"description": "Waste Toner", "percent": 5.0}, {"description": "Cyan Toner", "percent": 50.0}],
         "printer_errors": ["lowPaper", "doorOpen"],
-    }));
+    })));
     let fired = fired(&[printer.clone()], &obs, &RulesConfig::default(), &[], None);
     let rules: Vec<_> = fired.iter().map(|f| f.0).collect();
     assert_eq!(rules, ["supply_low", "printer_error"]);
@@ -176,14 +182,18 @@ fn printer_supplies_errors_and_upses() {
     obs.snmp(
         "ups",
         NOW,
-        &json!({"ups": {"on_battery": true, "runtime_secs": 1800, "charge_percent": 80.0}}),
+        &snapshot(
+            json!({"ups": {"on_battery": true, "runtime_secs": 1800, "charge_percent": 80.0}}),
+        ),
     );
     obs.ping("ups", NOW, true, time::Duration::minutes(15));
     assert_eq!(rules_fired(&[ups.clone()], &obs), ["ups_on_battery"]);
     obs.snmp(
         "ups",
         NOW,
-        &json!({"ups": {"on_battery": false, "runtime_secs": 300, "charge_percent": 20.0}}),
+        &snapshot(
+            json!({"ups": {"on_battery": false, "runtime_secs": 300, "charge_percent": 20.0}}),
+        ),
     );
     assert_eq!(
         rules_fired(&[ups.clone()], &obs),
@@ -193,7 +203,7 @@ fn printer_supplies_errors_and_upses() {
     obs.snmp(
         "ups",
         NOW,
-        &json!({"ups": {"on_battery": false, "runtime_secs": 3960}}),
+        &snapshot(json!({"ups": {"on_battery": false, "runtime_secs": 3960}})),
     );
     assert!(rules_fired(&[ups], &obs).is_empty());
 }

@@ -5,10 +5,10 @@
 //! reverse DNS (`dns`), SNMP credentials and inventory (`snmp`) and optional TCP port probes
 //! (`probe`). Nothing is ever sent outside the scope: the sweep only targets it, and every
 //! later stage only talks to hosts the sweep found in it. The result, a [`Sweep`], is what
-//! the `scan` CLI prints and what the daemon hands the register writer. `targets` owns CIDR
-//! parsing, caps and route checks.
+//! the `scan` CLI prints and what the daemon (`app::discovery`) hands the register writer.
+//! `targets` owns CIDR parsing, caps and route checks. A library: it knows nothing of the
+//! register or the store.
 
-pub mod daemon;
 pub mod dns;
 pub mod neighbors;
 pub mod ping;
@@ -84,7 +84,7 @@ pub struct DiscoveredHost {
     /// SNMP's answer when it had one, else a guess from ports and vendor.
     pub kind: AssetKind,
     pub open_ports: Vec<u16>,
-    pub snmp: Option<snmp::Device>,
+    pub snmp: Option<snmp::SnmpSnapshot>,
     /// Which configured credential answered (index into the options' list).
     #[serde(skip)]
     pub snmp_credential: Option<usize>,
@@ -206,7 +206,7 @@ async fn snmp_all(
     options: &ScanOptions,
     memory: &CredentialMemory,
     cancel: &CancellationToken,
-) -> HashMap<Ipv4Addr, (usize, snmp::Device)> {
+) -> HashMap<Ipv4Addr, (usize, snmp::SnmpSnapshot)> {
     if options.snmp_credentials.is_empty() {
         return HashMap::new();
     }

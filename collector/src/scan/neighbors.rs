@@ -26,7 +26,7 @@ pub fn parse_proc_net_arp(text: &str) -> HashMap<Ipv4Addr, String> {
             let cols: Vec<&str> = line.split_whitespace().collect();
             let ip = cols.first()?.parse().ok()?;
             let flags = u32::from_str_radix(cols.get(2)?.trim_start_matches("0x"), 16).ok()?;
-            let mac = crate::cmdb::identity::normalise_mac(cols.get(3)?)?;
+            let mac = crate::model::mac::normalise_mac(cols.get(3)?)?;
             // 0x2 = ATF_COM: the entry is complete (resolved).
             (flags & 0x2 != 0).then_some((ip, mac))
         })
@@ -56,7 +56,7 @@ impl MacVendor {
 }
 
 pub fn vendor_of(mac: &str) -> MacVendor {
-    if crate::cmdb::identity::is_locally_administered(mac) {
+    if crate::model::mac::is_locally_administered(mac) {
         return MacVendor::LocallyAdministered;
     }
     match oui_data::lookup(mac) {

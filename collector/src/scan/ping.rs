@@ -14,7 +14,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use surge_ping::{Client, Config, ICMP, PingIdentifier, PingSequence, SurgeError};
+use surge_ping::{Client, Config, ICMP, IcmpPacket, PingIdentifier, PingSequence, SurgeError};
 use tokio::sync::{Semaphore, mpsc};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -184,7 +184,18 @@ async fn probe(
             let mut refused = 0;
             loop {
                 match pinger.ping(PingSequence(attempt as u16), &payload).await {
-                    Ok((_, rtt)) => return Some((rtt, attempt + 1)),
+                    Ok((packet, rtt)) if is_echo_reply(&packet) => return Some((rtt, attempt + 1)),
+                    // surge-ping also hands over ICMP errors quoting our request, such as the
+                    // kernel's own "host unreachable" once ARP for the address has failed
+                    // (within the timeout when a recent sweep left a FAILED neighbour entry):
+                    // that address did not answer.
+                    Ok((packet, _)) => {
+                        if let IcmpPacket::V4(p) = &packet {
+                            tracing::debug!(%ip, icmp_type = p.get_icmp_type().0,
+                                icmp_code = p.get_icmp_code().0, "An ICMP error came back instead of a reply");
+                        }
+                        return None;
+                    }
                     Err(SurgeError::Timeout { .. }) => return None,
                     Err(SurgeError::IOError(error))
                         if error.raw_os_error() == Some(ENOBUFS) && refused < MAX_REFUSALS =>
@@ -206,6 +217,12 @@ async fn probe(
         }
     }
     None
+}
+
+/// An echo reply, not an error message about our echo request.
+fn is_echo_reply(packet: &IcmpPacket) -> bool {
+    const ECHO_REPLY: u8 = 0;
+    matches!(packet, IcmpPacket::V4(p) if p.get_icmp_type().0 == ECHO_REPLY)
 }
 
 #[cfg(test)]

@@ -110,10 +110,12 @@ mod tests {
             .await
             .expect("bind");
         let open = listener.local_addr().expect("addr").port();
-        let closed = {
-            let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-            l.local_addr().expect("addr").port()
-        };
+        // Bound but not listening: refused, and no other process can listen there meanwhile.
+        let reserved = tokio::net::TcpSocket::new_v4().expect("socket");
+        reserved
+            .bind("127.0.0.1:0".parse().expect("addr"))
+            .expect("bind");
+        let closed = reserved.local_addr().expect("addr").port();
         let scope = Scope::parse(&["127.0.0.1/32".to_owned()], 16).expect("scope");
         let found = open_ports(
             &scope,

@@ -106,8 +106,8 @@ impl FromStr for Ipv4Net {
     }
 }
 
-/// The validated set of ranges a scan may touch.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The validated set of ranges a scan may touch (empty by default: nothing is scanned).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Scope {
     ranges: Vec<Ipv4Net>,
 }
@@ -151,6 +151,23 @@ impl Scope {
 
     pub fn contains(&self, addr: Ipv4Addr) -> bool {
         self.ranges.iter().any(|r| r.contains(addr))
+    }
+
+    /// The addresses of `asset` that lie inside the scope (IPv6 and unparsable ones skipped).
+    pub fn addresses_of<'a>(
+        &'a self,
+        asset: &'a crate::model::Asset,
+    ) -> impl Iterator<Item = Ipv4Addr> + 'a {
+        asset
+            .ips
+            .iter()
+            .filter_map(|ip| ip.parse().ok())
+            .filter(|ip| self.contains(*ip))
+    }
+
+    /// Whether any address of `asset` lies inside the scope.
+    pub fn covers(&self, asset: &crate::model::Asset) -> bool {
+        self.addresses_of(asset).next().is_some()
     }
 
     /// Every host address once, in random order (so a sweep never walks a subnet in order

@@ -6,7 +6,8 @@ use time::macros::datetime;
 use super::{ChangeQuery, Store, WriteSet};
 use crate::model::{
     AgentRecord, Asset, AssetKind, Change, Incident, IncidentEvent, IncidentEventKind,
-    IncidentState, InventoryMeta, InventoryRecord, ReachSample, Source, StatusSample,
+    IncidentState, InventoryMeta, InventoryRecord, ReachSample, SnmpSnapshot, Source, StatusSample,
+    SupplyLevels,
 };
 use caretaker_proto::v1;
 
@@ -204,6 +205,7 @@ fn incidents_events_and_outbox(store: &dyn Store) {
 }
 
 fn reach_samples_and_snmp_snapshots(store: &dyn Store) {
+    let levels = |black: f64| SupplyLevels::from([("Black Toner".to_owned(), black)]);
     let base = datetime!(2026-10-01 08:00 UTC);
     let reach = |minutes: i64, up: bool| ReachSample {
         at: base + time::Duration::minutes(minutes),
@@ -221,24 +223,22 @@ fn reach_samples_and_snmp_snapshots(store: &dyn Store) {
             ],
             snmp: vec![(
                 "a1".to_owned(),
-                serde_json::json!({"system": {"name": "ICT-SW2"}}),
+                SnmpSnapshot {
+                    system: crate::model::snmp::SystemInfo {
+                        name: "ICT-SW2".to_owned(),
+                        ..Default::default()
+                    },
+                    ..Default::default()
+                },
             )],
             levels: vec![
-                (
-                    "a1".to_owned(),
-                    base,
-                    serde_json::json!({"Black Toner": 40.0}),
-                ),
+                ("a1".to_owned(), base, levels(40.0)),
                 (
                     "a1".to_owned(),
                     base + time::Duration::hours(1),
-                    serde_json::json!({"Black Toner": 38.0}),
+                    levels(38.0),
                 ),
-                (
-                    "a10".to_owned(),
-                    base,
-                    serde_json::json!({"Black Toner": 1.0}),
-                ),
+                ("a10".to_owned(), base, levels(1.0)),
             ],
             ..Default::default()
         })
@@ -256,21 +256,20 @@ fn reach_samples_and_snmp_snapshots(store: &dyn Store) {
         Some(reach(5, false))
     );
     assert_eq!(
-        store.snmp("a1").expect("snmp").expect("snapshot")["system"]["name"],
+        store
+            .snmp("a1")
+            .expect("snmp")
+            .expect("snapshot")
+            .system
+            .name,
         "ICT-SW2"
     );
     assert_eq!(store.snmp("a2").expect("snmp"), None);
-    let levels = store
+    let stored = store
         .levels("a1", base, base + time::Duration::days(1))
         .expect("levels");
-    assert_eq!(levels.len(), 2);
-    assert_eq!(
-        levels[1],
-        (
-            base + time::Duration::hours(1),
-            serde_json::json!({"Black Toner": 38.0})
-        )
-    );
+    assert_eq!(stored.len(), 2);
+    assert_eq!(stored[1], (base + time::Duration::hours(1), levels(38.0)));
 }
 
 fn records_round_trip(store: &dyn Store) {

@@ -9,7 +9,7 @@ use super::codec;
 use super::{ChangeQuery, Store, StoreError, WriteSet};
 use crate::model::{
     AgentId, AgentRecord, Asset, AssetId, Change, Incident, IncidentEvent, InventoryRecord,
-    OutboxEntry, Problem, ReachSample, StatusSample, unix_millis,
+    OutboxEntry, Problem, ReachSample, SnmpSnapshot, StatusSample, SupplyLevels, unix_millis,
 };
 
 #[derive(Default)]
@@ -27,14 +27,14 @@ struct Inner {
     changes: BTreeMap<Vec<u8>, Change>,
     samples: BTreeMap<Vec<u8>, StatusSample>,
     reach: BTreeMap<(AssetId, i64), ReachSample>,
-    snmp: HashMap<AssetId, serde_json::Value>,
+    snmp: HashMap<AssetId, SnmpSnapshot>,
     incidents: BTreeMap<String, Incident>,
     incident_events: BTreeMap<u64, IncidentEvent>,
     problems: BTreeMap<String, Problem>,
     outbox: BTreeMap<String, OutboxEntry>,
     meta: HashMap<String, u64>,
     rollups: BTreeMap<(AssetId, i64), serde_json::Value>,
-    levels: BTreeMap<(AssetId, i64), serde_json::Value>,
+    levels: BTreeMap<(AssetId, i64), SupplyLevels>,
 }
 
 impl MemoryStore {
@@ -166,7 +166,7 @@ impl Store for MemoryStore {
         Ok(self.lock().reach.range(range).next_back().map(|(_, s)| *s))
     }
 
-    fn snmp(&self, asset: &str) -> Result<Option<serde_json::Value>, StoreError> {
+    fn snmp(&self, asset: &str) -> Result<Option<SnmpSnapshot>, StoreError> {
         Ok(self.lock().snmp.get(asset).cloned())
     }
 
@@ -246,7 +246,7 @@ impl Store for MemoryStore {
         asset: &str,
         from: OffsetDateTime,
         to: OffsetDateTime,
-    ) -> Result<Vec<(OffsetDateTime, serde_json::Value)>, StoreError> {
+    ) -> Result<Vec<(OffsetDateTime, SupplyLevels)>, StoreError> {
         let range = (asset.to_owned(), unix_millis(from))..(asset.to_owned(), unix_millis(to));
         Ok(self
             .lock()

@@ -10,7 +10,10 @@
 mod codec;
 #[cfg(test)]
 pub mod conformance;
+#[cfg(test)]
+pub mod faulty;
 pub mod memory;
+pub mod reopen;
 pub mod sled;
 
 use std::collections::HashMap;
@@ -20,11 +23,12 @@ use time::OffsetDateTime;
 
 use crate::model::{
     AgentId, AgentRecord, Asset, AssetId, Change, Incident, IncidentEvent, InventoryRecord,
-    OutboxEntry, Problem, ReachSample, StatusSample,
+    OutboxEntry, Problem, ReachSample, SnmpSnapshot, StatusSample, SupplyLevels,
 };
 
 pub use self::sled::SledStore;
 pub use memory::MemoryStore;
+pub use reopen::Reopening;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -40,6 +44,10 @@ pub enum StoreError {
         #[source]
         source: ::sled::Error,
     },
+    #[error("store unavailable: {0}")]
+    Unavailable(&'static str),
+    #[error("a store task failed: {0}")]
+    TaskFailed(String),
     #[error("store record {key} in {tree} is corrupt: {reason}")]
     Corrupt {
         tree: &'static str,
@@ -48,16 +56,37 @@ pub enum StoreError {
     },
 }
 
+impl StoreError {
+    /// Whether the filesystem under the store is full (ENOSPC, or a quota exceeded).
+    pub fn is_full(&self) -> bool {
+        let io = match self {
+            StoreError::Open { source, .. } | StoreError::Io { source, .. } => match source {
+                ::sled::Error::Io(io) => Some(io),
+                _ => None,
+            },
+            StoreError::Unavailable(_) | StoreError::TaskFailed(_) | StoreError::Corrupt { .. } => {
+                None
+            }
+        };
+        io.is_some_and(|e| {
+            matches!(
+                e.kind(),
+                std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+            ) || e.raw_os_error() == Some(28)
+        })
+    }
+}
+
 /// Everything one ingest batch writes, applied by [`Store::commit`] in field order.
 #[derive(Debug, Default)]
 pub struct WriteSet {
     pub samples: Vec<StatusSample>,
     /// Ping verdicts per asset, one per sweep.
     pub reach: Vec<(AssetId, ReachSample)>,
-    /// Printer supply levels, `{description: percent}` per asset and time.
-    pub levels: Vec<(AssetId, OffsetDateTime, serde_json::Value)>,
-    /// The latest SNMP description of an asset (JSON, as discovery produced it).
-    pub snmp: Vec<(AssetId, serde_json::Value)>,
+    /// Printer supply levels per asset and time.
+    pub levels: Vec<(AssetId, OffsetDateTime, SupplyLevels)>,
+    /// The latest SNMP description of an asset.
+    pub snmp: Vec<(AssetId, SnmpSnapshot)>,
     pub changes: Vec<Change>,
     pub inventories: Vec<(AssetId, InventoryRecord)>,
     pub assets: Vec<Asset>,
@@ -75,6 +104,42 @@ pub struct WriteSet {
 }
 
 impl WriteSet {
+    /// Appends `other`'s records after this set's (applied in that order).
+    pub fn extend(&mut self, other: WriteSet) {
+        let WriteSet {
+            samples,
+            reach,
+            levels,
+            snmp,
+            changes,
+            inventories,
+            assets,
+            agents,
+            last_seen,
+            incidents,
+            incident_events,
+            problems,
+            outbox,
+            meta,
+            agent_seqs,
+        } = other;
+        self.samples.extend(samples);
+        self.reach.extend(reach);
+        self.levels.extend(levels);
+        self.snmp.extend(snmp);
+        self.changes.extend(changes);
+        self.inventories.extend(inventories);
+        self.assets.extend(assets);
+        self.agents.extend(agents);
+        self.last_seen.extend(last_seen);
+        self.incidents.extend(incidents);
+        self.incident_events.extend(incident_events);
+        self.problems.extend(problems);
+        self.outbox.extend(outbox);
+        self.meta.extend(meta);
+        self.agent_seqs.extend(agent_seqs);
+    }
+
     pub fn is_empty(&self) -> bool {
         self.samples.is_empty()
             && self.reach.is_empty()
@@ -91,6 +156,18 @@ impl WriteSet {
             && self.problems.is_empty()
             && self.outbox.is_empty()
             && self.meta.is_empty()
+    }
+}
+
+/// Runs blocking store work (sled scans, commits) off the async threads.
+pub async fn blocking<T, E>(work: impl FnOnce() -> Result<T, E> + Send + 'static) -> Result<T, E>
+where
+    T: Send + 'static,
+    E: From<StoreError> + Send + 'static,
+{
+    match tokio::task::spawn_blocking(work).await {
+        Ok(result) => result,
+        Err(error) => Err(StoreError::TaskFailed(error.to_string()).into()),
     }
 }
 
@@ -115,6 +192,12 @@ pub trait Store: Send + Sync + 'static {
 
     /// Makes everything written so far durable.
     fn flush(&self) -> Result<(), StoreError>;
+
+    /// After a write failed: gets the store usable again if it can (reopening it where the
+    /// engine stays broken after an I/O error). Stores that need nothing return `Ok`.
+    fn recover(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 
     fn asset(&self, id: &str) -> Result<Option<Asset>, StoreError>;
     fn assets(&self) -> Result<Vec<Asset>, StoreError>;
@@ -142,7 +225,7 @@ pub trait Store: Send + Sync + 'static {
     /// The newest ping verdict of one asset.
     fn latest_reach(&self, asset: &str) -> Result<Option<ReachSample>, StoreError>;
     /// The latest SNMP description of an asset.
-    fn snmp(&self, asset: &str) -> Result<Option<serde_json::Value>, StoreError>;
+    fn snmp(&self, asset: &str) -> Result<Option<SnmpSnapshot>, StoreError>;
 
     fn incident(&self, id: &str) -> Result<Option<Incident>, StoreError>;
     /// Every incident, oldest first.
@@ -172,7 +255,7 @@ pub trait Store: Send + Sync + 'static {
         asset: &str,
         from: OffsetDateTime,
         to: OffsetDateTime,
-    ) -> Result<Vec<(OffsetDateTime, serde_json::Value)>, StoreError>;
+    ) -> Result<Vec<(OffsetDateTime, SupplyLevels)>, StoreError>;
     /// Hourly summaries of one asset in `[from, to)`, oldest first.
     fn rollups(
         &self,

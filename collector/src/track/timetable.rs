@@ -151,6 +151,12 @@ impl SchoolHoursConfig {
     }
 }
 
+impl Default for SchoolHours {
+    fn default() -> Self {
+        Self::always()
+    }
+}
+
 impl SchoolHours {
     /// Around the clock: every instant is school time.
     pub fn always() -> Self {

@@ -8,7 +8,7 @@
 
 use crate::model::AssetKind;
 
-use super::tables::Entity;
+use super::Entity;
 
 /// Which MIBs / subtrees answered a GETNEXT.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -12,7 +12,9 @@ use super::classify::{self, Mibs, PROBE_ROOTS, SCALAR_OIDS, Scalars};
 use super::session::{Client, Column};
 use super::tables::{self, Walked, oids};
 use super::value::{OidVec, Val, nonempty_text, oid_string, parse_dotted, text, uint};
-use super::{Credential, Device, Limits, SnmpError, SystemInfo};
+use super::{
+    Credential, GapReason, Limits, SnmpError, SnmpGap, SnmpSection, SnmpSnapshot, SystemInfo,
+};
 use crate::model::AssetKind;
 
 const SYSTEM: [&[u64]; 6] = [
@@ -73,7 +75,7 @@ pub async fn inventory(
     target: SocketAddr,
     credential: &Credential,
     limits: &Limits,
-) -> Result<Device, SnmpError> {
+) -> Result<SnmpSnapshot, SnmpError> {
     run_inventory(target, credential, limits)
         .instrument(info_span!("snmp_inventory", %target))
         .await
@@ -83,11 +85,18 @@ async fn run_inventory(
     target: SocketAddr,
     credential: &Credential,
     limits: &Limits,
-) -> Result<Device, SnmpError> {
+) -> Result<SnmpSnapshot, SnmpError> {
     let started = Instant::now();
     let deadline = started + limits.device_deadline;
     let mut client = Client::open(target, credential, limits).await?;
     let mut notes: Vec<String> = Vec::new();
+    let mut gaps: Vec<SnmpGap> = Vec::new();
+    let mut gap = |section: SnmpSection, reason: GapReason| {
+        let gap = SnmpGap { section, reason };
+        if !gaps.contains(&gap) {
+            gaps.push(gap);
+        }
+    };
 
     // 1. System group and vendor scalars in one GET: a device that does not answer this fails.
     let mut scalar_oids: Vec<OidVec> = SYSTEM.iter().map(|o| o.to_vec()).collect();
@@ -122,6 +131,14 @@ async fn run_inventory(
         }
         Err(error) => {
             notes.push(format!("MIB presence probe: {error}"));
+            gap(
+                SnmpSection::Mibs,
+                if matches!(error, SnmpError::Timeout) {
+                    GapReason::Timeout
+                } else {
+                    GapReason::Error
+                },
+            );
             Mibs::default()
         }
     };
@@ -130,8 +147,8 @@ async fn run_inventory(
 
     // 3. Tables, each only when its MIB answered.
     let mut walked = Walked::default();
-    let mut plan: Vec<(&str, Vec<OidVec>)> = vec![(
-        "interfaces",
+    let mut plan: Vec<(SnmpSection, Vec<OidVec>)> = vec![(
+        SnmpSection::Interfaces,
         [
             columns(oids::IF_TABLE_ENTRY, &[2, 5, 6, 7, 8, 10, 14, 16, 20]),
             columns(oids::IF_X_ENTRY, &[1, 6, 10, 15, 18]),
@@ -140,7 +157,7 @@ async fn run_inventory(
     )];
     if mibs.entity {
         plan.push((
-            "entities",
+            SnmpSection::Entities,
             columns(oids::ENT_PHYSICAL_ENTRY, &[2, 5, 7, 8, 9, 10, 11, 13]),
         ));
     }
@@ -151,20 +168,23 @@ async fn run_inventory(
             hr.extend(columns(oids::HR_DEVICE_ENTRY, &[2, 3]));
             hr.push(oids::HR_PRINTER_ERROR_STATE.to_vec());
         }
-        plan.push(("host-resources", hr));
+        plan.push((SnmpSection::HostResources, hr));
         if matches!(kind, AssetKind::Server | AssetKind::Pc) {
-            plan.push(("software", vec![oids::HR_SW_INSTALLED_NAME.to_vec()]));
+            plan.push((
+                SnmpSection::Software,
+                vec![oids::HR_SW_INSTALLED_NAME.to_vec()],
+            ));
         }
     }
     if mibs.printer {
         let mut prt = columns(oids::PRT_SUPPLIES_ENTRY, &[3, 5, 6, 7, 8, 9]);
         prt.push(oids::PRT_COLORANT_VALUE.to_vec());
         prt.push(oids::PRT_MARKER_LIFE_COUNT.to_vec());
-        plan.push(("printer", prt));
+        plan.push((SnmpSection::Printer, prt));
     }
     if mibs.bridge {
         plan.push((
-            "fdb",
+            SnmpSection::Fdb,
             vec![
                 oids::DOT1D_BASE_PORT_IFINDEX.to_vec(),
                 oids::DOT1Q_TP_FDB_PORT.to_vec(),
@@ -175,25 +195,28 @@ async fn run_inventory(
     if mibs.lldp {
         let mut l = columns(oids::LLDP_REM_ENTRY, &[4, 5, 6, 7, 8, 9, 10]);
         l.push(oids::LLDP_REM_MAN_ADDR_IF_SUBTYPE.to_vec());
-        plan.push(("lldp", l));
+        plan.push((SnmpSection::Lldp, l));
     }
-    for (table, roots) in plan {
+    for (section, roots) in plan {
+        let table = section_name(section);
         if Instant::now() >= deadline {
             notes.push(format!("{table}: device deadline reached, not read"));
+            gap(section, GapReason::Deadline);
             continue;
         }
         let cols: Vec<Column> = client.walk(&roots, deadline).await;
-        let mut reasons: Vec<String> = Vec::new();
+        let mut details: Vec<String> = Vec::new();
         for (root, col) in roots.into_iter().zip(cols) {
-            if let Some(reason) = col.stopped
-                && !reasons.contains(&reason)
-            {
-                reasons.push(reason);
+            if let Some(stop) = col.stopped {
+                gap(section, stop.reason);
+                if !details.contains(&stop.detail) {
+                    details.push(stop.detail);
+                }
             }
             walked.insert(root, col.rows);
         }
-        for reason in reasons {
-            notes.push(format!("{table}: {reason}"));
+        for detail in details {
+            notes.push(format!("{table}: {detail}"));
         }
     }
 
@@ -201,7 +224,17 @@ async fn run_inventory(
     if mibs.ups_mib || mibs.powernet {
         match client.get(&tables::ups_scalar_oids(), deadline).await {
             Ok(values) => ups = tables::ups_from(&values),
-            Err(error) => notes.push(format!("ups: {error}")),
+            Err(error) => {
+                notes.push(format!("ups: {error}"));
+                gap(
+                    SnmpSection::Ups,
+                    if matches!(error, SnmpError::Timeout) {
+                        GapReason::Timeout
+                    } else {
+                        GapReason::Error
+                    },
+                );
+            }
         }
     }
 
@@ -220,7 +253,8 @@ async fn run_inventory(
         &entities,
         printer_descr.as_deref(),
     );
-    let device = Device {
+    let device = SnmpSnapshot {
+        collected_at: Some(time::OffsetDateTime::now_utc()),
         kind,
         vendor: id.vendor,
         model: id.model,
@@ -237,6 +271,8 @@ async fn run_inventory(
         fdb: tables::fdb(&walked),
         lldp: tables::lldp(&walked),
         ups,
+        gaps,
+        stale: Vec::new(),
         notes,
         system,
     };
@@ -248,4 +284,19 @@ async fn run_inventory(
         "SNMP inventory done"
     );
     Ok(device)
+}
+
+/// The section's name in notes, as technicians know the tables.
+fn section_name(section: SnmpSection) -> &'static str {
+    match section {
+        SnmpSection::Mibs => "MIB presence probe",
+        SnmpSection::Interfaces => "interfaces",
+        SnmpSection::Entities => "entities",
+        SnmpSection::HostResources => "host-resources",
+        SnmpSection::Software => "software",
+        SnmpSection::Printer => "printer",
+        SnmpSection::Fdb => "fdb",
+        SnmpSection::Lldp => "lldp",
+        SnmpSection::Ups => "ups",
+    }
 }

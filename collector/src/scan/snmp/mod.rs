@@ -10,7 +10,7 @@
 //! `classify` (pure: kind, vendor, model). No tasks are spawned; everything runs inside the
 //! caller's future, one request in flight per device, and stops when the caller drops it or
 //! when `Limits::device_deadline` passes. Partial results are kept and explained in
-//! [`Device::notes`]; nothing is made up.
+//! [`SnmpSnapshot::gaps`] and `notes`; nothing is made up.
 
 use std::fmt;
 use std::time::Duration;
@@ -27,8 +27,11 @@ mod session;
 pub mod tables;
 pub mod value;
 
+pub use crate::model::snmp::{
+    Entity, FdbEntry, GapReason, Interface, LldpNeighbor, SnmpGap, SnmpSection, SnmpSnapshot,
+    Storage, Supply, SupplyState, SystemInfo, Ups,
+};
 pub use inventory::{inventory, probe};
-pub use tables::{Entity, FdbEntry, Interface, LldpNeighbor, Storage, Supply, SupplyState, Ups};
 
 /// SNMPv3 authentication protocols (all that snmp2 implements).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -122,42 +125,6 @@ impl Default for Limits {
             max_bytes: 4 << 20,
         }
     }
-}
-
-/// The SNMP system group.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct SystemInfo {
-    pub descr: String,
-    /// Dotted, e.g. `1.3.6.1.4.1.11.2.3.9.1`; empty when the agent did not say.
-    pub object_id: String,
-    pub uptime_ticks: Option<u64>,
-    pub contact: String,
-    pub name: String,
-    pub location: String,
-}
-
-/// Everything an inventory learned about one device.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Device {
-    pub system: SystemInfo,
-    pub kind: crate::model::AssetKind,
-    pub vendor: String,
-    pub model: String,
-    pub serial: String,
-    pub firmware: String,
-    pub interfaces: Vec<Interface>,
-    pub entities: Vec<Entity>,
-    pub storage: Vec<Storage>,
-    pub processor_loads: Vec<u32>,
-    pub software: Vec<String>,
-    pub supplies: Vec<Supply>,
-    pub page_count: Option<u64>,
-    pub printer_errors: Vec<String>,
-    pub fdb: Vec<FdbEntry>,
-    pub lldp: Vec<LldpNeighbor>,
-    pub ups: Option<Ups>,
-    /// What was partial or missing, e.g. "lldp: timeout", "sysName missing".
-    pub notes: Vec<String>,
 }
 
 /// Why an SNMP operation failed.

@@ -32,11 +32,6 @@ impl Drop for Simulator {
     }
 }
 
-fn free_udp_port() -> u16 {
-    let s = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind probe socket");
-    s.local_addr().expect("local addr").port()
-}
-
 fn chmod_world(path: &std::path::Path, mode: u32) {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
@@ -76,10 +71,10 @@ async fn start_simulator() -> Simulator {
     );
     chmod_world(data.path(), 0o755);
     chmod_world(cache.path(), 0o777);
-    let port = free_udp_port();
     let mut cmd = Command::new(SNMPSIMD);
     cmd.arg(format!("--data-dir={}", data.path().display()))
-        .arg(format!("--agent-udpv4-endpoint=127.0.0.1:{port}"))
+        // Port 0; snmpsimd logs only the endpoint it was given, so the port comes from /proc.
+        .arg("--agent-udpv4-endpoint=127.0.0.1:0")
         .arg(format!("--cache-dir={}", cache.path().display()))
         .arg("--logging-method=null")
         // The default USM user (MD5 + DES), plus an auth-only SHA-1 user and a SHA-256 + AES user.
@@ -106,7 +101,21 @@ async fn start_simulator() -> Simulator {
         cmd.arg("--process-user=nobody")
             .arg("--process-group=nogroup");
     }
-    let child = cmd.spawn().expect("start snmpsimd");
+    let mut child = cmd.spawn().expect("start snmpsimd");
+    let started = std::time::Instant::now();
+    let port = loop {
+        if let Some(&port) = caretaker_tests::bound_ports(child.id(), "udp").first() {
+            break port;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("snmpsimd exited with {status} before it bound its port");
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "snmpsimd bound no UDP port within 120 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     let sim = Simulator {
         child,
         addr: SocketAddr::from(([127, 0, 0, 1], port)),
@@ -202,19 +211,19 @@ fn v2c(community: &str) -> Credential {
     }
 }
 
-async fn inventory_of(sim: &Simulator, community: &str) -> Device {
+async fn inventory_of(sim: &Simulator, community: &str) -> SnmpSnapshot {
     let d = inventory(sim.addr, &v2c(community), &Limits::default())
         .await
         .unwrap_or_else(|e| panic!("{community}: {e}"));
     assert!(
-        !d.notes.iter().any(|n| n.contains("timeout")),
+        !d.gaps.iter().any(|g| g.reason == GapReason::Timeout),
         "{community}: {:?}",
         d.notes
     );
     d
 }
 
-fn supply<'a>(d: &'a Device, prefix: &str) -> &'a Supply {
+fn supply<'a>(d: &'a SnmpSnapshot, prefix: &str) -> &'a Supply {
     d.supplies
         .iter()
         .find(|s| s.description.starts_with(prefix))

@@ -18,7 +18,7 @@ use tokio::time::{Instant, timeout};
 use tracing::debug;
 
 use super::value::{OidVec, Val, copy_varbinds};
-use super::{Credential, Limits, SnmpError};
+use super::{Credential, GapReason, Limits, SnmpError};
 
 /// SNMP error-status values we act on.
 const ERR_TOO_BIG: u32 = 1;
@@ -50,8 +50,32 @@ enum Req<'a> {
 pub(crate) struct Column {
     /// `(index suffix after the column root, value)`, in agent order; NULL placeholders skipped.
     pub rows: Vec<(OidVec, Val)>,
-    /// Why the walk ended early, if it did ("timeout", "OID did not increase", ...).
-    pub stopped: Option<String>,
+    /// Why the walk ended early, if it did.
+    pub stopped: Option<Stop>,
+}
+
+/// Why a walk ended early: a typed reason and the detail for the technician.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Stop {
+    pub reason: GapReason,
+    /// e.g. "timeout", "OID did not increase", "walk stopped at 20000 rows".
+    pub detail: String,
+}
+
+impl Stop {
+    fn new(reason: GapReason, detail: impl Into<String>) -> Self {
+        Self {
+            reason,
+            detail: detail.into(),
+        }
+    }
+
+    fn from_error(error: &SnmpError) -> Self {
+        match error {
+            SnmpError::Timeout => Self::new(GapReason::Timeout, "timeout"),
+            other => Self::new(GapReason::Error, other.to_string()),
+        }
+    }
 }
 
 pub(crate) struct Client {
@@ -249,14 +273,17 @@ impl Client {
                             state.done[col] = true
                         }
                         Ok(reply) if reply.error_status != 0 => {
-                            state.stop(col, &format!("agent error-status {}", reply.error_status));
+                            state.malformed(
+                                col,
+                                &format!("agent error-status {}", reply.error_status),
+                            );
                         }
                         Ok(reply) => {
                             if !state.absorb(&[col], reply.varbinds) {
-                                state.stop(col, "empty response");
+                                state.malformed(col, "empty response");
                             }
                         }
-                        Err(error) => state.stop(col, &error_reason(&error)),
+                        Err(error) => state.stop(col, &Stop::from_error(&error)),
                     }
                 }
             }
@@ -291,24 +318,20 @@ impl Client {
                     debug!(target = %self.target, cap = self.bulk_cap, "GETBULK timed out; asking for fewer rows");
                 }
                 Ok(reply) if reply.error_status != 0 => {
-                    state.stop_all(&format!("agent error-status {}", reply.error_status));
+                    state.stop_all(&Stop::new(
+                        GapReason::Error,
+                        format!("agent error-status {}", reply.error_status),
+                    ));
                 }
                 Ok(reply) => {
                     if !state.absorb(&active, reply.varbinds) {
-                        state.stop_all("no progress");
+                        state.stop_all(&Stop::new(GapReason::Error, "no progress"));
                     }
                 }
-                Err(error) => state.stop_all(&error_reason(&error)),
+                Err(error) => state.stop_all(&Stop::from_error(&error)),
             }
         }
         state.finish()
-    }
-}
-
-fn error_reason(error: &SnmpError) -> String {
-    match error {
-        SnmpError::Timeout => "timeout".to_owned(),
-        other => other.to_string(),
     }
 }
 
@@ -338,26 +361,37 @@ impl WalkState {
         }
     }
 
-    fn over_budget(&self) -> Option<String> {
+    fn over_budget(&self) -> Option<Stop> {
         if self.rows >= self.max_rows {
-            Some(format!("walk stopped at {} rows", self.rows))
+            Some(Stop::new(
+                GapReason::Limit,
+                format!("walk stopped at {} rows", self.rows),
+            ))
         } else if self.bytes >= self.max_bytes {
-            Some(format!("walk stopped at {} bytes", self.bytes))
+            Some(Stop::new(
+                GapReason::Limit,
+                format!("walk stopped at {} bytes", self.bytes),
+            ))
         } else {
             None
         }
     }
 
-    fn stop(&mut self, col: usize, reason: &str) {
+    fn stop(&mut self, col: usize, stop: &Stop) {
         if !self.done[col] {
             self.done[col] = true;
-            self.columns[col].stopped = Some(reason.to_owned());
+            self.columns[col].stopped = Some(stop.clone());
         }
     }
 
-    fn stop_all(&mut self, reason: &str) {
+    /// A malformed reply for one column.
+    fn malformed(&mut self, col: usize, detail: &str) {
+        self.stop(col, &Stop::new(GapReason::Error, detail));
+    }
+
+    fn stop_all(&mut self, stop: &Stop) {
         for col in 0..self.done.len() {
-            self.stop(col, reason);
+            self.stop(col, stop);
         }
     }
 
@@ -378,7 +412,7 @@ impl WalkState {
             }
             progressed = true;
             let Some(oid) = oid else {
-                self.stop(col, "malformed OID in reply");
+                self.malformed(col, "malformed OID in reply");
                 continue;
             };
             if matches!(
@@ -393,11 +427,11 @@ impl WalkState {
                 continue;
             }
             if oid <= self.last[col] {
-                self.stop(col, "OID did not increase");
+                self.malformed(col, "OID did not increase");
                 continue;
             }
             if val == Val::Unexpected {
-                self.stop(col, "value of a wrong type");
+                self.malformed(col, "value of a wrong type");
                 continue;
             }
             self.bytes += oid.len() * 8 + val.approx_bytes();
@@ -491,7 +525,10 @@ mod tests {
         ));
         let cols = st.finish();
         assert_eq!(cols[0].rows.len(), 2);
-        assert_eq!(cols[0].stopped.as_deref(), Some("OID did not increase"));
+        assert_eq!(
+            cols[0].stopped.as_ref().map(|s| s.detail.as_str()),
+            Some("OID did not increase")
+        );
     }
 
     #[test]
@@ -514,11 +551,14 @@ mod tests {
     fn walk_respects_row_and_type_bounds() {
         let mut st = WalkState::new(&[ROOT.to_vec()], 3, 1 << 20);
         st.absorb(&[0], (1..10).map(|i| vb(&[i], Val::Int(0))).collect());
-        assert_eq!(st.over_budget().as_deref(), Some("walk stopped at 3 rows"));
+        assert_eq!(
+            st.over_budget().map(|s| s.detail),
+            Some("walk stopped at 3 rows".to_owned())
+        );
         let mut st = WalkState::new(&[ROOT.to_vec()], 100, 1 << 20);
         st.absorb(&[0], vec![vb(&[1], Val::Unexpected)]);
         assert_eq!(
-            st.finish()[0].stopped.as_deref(),
+            st.finish()[0].stopped.as_ref().map(|s| s.detail.as_str()),
             Some("value of a wrong type")
         );
     }

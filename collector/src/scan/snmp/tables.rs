@@ -7,9 +7,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use serde::Serialize;
-
 use super::value::{OidVec, Val, display, int, mac, mac_from_bytes, nonempty_text, text, uint};
+use super::{Entity, FdbEntry, Interface, LldpNeighbor, Storage, Supply, SupplyState, Ups};
 
 /// Column roots, as numeric OIDs.
 pub mod oids {
@@ -85,27 +84,6 @@ fn get_text(map: &BTreeMap<&[u64], &Val>, idx: &[u64]) -> String {
     map.get(idx).and_then(|v| text(v)).unwrap_or_default()
 }
 
-/// One IF-MIB interface.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Interface {
-    pub index: u32,
-    /// ifName, else ifDescr.
-    pub name: String,
-    pub descr: String,
-    pub alias: String,
-    /// `aa:bb:cc:dd:ee:ff`, `None` when the interface has no (or an all-zero) address.
-    pub mac: Option<String>,
-    /// ifHighSpeed, else ifSpeed / 10⁶.
-    pub speed_mbps: Option<u64>,
-    pub admin_up: Option<bool>,
-    pub oper_up: Option<bool>,
-    /// 64-bit HC counters when present, else the 32-bit ones.
-    pub in_octets: Option<u64>,
-    pub out_octets: Option<u64>,
-    pub in_errors: Option<u64>,
-    pub out_errors: Option<u64>,
-}
-
 /// Interfaces from ifTable + ifXTable, ordered by ifIndex.
 pub fn interfaces(w: &Walked) -> Vec<Interface> {
     use oids::{IF_TABLE_ENTRY as IF, IF_X_ENTRY as IFX};
@@ -159,21 +137,6 @@ pub fn interfaces(w: &Walked) -> Vec<Interface> {
         .collect()
 }
 
-/// One ENTITY-MIB physical entity.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Entity {
-    pub index: u32,
-    /// chassis, module, port, powerSupply, fan, sensor, stack, container, backplane, cpu, other, unknown.
-    pub class: String,
-    pub descr: String,
-    pub name: String,
-    pub model: String,
-    pub serial: String,
-    pub hardware_rev: String,
-    pub firmware_rev: String,
-    pub software_rev: String,
-}
-
 fn entity_class(code: Option<i64>) -> &'static str {
     match code {
         Some(1) => "other",
@@ -220,16 +183,6 @@ pub fn entities(w: &Walked) -> Vec<Entity> {
             })
         })
         .collect()
-}
-
-/// One HOST-RESOURCES storage area.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Storage {
-    pub descr: String,
-    /// ram, virtual, disk, removable or other.
-    pub kind: String,
-    pub size_bytes: Option<u64>,
-    pub used_bytes: Option<u64>,
 }
 
 /// hrStorageTable rows, ordered by index.
@@ -304,37 +257,6 @@ pub fn printer_device_descr(w: &Walked) -> Option<String> {
         .find(|(_, v)| matches!(v, Val::Oid(o) if o.as_slice() == oids::HR_DEVICE_PRINTER))
         .and_then(|(i, _)| descrs.get(i))
         .and_then(|v| nonempty_text(v))
-}
-
-/// What a supply level means (RFC 3805 prtMarkerSuppliesLevel).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum SupplyState {
-    /// A real level (≥ 0).
-    Ok,
-    /// -3: at least one unit remains, amount unknown.
-    SomeRemaining,
-    /// -2, or no level reported.
-    Unknown,
-    /// -1, or any other negative value.
-    Other,
-}
-
-/// One printer supply (toner, drum, ...).
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Supply {
-    pub description: String,
-    /// toner, drum, waste-toner, fuser, developer, transfer-belt, ink or other.
-    pub kind: String,
-    /// black, cyan, magenta, yellow or "".
-    pub colour: String,
-    pub level: i64,
-    pub max: i64,
-    /// level / max × 100, only when level ≥ 0 and max > 0 (clamped to 100).
-    pub percent: Option<f32>,
-    pub state: SupplyState,
-    /// prtMarkerSuppliesSupplyUnit, e.g. "percent", "impressions"; "" when not reported.
-    pub unit: String,
 }
 
 fn supply_kind(type_code: Option<i64>, description: &str) -> &'static str {
@@ -534,18 +456,6 @@ pub fn printer_errors(w: &Walked) -> Vec<String> {
     out
 }
 
-/// One learned MAC address on a bridge port.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct FdbEntry {
-    pub mac: String,
-    /// Bridge port number.
-    pub port: u32,
-    /// ifIndex of the port, from dot1dBasePortIfIndex.
-    pub if_index: Option<u32>,
-    /// Q-BRIDGE filtering database id (the VLAN id on most switches).
-    pub vlan: Option<u32>,
-}
-
 fn mac_from_arcs(arcs: &[u64]) -> Option<String> {
     let bytes: Vec<u8> = arcs
         .iter()
@@ -599,20 +509,6 @@ pub fn fdb(w: &Walked) -> Vec<FdbEntry> {
         });
     }
     out
-}
-
-/// One LLDP neighbour.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct LldpNeighbor {
-    /// lldpRemLocalPortNum (usually a bridge port or ifIndex).
-    pub local_port: u32,
-    pub chassis_id: String,
-    pub port_id: String,
-    pub port_descr: String,
-    pub sys_name: String,
-    pub sys_descr: String,
-    /// The first IPv4 management address, dotted.
-    pub mgmt_addr: Option<String>,
 }
 
 /// lldpRemTable rows joined with lldpRemManAddrTable, ordered by (timeMark, port, index).
@@ -670,22 +566,6 @@ pub fn lldp(w: &Walked) -> Vec<LldpNeighbor> {
             })
         })
         .collect()
-}
-
-/// UPS status from UPS-MIB or APC PowerNet.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Ups {
-    /// True only when the UPS says it runs on battery.
-    pub on_battery: bool,
-    pub runtime_secs: Option<u64>,
-    pub charge_percent: Option<f32>,
-    /// True only when the UPS says the battery needs replacing.
-    pub replace_battery: bool,
-    pub load_percent: Option<f32>,
-    pub input_voltage: Option<f32>,
-    pub output_voltage: Option<f32>,
-    pub temperature_c: Option<f32>,
-    pub model: String,
 }
 
 /// Scalars fetched for [`ups_from`]: `(oid, meaning)`.

@@ -1,16 +1,17 @@
 //! What both benchmarks share: a real `caretaker-collector` process on loopback (temp dir,
-//! config, free ports, enrolment token, SIGTERM on the way out), `/proc` readings of another
+//! config, port 0 and its `listen.json`, enrolment token, SIGTERM on the way out), `/proc` readings of another
 //! process, directory sizes, a tiny HTTP GET for the collector's JSON API, and percentiles.
 //!
 //! Nothing here talks to anything but 127.0.0.1. Every wait is bounded.
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
+use caretaker_tests::Listening;
 use tokio::process::{Child, Command};
 
 /// How long a started process gets to open its port.
@@ -32,12 +33,6 @@ pub fn sibling_binary(explicit: Option<PathBuf>, name: &str) -> anyhow::Result<P
         path.display()
     );
     Ok(path)
-}
-
-/// A free TCP port on 127.0.0.1 (bound, read, released; racy only against other processes).
-pub fn free_port() -> anyhow::Result<u16> {
-    let listener = TcpListener::bind("127.0.0.1:0").context("cannot bind 127.0.0.1:0")?;
-    Ok(listener.local_addr()?.port())
 }
 
 /// A process this benchmark started; SIGTERM (then SIGKILL) when stopped or dropped.
@@ -144,16 +139,11 @@ impl Collector {
             .tempdir()
             .context("cannot create a temp dir")?;
         let data_dir = dir.path().join("data");
-        let grpc: SocketAddr = ([127, 0, 0, 1], free_port()?).into();
-        let mut http: SocketAddr = ([127, 0, 0, 1], free_port()?).into();
-        while http.port() == grpc.port() {
-            http.set_port(free_port()?);
-        }
         let config = dir.path().join("collector.toml");
         std::fs::write(
             &config,
             format!(
-                "data_dir = {data:?}\n\n[grpc]\nlisten = \"{grpc}\"\n\n[http]\nlisten = \"{http}\"\n",
+                "data_dir = {data:?}\n\n[grpc]\nlisten = \"127.0.0.1:0\"\n\n[http]\nlisten = \"127.0.0.1:0\"\n",
                 data = data_dir.display().to_string(),
             ),
         )
@@ -165,7 +155,7 @@ impl Collector {
             &["run", "--config", &config_arg],
             dir.path().join("collector.log"),
         )?;
-        wait_for_port(&mut proc, grpc).await?;
+        let Listening { grpc, http, .. } = wait_for_listening(&mut proc, &data_dir).await?;
         let read_token = |name: &str| -> anyhow::Result<String> {
             let path = data_dir.join(name);
             let token = std::fs::read_to_string(&path)
@@ -214,17 +204,19 @@ impl Collector {
     }
 }
 
-async fn wait_for_port(proc: &mut Proc, addr: SocketAddr) -> anyhow::Result<()> {
+/// Waits for the `listen.json` the collector writes once its listeners (port 0) are bound.
+async fn wait_for_listening(proc: &mut Proc, data_dir: &Path) -> anyhow::Result<Listening> {
     let deadline = Instant::now() + START_TIMEOUT;
     loop {
         proc.ensure_running()?;
-        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-            return Ok(());
+        if let Some(listening) = Listening::read(data_dir) {
+            return Ok(listening);
         }
         if Instant::now() > deadline {
             bail!(
-                "{} did not accept connections on {addr} within {START_TIMEOUT:?}; last log lines:\n{}",
+                "{} did not write {}/listen.json within {START_TIMEOUT:?}; last log lines:\n{}",
                 proc.name,
+                data_dir.display(),
                 log_tail(&proc.log, 20)
             );
         }

@@ -1,10 +1,16 @@
-//! Wires the collector's tasks together: store, ingest (gRPC), API (HTTP).
+//! Wires the collector's tasks together: store, register writer, ingest (gRPC), API (HTTP),
+//! discovery (`discovery`: sweeps and watch pings), rule ticks, retention and alerts.
 //!
 //! [`App::start`] binds the listeners, spawns every task on one [`TaskTracker`] under a child
 //! of the caller's cancellation token, and returns the bound addresses and tokens (tests and
-//! `demo` listen on port 0). [`App::wait`] returns when the token is cancelled or a server
-//! fails, after draining: servers stop accepting, in-flight requests finish, the ingest writer
-//! commits what it holds, and the store is flushed.
+//! `demo` may listen on port 0; the addresses also go to [`Listening::FILE`] in the data
+//! directory, for other processes). [`App::wait`] returns when the token is cancelled or a server
+//! fails, after draining within one deadline ([`SHUTDOWN_DEADLINE`]): servers stop accepting
+//! and finish in-flight requests, the tasks end, then the register writer is stopped and
+//! joined (it commits what it holds). Whatever is still unfinished at the deadline was never
+//! acknowledged, so stopping then loses nothing.
+
+pub mod discovery;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -15,11 +21,15 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
+use crate::agents::{Agents, IngestStats};
 use crate::config::Config;
 use crate::http::{self, ApiState};
-use crate::ingest::{Agents, IngestService, IngestStats};
+use crate::ingest::IngestService;
 use crate::register;
-use crate::store::{SledStore, Store, StoreError};
+use crate::store::{Reopening, SledStore, Store, StoreError};
+
+/// How long draining may take, from the signal to the writer's last commit.
+pub const SHUTDOWN_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -43,10 +53,6 @@ pub enum AppError {
     },
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error(transparent)]
-    Scan(#[from] crate::scan::ScanError),
-    #[error("cannot read SNMP credentials: {0}")]
-    Credentials(String),
     #[error("the {server} server failed: {message}")]
     Server {
         server: &'static str,
@@ -60,7 +66,6 @@ impl AppError {
         match self {
             AppError::Store(_) | AppError::DataDir { .. } | AppError::Token { .. } => 74,
             AppError::Bind { .. } => 69,
-            AppError::Scan(_) | AppError::Credentials(_) => 78,
             AppError::Server { .. } => 1,
         }
     }
@@ -94,31 +99,21 @@ impl App {
         )?;
         let store_dir = data_dir.join("store");
         let store: Arc<dyn Store> = Arc::new(
-            tokio::task::spawn_blocking(move || SledStore::open(&store_dir))
-                .await
-                .expect("store open task")?,
+            tokio::task::spawn_blocking(move || {
+                Reopening::new(move || Ok(Arc::new(SledStore::open(&store_dir)?) as Arc<dyn Store>))
+            })
+            .await
+            .expect("store open task")?,
         );
         let agents = Agents::load(store.as_ref())?;
         let stats = Arc::new(IngestStats::default());
-        let tracking = register::Tracking {
-            rules: config.rules.clone(),
-            incidents: config.incidents.clone(),
-            maintenance: config.maintenance.clone(),
-            topology: config.topology.clone(),
-            change_windows: config.change_windows.clone(),
-            reach_refresh: time::Duration::minutes(15),
-            gone_after: time::Duration::try_from(config.scan.gone_after)
-                .unwrap_or(time::Duration::MAX),
-        };
+        let health = Arc::new(crate::health::Health::default());
+        let options = register_options(&config);
         let (register, writer) = {
-            let (store, agents_config, agents, stats) = (
-                store.clone(),
-                config.agents.clone(),
-                agents.clone(),
-                stats.clone(),
-            );
+            let (store, agents, stats, health) =
+                (store.clone(), agents.clone(), stats.clone(), health.clone());
             tokio::task::spawn_blocking(move || {
-                register::start(store, agents_config, tracking, agents, stats)
+                register::start(store, options, agents, stats, health)
             })
             .await
             .expect("register start task")?
@@ -188,11 +183,13 @@ impl App {
             let state = ApiState {
                 store: store.clone(),
                 agents,
+                stats: stats.clone(),
+                health: health.clone(),
                 api_token: api_token.clone().into(),
                 stale_after: config.agents.stale_after,
                 reach_stale_after: config.agents.stale_after.max(config.scan.interval * 3),
                 register: register.clone(),
-                school_hours: Arc::new(config.school_hours()),
+                school_hours: Arc::new(config.hours.clone()),
             };
             let token = shutdown.clone();
             tracker.spawn(
@@ -209,16 +206,14 @@ impl App {
                 .instrument(tracing::info_span!("http", addr = %http_addr)),
             );
         }
-        if !config.scan.ranges.is_empty() {
-            let scope =
-                crate::scan::Scope::parse(&config.scan.ranges, config.scan.max_addresses)
-                    .map_err(|errors| AppError::Scan(crate::scan::ScanError::Targets(errors)))?;
-            let options = scan_options(&config).map_err(AppError::Credentials)?;
+        if !config.scan.scope.ranges().is_empty() {
+            let scope = config.scan.scope.clone();
+            let options = scan_options(&config);
             let token = shutdown.clone();
             let register = register.clone();
             let interval = config.scan.interval;
             tracker.spawn(
-                crate::scan::daemon::watch(
+                discovery::watch(
                     scope.clone(),
                     options.sweep.clone(),
                     config.scan.watch_interval,
@@ -229,7 +224,7 @@ impl App {
                 .instrument(tracing::info_span!("watch")),
             );
             tracker.spawn(
-                crate::scan::daemon::run(scope, options, interval, register.clone(), token)
+                discovery::run(scope, options, interval, register.clone(), token)
                     .instrument(tracing::info_span!("scan")),
             );
         }
@@ -268,6 +263,12 @@ impl App {
         }
         drop(register);
         tracker.close();
+        Listening {
+            pid: std::process::id(),
+            grpc: grpc_addr,
+            http: http_addr,
+        }
+        .write(&data_dir)?;
         tracing::info!(grpc = %grpc_addr, http = %http_addr, data_dir = %data_dir.display(),
             "Collector ready");
         Ok(Self {
@@ -285,32 +286,62 @@ impl App {
         })
     }
 
-    /// Runs until the parent token is cancelled or a server fails, then drains.
+    /// Runs until the parent token is cancelled or a server fails, then drains (see the
+    /// module comment).
     pub async fn wait(mut self) -> Result<(), AppError> {
         let failed = tokio::select! {
             () = self.shutdown.cancelled() => None,
             failure = self.failure.recv() => failure,
         };
         self.shutdown.cancel();
-        if tokio::time::timeout(std::time::Duration::from_secs(10), self.tracker.wait())
+        let deadline = tokio::time::Instant::now() + SHUTDOWN_DEADLINE;
+        if tokio::time::timeout_at(deadline, self.tracker.wait())
             .await
             .is_err()
         {
-            tracing::warn!("Servers did not stop within 10 s; closing anyway");
+            tracing::warn!(
+                deadline_secs = SHUTDOWN_DEADLINE.as_secs(),
+                "Some tasks did not finish before the shutdown deadline; stopping anyway"
+            );
         }
-        // The gRPC service (and with it the writer's last sender) is gone once the server
-        // task ends; the writer then commits what it holds and stops.
-        let writer = self.writer;
-        tokio::task::spawn_blocking(move || writer.join())
-            .await
-            .expect("writer join task");
-        tracing::info!("Collector stopped");
+        if self.writer.stop(deadline).await {
+            tracing::info!("Collector stopped");
+        } else {
+            tracing::warn!(
+                "The register writer did not finish before the shutdown deadline; \
+                 what it still held was never acknowledged and will be sent again"
+            );
+        }
         failed.map_or(Ok(()), Err)
     }
 }
 
+/// The register writer's settings from the config.
+fn register_options(config: &Config) -> register::Options {
+    let duration =
+        |d: std::time::Duration| time::Duration::try_from(d).unwrap_or(time::Duration::MAX);
+    register::Options {
+        cmdb: crate::cmdb::Settings {
+            clock: crate::cmdb::agents::ClockBounds {
+                max_ahead: duration(config.agents.max_clock_ahead),
+                max_age: duration(config.agents.max_report_age),
+            },
+            gone_after: duration(config.scan.gone_after),
+        },
+        detection: crate::incidents::Detection {
+            rules: config.rules.clone(),
+            incidents: config.incidents.clone(),
+            maintenance: config.maintenance.clone(),
+            topology: config.topology.clone(),
+            change_windows: config.change_windows.clone(),
+        },
+        reach_refresh: time::Duration::minutes(15),
+        recover_every: std::time::Duration::from_secs(1),
+    }
+}
+
 /// Scan behaviour from the config (shared by the daemon and the `scan` command).
-pub fn scan_options(config: &Config) -> Result<crate::scan::ScanOptions, String> {
+pub fn scan_options(config: &Config) -> crate::scan::ScanOptions {
     let mut options = crate::scan::ScanOptions::default();
     options.sweep.rate = config.scan.rate;
     options.sweep.on_link_rate = config.scan.on_link_rate;
@@ -319,12 +350,14 @@ pub fn scan_options(config: &Config) -> Result<crate::scan::ScanOptions, String>
     options.sweep.max_in_flight = config.scan.max_in_flight;
     options.tcp_ports.clone_from(&config.scan.tcp_ports);
     options.reverse_dns = config.scan.reverse_dns;
-    options.snmp_credentials = config.snmp.credentials()?;
+    options
+        .snmp_credentials
+        .clone_from(&config.snmp.credentials);
     options.snmp_limits.timeout = config.snmp.timeout;
     options.snmp_limits.retries = config.snmp.retries;
     options.snmp_sessions = config.snmp.sessions;
     options.snmp_port = config.snmp.port;
-    Ok(options)
+    options
 }
 
 fn create_private_dir(path: &Path) -> Result<(), AppError> {
@@ -370,4 +403,37 @@ fn load_or_create_token(configured: Option<&Path>, default: &Path) -> Result<Str
     std::io::Write::write_all(&mut file, format!("{token}\n").as_bytes()).map_err(err)?;
     file.sync_all().map_err(err)?;
     Ok(token)
+}
+
+/// Where a running collector listens, as `<data_dir>/listen.json` (`{"pid", "grpc", "http"}`),
+/// written atomically once the listeners are bound and the tasks spawned. With port 0 in the
+/// config (tests, `demo --http 127.0.0.1:0`) this is the only place the real ports appear
+/// besides the "Collector ready" log line; the CLI reads it to find the API.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Listening {
+    pub pid: u32,
+    pub grpc: SocketAddr,
+    pub http: SocketAddr,
+}
+
+impl Listening {
+    pub const FILE: &'static str = "listen.json";
+
+    fn write(&self, data_dir: &Path) -> Result<(), AppError> {
+        let path = data_dir.join(Self::FILE);
+        let partial = data_dir.join(".listen.json.partial");
+        let err = |source| AppError::DataDir {
+            path: path.clone(),
+            source,
+        };
+        let text = serde_json::to_string(self).expect("plain struct serialises");
+        std::fs::write(&partial, text + "\n").map_err(err)?;
+        std::fs::rename(&partial, &path).map_err(err)
+    }
+
+    /// What the last collector on `data_dir` wrote, if it wrote anything readable.
+    pub fn read(data_dir: &Path) -> Option<Self> {
+        let text = std::fs::read_to_string(data_dir.join(Self::FILE)).ok()?;
+        serde_json::from_str(&text).ok()
+    }
 }

@@ -3,10 +3,15 @@
 //! Plain data with serde; no behaviour beyond small helpers. The store persists these, the
 //! CMDB produces them, the HTTP layer renders them. Times are UTC and serialise as RFC 3339.
 
+pub mod mac;
+pub mod snmp;
+
 use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
+
+pub use snmp::{SnmpSnapshot, SupplyLevels};
 
 pub type AssetId = String;
 pub type AgentId = String;
@@ -323,4 +328,33 @@ pub struct OutboxEntry {
     /// What the server said when it accepted or refused it.
     #[serde(default)]
     pub server_reply: String,
+}
+
+impl OutboxEntry {
+    /// A new entry waiting to be sent, with nothing rendered yet.
+    pub fn pending(
+        id: String,
+        created_at: OffsetDateTime,
+        due_at: OffsetDateTime,
+        to: Vec<String>,
+    ) -> Self {
+        Self {
+            id,
+            created_at,
+            due_at,
+            to,
+            subject: String::new(),
+            text: String::new(),
+            html: String::new(),
+            message_id: String::new(),
+            in_reply_to: None,
+            references: Vec::new(),
+            incident_ids: Vec::new(),
+            attempts: 0,
+            status: "pending".to_owned(),
+            last_error: String::new(),
+            sent_at: None,
+            server_reply: String::new(),
+        }
+    }
 }

@@ -1,13 +1,14 @@
-//! The daemon's discovery loop: one scan of the configured ranges every `[scan] interval`,
-//! each result handed to the register writer. A scan that overruns the interval delays the
+//! The daemon's discovery loops, above the `scan` library: one scan of the configured ranges
+//! every `[scan] interval`, each result handed to the register writer, and quick watch pings
+//! of known devices between sweeps. A scan that overruns the interval delays the
 //! next one (never two at once). Stops when its token is cancelled, mid-scan included.
 
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use super::{CredentialMemory, ScanOptions, Scope, dns::ReverseDns};
 use crate::register::{Job, Register};
+use crate::scan::{CredentialMemory, ScanOptions, Scope, SweepOptions, dns::ReverseDns};
 
 pub async fn run(
     scope: Scope,
@@ -26,7 +27,7 @@ pub async fn run(
             _ = ticker.tick() => {}
         }
         let started = std::time::Instant::now();
-        let sweep = match super::run(&scope, &options, &memory, &dns, &(), &cancel).await {
+        let sweep = match crate::scan::run(&scope, &options, &memory, &dns, &(), &cancel).await {
             Ok(sweep) => sweep,
             Err(error) => {
                 tracing::error!(%error, "Network scan failed");
@@ -68,7 +69,7 @@ pub async fn run(
 /// so a device going down is noticed in `every × misses` rather than a sweep interval.
 pub async fn watch(
     scope: Scope,
-    options: super::SweepOptions,
+    options: SweepOptions,
     every: Duration,
     store: std::sync::Arc<dyn crate::store::Store>,
     register: Register,
@@ -99,12 +100,7 @@ pub async fn watch(
             .iter()
             .filter(|a| a.sources.contains(&crate::model::Source::Ping))
         {
-            for ip in asset
-                .ips
-                .iter()
-                .filter_map(|ip| ip.parse().ok())
-                .filter(|ip| scope.contains(*ip))
-            {
+            for ip in scope.addresses_of(asset) {
                 by_ip.insert(ip, asset.id.clone());
             }
         }
@@ -114,12 +110,12 @@ pub async fn watch(
         let mut targets: Vec<_> = by_ip.keys().copied().collect();
         rand::seq::SliceRandom::shuffle(targets.as_mut_slice(), &mut rand::rng());
         // One attempt, no retries: a miss only counts towards `misses`.
-        let quick = super::SweepOptions {
+        let quick = SweepOptions {
             retries: 0,
             ..options.clone()
         };
         let at = time::OffsetDateTime::now_utc();
-        let alive = match super::ping::sweep(&scope, targets, &quick, &(), &cancel).await {
+        let alive = match crate::scan::ping::sweep(&scope, targets, &quick, &(), &cancel).await {
             Ok(alive) => alive,
             Err(error) => {
                 tracing::error!(%error, "Watch pings failed");

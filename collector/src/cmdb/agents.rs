@@ -1,0 +1,177 @@
+//! Agents in the register: enrolment binds an agent identity to an asset; a submit applies an
+//! agent's reports in sequence order.
+//!
+//! The register keeps every enrolled agent's record and the highest report sequence made
+//! durable for it. A report at or below that sequence is a retry and is dropped; a report
+//! whose clock is implausible is stored flagged, at the time it arrived. Inventories go
+//! through identity and diff (`apply_inventory`), status reports become samples.
+
+use caretaker_proto::v1::{Report, report};
+use time::OffsetDateTime;
+
+use super::{Cmdb, EnrolmentHints, InventoryReport, SECTIONS};
+use crate::model::{AgentId, AgentRecord, AssetId, StatusSample};
+use crate::store::{StoreError, WriteSet};
+
+/// How far a report's clock may be from ours before it is flagged `clock_suspect`.
+#[derive(Debug, Clone, Copy)]
+pub struct ClockBounds {
+    /// Reports collected further in the future than this are flagged.
+    pub max_ahead: time::Duration,
+    /// Reports older than this when they arrive are flagged.
+    pub max_age: time::Duration,
+}
+
+impl Default for ClockBounds {
+    fn default() -> Self {
+        Self {
+            max_ahead: time::Duration::minutes(5),
+            max_age: time::Duration::days(60),
+        }
+    }
+}
+
+/// What one submit did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Submitted {
+    /// The highest sequence the register holds for the agent once this batch commits.
+    pub acked: u64,
+    /// The asset the agent reports for, if it is bound to one.
+    pub asset: Option<AssetId>,
+    /// Reports stored (status samples and inventories).
+    pub stored: u64,
+    /// Reports at or below the acknowledged sequence, dropped.
+    pub duplicates: u64,
+    /// Reports stored at arrival time because their clock was implausible.
+    pub clock_suspect: u64,
+}
+
+impl Cmdb {
+    /// Registers a newly enrolled agent, bound to the asset its hardware hints match or to a
+    /// new asset (the first inventory fills in the rest).
+    pub fn enrol(&mut self, mut agent: AgentRecord, hints: EnrolmentHints, out: &mut WriteSet) {
+        self.bind_enrolling(&mut agent, hints, out);
+        out.agents.push(agent.clone());
+        self.agents.insert(agent.agent_id.clone(), agent);
+    }
+
+    /// Whether `agent_id` is enrolled.
+    pub fn agent(&self, agent_id: &str) -> Option<&AgentRecord> {
+        self.agents.get(agent_id)
+    }
+
+    /// The highest durable report sequence of `agent_id` (0 before its first report).
+    pub fn acked_seq(&self, agent_id: &str) -> u64 {
+        self.seqs.get(agent_id).copied().unwrap_or(0)
+    }
+
+    /// Applies an agent's reports (in increasing `seq`) received at `received_at`. The new
+    /// acknowledged sequence goes into `out.agent_seqs`, so it is durable with the reports.
+    /// An unknown agent gets `acked = 0` and nothing is written.
+    pub fn submit(
+        &mut self,
+        store: &dyn crate::store::Store,
+        agent_id: &str,
+        reports: Vec<Report>,
+        received_at: OffsetDateTime,
+        out: &mut WriteSet,
+    ) -> Result<Submitted, StoreError> {
+        let Some(mut agent) = self.agents.get(agent_id).cloned() else {
+            return Ok(Submitted::default());
+        };
+        let mut done = Submitted {
+            acked: self.acked_seq(agent_id),
+            ..Submitted::default()
+        };
+        for report in reports {
+            if report.seq <= done.acked {
+                done.duplicates += 1;
+                continue;
+            }
+            let collected = report.collected_at.as_ref().and_then(from_timestamp);
+            let clock_suspect = match collected {
+                Some(at) => {
+                    let ceiling = received_at.checked_add(self.clock.max_ahead);
+                    let floor = received_at.checked_sub(self.clock.max_age);
+                    ceiling.is_some_and(|c| at > c) || floor.is_some_and(|f| at < f)
+                }
+                None => true,
+            };
+            if clock_suspect {
+                done.clock_suspect += 1;
+                tracing::warn!(%agent_id, seq = report.seq, collected_at = ?collected,
+                    "Report time is implausible; storing it flagged, at the time it arrived");
+            }
+            let at = if clock_suspect {
+                received_at
+            } else {
+                collected.unwrap_or(received_at)
+            };
+            match report.body {
+                Some(report::Body::Inventory(inventory)) => {
+                    let missing = report
+                        .missing
+                        .into_iter()
+                        .filter(|m| SECTIONS.contains(&m.as_str()))
+                        .collect();
+                    self.apply_inventory(
+                        store,
+                        &mut agent,
+                        InventoryReport {
+                            agent_id: agent_id.to_owned(),
+                            seq: report.seq,
+                            collected_at: at,
+                            received_at,
+                            clock_suspect,
+                            missing,
+                            inventory,
+                        },
+                        out,
+                    )?;
+                    out.agents.push(agent.clone());
+                    done.stored += 1;
+                }
+                Some(report::Body::Status(status)) => {
+                    if let Some(asset_id) = &agent.asset_id {
+                        out.samples.push(StatusSample {
+                            asset_id: asset_id.clone(),
+                            at,
+                            seq: report.seq,
+                            clock_suspect,
+                            status,
+                        });
+                        done.stored += 1;
+                    }
+                }
+                None => {}
+            }
+            done.acked = report.seq;
+        }
+        done.asset.clone_from(&agent.asset_id);
+        if let Some(asset) = &agent.asset_id {
+            out.last_seen.push((asset.clone(), received_at));
+        }
+        out.agent_seqs.push((agent_id.to_owned(), done.acked));
+        self.seqs.insert(agent_id.to_owned(), done.acked);
+        self.agents.insert(agent_id.to_owned(), agent);
+        Ok(done)
+    }
+
+    /// Puts acknowledged sequences back as they were before a batch whose commit failed
+    /// (`before` in the order the batch touched them; the earliest value per agent wins).
+    pub fn restore_seqs(&mut self, before: Vec<(AgentId, u64)>) {
+        for (agent, seq) in before.into_iter().rev() {
+            self.seqs.insert(agent, seq);
+        }
+    }
+
+    /// The asset `agent_id` reports for.
+    pub fn asset_of_agent(&self, agent_id: &AgentId) -> Option<AssetId> {
+        self.agents.get(agent_id).and_then(|a| a.asset_id.clone())
+    }
+}
+
+fn from_timestamp(ts: &prost_types::Timestamp) -> Option<OffsetDateTime> {
+    let nanos = i128::from(ts.seconds) * 1_000_000_000 + i128::from(ts.nanos.clamp(0, 999_999_999));
+    OffsetDateTime::from_unix_timestamp_nanos(nanos).ok()
+}

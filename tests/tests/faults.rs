@@ -1,0 +1,241 @@
+//! Faults the collector must survive without a person: a full disk under ingest, corrupt files,
+//! hostile clients. Real collector binary, real filesystem limits (a small tmpfs the test
+//! mounts; root, as CI runs).
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use caretaker_tests::v1::{self, EnrollRequest, Report, SubmitRequest, report};
+use caretaker_tests::{Collector, authed, get_raw, grpc_client, now_timestamp};
+use tonic::Code;
+
+/// A tmpfs of `mib` MiB mounted at `at` for the life of the value.
+struct Tmpfs {
+    at: std::path::PathBuf,
+}
+
+impl Tmpfs {
+    fn mount(at: &Path, mib: u32) -> Tmpfs {
+        std::fs::create_dir_all(at).expect("mount point");
+        let status = Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={mib}m,mode=0700"),
+                "tmpfs",
+            ])
+            .arg(at)
+            .status()
+            .expect("mount (the fault tests run as root, as CI does)");
+        assert!(
+            status.success(),
+            "mount -t tmpfs failed: run the tests as root"
+        );
+        Tmpfs { at: at.to_owned() }
+    }
+
+    /// Bytes still free.
+    fn free(&self) -> u64 {
+        let out = Command::new("df")
+            .args(["--output=avail", "-B1"])
+            .arg(&self.at)
+            .output()
+            .expect("df");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .nth(1)
+            .and_then(|l| l.trim().parse().ok())
+            .expect("df avail")
+    }
+
+    /// Fills the filesystem until only `leave` bytes are free; returns the filler's path.
+    fn fill(&self, leave: u64) -> std::path::PathBuf {
+        let path = self.at.join("filler");
+        let size = self.free().saturating_sub(leave);
+        let file = std::fs::File::create(&path).expect("filler");
+        // tmpfs allocates on write: write real bytes.
+        let chunk = vec![0x5au8; 1 << 20];
+        let mut left = size;
+        let mut writer = std::io::BufWriter::new(file);
+        while left > 0 {
+            let n = left.min(chunk.len() as u64) as usize;
+            if std::io::Write::write_all(&mut writer, &chunk[..n]).is_err() {
+                break;
+            }
+            left -= n as u64;
+        }
+        let _ = std::io::Write::flush(&mut writer);
+        path
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.at).status();
+    }
+}
+
+fn status(seq: u64) -> Report {
+    Report {
+        seq,
+        collected_at: Some(now_timestamp()),
+        body: Some(report::Body::Status(v1::Status {
+            uptime_secs: seq,
+            cpu_percent: 12.5,
+            // Some bulk, so the small filesystem fills in seconds.
+            volumes: (0..8)
+                .map(|i| v1::VolumeUsage {
+                    mount: format!("/srv/volume-{i}-with-a-long-name-to-take-room"),
+                    total_bytes: 1 << 40,
+                    free_bytes: 1 << 39,
+                })
+                .collect(),
+            ..Default::default()
+        })),
+        ..Default::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_is_unavailable_not_fatal_and_the_collector_recovers_by_itself() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let tmpfs = Tmpfs::mount(&data, 48);
+    let mut collector = Collector::start(dir.path());
+
+    let mut agents = Vec::new();
+    for i in 0..4 {
+        let enrolled = grpc_client(&collector)
+            .await
+            .enroll(EnrollRequest {
+                enroll_token: collector.enroll_token(),
+                hostname: format!("FULL-PC{i}"),
+                macs: vec![format!("00:16:3e:00:03:{i:02x}")],
+                ..Default::default()
+            })
+            .await
+            .expect("enrol")
+            .into_inner();
+        agents.push((enrolled.agent_id, enrolled.agent_secret));
+    }
+    let filler = tmpfs.fill(2 << 20);
+
+    // Agents keep sending; each resends what was refused, as the real agent does.
+    let mut client = grpc_client(&collector).await;
+    let mut acked: HashMap<String, u64> = HashMap::new();
+    let mut next: HashMap<String, u64> = agents.iter().map(|(id, _)| (id.clone(), 1)).collect();
+    let mut full_seen = None;
+    let started = Instant::now();
+    while full_seen.is_none() && started.elapsed() < Duration::from_secs(120) {
+        for (id, secret) in &agents {
+            let seq = next[id];
+            let reports: Vec<Report> = (seq..seq + 16).map(status).collect();
+            let request = authed(
+                SubmitRequest {
+                    agent_id: id.clone(),
+                    reports,
+                },
+                secret,
+            );
+            match client.submit(request).await {
+                Ok(r) => {
+                    let ack = r.into_inner().acked_seq;
+                    acked.insert(id.clone(), ack);
+                    next.insert(id.clone(), ack + 1);
+                }
+                Err(status) => {
+                    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+                    full_seen = Some(status.message().to_owned());
+                }
+            }
+        }
+    }
+    let message = full_seen.expect("the small filesystem filled up");
+    assert_eq!(message, "store full", "agents are told why");
+
+    let (code, body) = get_raw(collector.http, "/api/v1/health", None).expect("health");
+    assert_eq!(code, 503, "{body}");
+    assert!(body.contains("degraded"), "{body}");
+
+    // Still full: more refusals, and the log does not fill with errors.
+    for _ in 0..50 {
+        let (id, secret) = &agents[0];
+        let request = authed(
+            SubmitRequest {
+                agent_id: id.clone(),
+                reports: vec![status(next[id])],
+            },
+            secret,
+        );
+        let refused = client.submit(request).await.expect_err("still full");
+        assert_eq!(refused.code(), Code::Unavailable);
+    }
+    let errors = collector
+        .log()
+        .lines()
+        .filter(|l| l.contains("ERROR"))
+        .count();
+    assert!(
+        errors <= 3,
+        "one error, not one per request: {errors}\n{}",
+        collector.log()
+    );
+
+    // Space comes back: the collector takes reports again without a restart.
+    std::fs::remove_file(&filler).expect("free space");
+    let (id, secret) = &agents[0];
+    let recovered = tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            let request = authed(
+                SubmitRequest {
+                    agent_id: id.clone(),
+                    reports: vec![status(next[id])],
+                },
+                secret,
+            );
+            if let Ok(r) = client.submit(request).await {
+                return r.into_inner().acked_seq;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("not recovered once space returned:\n{}", collector.log()));
+    assert_eq!(recovered, next[id]);
+    acked.insert(id.clone(), recovered);
+    let (code, body) = get_raw(collector.http, "/api/v1/health", None).expect("health");
+    assert_eq!(code, 200, "{body}");
+
+    // Nothing acknowledged was lost.
+    collector.stop();
+    collector.restart();
+    let assets = collector.assets();
+    for (agent, last) in &acked {
+        let asset = assets
+            .iter()
+            .find(|a| {
+                a["agent_ids"]
+                    .as_array()
+                    .is_some_and(|ids| ids.iter().any(|i| i == agent))
+            })
+            .expect("asset");
+        let samples = collector.get(&format!(
+            "/capacity?asset={}&limit=100000",
+            asset["id"].as_str().expect("id")
+        ));
+        let seqs: std::collections::BTreeSet<u64> = samples["samples"]
+            .as_array()
+            .expect("samples")
+            .iter()
+            .filter_map(|s| s["seq"].as_u64())
+            .collect();
+        let missing: Vec<u64> = (1..=*last).filter(|s| !seqs.contains(s)).collect();
+        assert!(
+            missing.is_empty(),
+            "agent {agent} lost acknowledged {missing:?}"
+        );
+    }
+}
