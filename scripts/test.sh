@@ -9,23 +9,40 @@ need=()
 for pkg in snmpd snmp snmpsim python3-aiosmtpd nmap fping iproute2 curl gcc-mingw-w64-x86-64 dpkg; do
   dpkg-query -W -f='${db:Status-Abbrev}' "$pkg" 2>/dev/null | grep -q '^ii' || need+=("$pkg")
 done
-if [ ${#need[@]} -gt 0 ]; then
-  echo "Installing test dependencies: ${need[*]}"
+# The Windows agent's peers: Wine (64-bit only: no i386 architecture needed), msitools/wixl.
+need_wine=()
+for pkg in wine wine64 msitools wixl; do
+  dpkg-query -W -f='${db:Status-Abbrev}' "$pkg" 2>/dev/null | grep -q '^ii' || need_wine+=("$pkg")
+done
+if [ ${#need[@]} -gt 0 ] || [ ${#need_wine[@]} -gt 0 ]; then
+  echo "Installing test dependencies: ${need[*]} ${need_wine[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  apt-get install -y -qq "${need[@]}" >/dev/null
+  [ ${#need[@]} -eq 0 ] || apt-get install -y -qq "${need[@]}" >/dev/null
+  [ ${#need_wine[@]} -eq 0 ] || apt-get install -y -qq --no-install-recommends "${need_wine[@]}" >/dev/null
 fi
 
-# The toolchain (and its Windows target) comes from rust-toolchain.toml via rustup.
+# The toolchain comes from rust-toolchain.toml via rustup, but rustup does not add that file's
+# targets to a toolchain that is already installed: add the missing ones.
 rustup show active-toolchain >/dev/null
+targets=$(sed -n 's/^targets *= *\[\(.*\)\]/\1/p' rust-toolchain.toml | tr -d '" ' | tr ',' ' ')
+for target in $targets; do
+  rustup target list --installed | grep -qx "$target" || rustup target add "$target"
+done
 
 echo "== cargo fmt --check"
 cargo fmt --all --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
-echo "== cargo check (Windows agent)"
+echo "== cargo check + clippy (Windows agent)"
 cargo check -p caretaker-agent --target x86_64-pc-windows-gnu --locked
-echo "== build the binaries the end-to-end tests run"
+cargo clippy -p caretaker-agent --all-targets --target x86_64-pc-windows-gnu --locked -- -D warnings
+echo "== build the binaries the end-to-end tests run (and the release Windows agent for Wine)"
 cargo build --workspace --bins --locked
+cargo build --release --target x86_64-pc-windows-gnu -p caretaker-agent --locked
+ls -l target/x86_64-pc-windows-gnu/release/caretaker-agent.exe
+echo "== Windows unit tests of the agent, under Wine"
+CARGO_TARGET_X86_64_PC_WINDOWS_GNU_RUNNER="$PWD/tests/wine/run.sh" \
+  cargo test --target x86_64-pc-windows-gnu -p caretaker-agent --lib --locked
 echo "== tests"
 cargo test --workspace --locked --no-fail-fast -- --test-threads="${CARETAKER_TEST_THREADS:-4}"

@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+pub use crate::platform::MachineDefaults;
+
 /// Defaults for every optional key, kept together.
 pub struct Defaults;
 
@@ -19,6 +21,8 @@ impl Defaults {
     pub const INVENTORY_RESEND: Duration = Duration::from_secs(24 * 60 * 60);
     pub const JOURNAL_MAX_BYTES: u64 = 16 * 1024 * 1024;
     pub const COLLECT_TIMEOUT: Duration = Duration::from_secs(30);
+    /// Per WMI query (Windows).
+    pub const WMI_TIMEOUT: Duration = Duration::from_secs(10);
     /// How long `run --once` keeps retrying an unreachable collector.
     pub const ONCE_DEADLINE: Duration = Duration::from_secs(30);
 }
@@ -82,6 +86,8 @@ pub struct FileConfig {
     pub inventory_interval: Option<Duration>,
     #[serde(default, with = "humantime_serde")]
     pub collect_timeout: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub wmi_timeout: Option<Duration>,
     pub journal_max_bytes: Option<u64>,
     pub dpkg_admindir: Option<PathBuf>,
     pub log_format: Option<LogFormat>,
@@ -105,6 +111,7 @@ pub struct Overrides {
     pub heartbeat_interval: Option<Duration>,
     pub inventory_interval: Option<Duration>,
     pub collect_timeout: Option<Duration>,
+    pub wmi_timeout: Option<Duration>,
     pub journal_max_bytes: Option<u64>,
     pub dpkg_admindir: Option<PathBuf>,
     pub log_format: Option<LogFormat>,
@@ -120,11 +127,14 @@ pub struct Config {
     pub once: bool,
     /// Not a config key; tests shorten it.
     pub once_deadline: Duration,
-    pub status_interval: Duration,
-    pub heartbeat_interval: Duration,
+    /// Set only when given explicitly (file or flag); otherwise the collector's wish at
+    /// enrolment applies, then the default (see [`effective_interval`]).
+    pub status_interval: Option<Duration>,
+    pub heartbeat_interval: Option<Duration>,
     pub inventory_interval: Duration,
     pub inventory_resend: Duration,
     pub collect_timeout: Duration,
+    pub wmi_timeout: Duration,
     pub journal_max_bytes: u64,
     pub dpkg_admindir: Option<PathBuf>,
     pub log_format: LogFormat,
@@ -149,6 +159,18 @@ pub enum ConfigError {
     /// Every validation problem at once.
     #[error("{}", .0.join("; "))]
     Invalid(Vec<String>),
+}
+
+/// The interval the agent runs with: an explicit setting wins, then what the collector asked
+/// for at enrolment (zero means it asked for nothing), then the built-in default.
+pub fn effective_interval(
+    explicit: Option<Duration>,
+    from_collector: Option<Duration>,
+    default: Duration,
+) -> Duration {
+    explicit
+        .or(from_collector.filter(|d| !d.is_zero()))
+        .unwrap_or(default)
 }
 
 /// Reads and parses a config file.
@@ -188,9 +210,18 @@ fn line_column(text: &str, offset: usize) -> (usize, usize) {
 
 /// Merges file and overrides (overrides win) and validates, collecting every error.
 pub fn resolve(file: FileConfig, cli: Overrides) -> Result<Config, ConfigError> {
+    resolve_with(file, cli, MachineDefaults::default())
+}
+
+/// Like [`resolve`], with what the machine supplies (see `platform`) as the last resort.
+pub fn resolve_with(
+    file: FileConfig,
+    cli: Overrides,
+    machine: MachineDefaults,
+) -> Result<Config, ConfigError> {
     let mut errors = Vec::new();
 
-    let collector = cli.collector.or(file.collector);
+    let collector = cli.collector.or(file.collector).or(machine.collector);
     let collector = match collector {
         Some(url) if url.starts_with("http://") || url.starts_with("https://") => url,
         Some(url) => {
@@ -222,14 +253,32 @@ pub fn resolve(file: FileConfig, cli: Overrides) -> Result<Config, ConfigError> 
                 None
             }
         },
-        (None, None) => None,
+        (None, None) => machine.enroll_token,
     };
 
-    let state_dir = cli.state_dir.or(file.state_dir).unwrap_or_else(|| {
-        errors.push("state_dir is required (--state-dir or `state_dir = ...`)".into());
-        PathBuf::new()
-    });
+    let state_dir = cli
+        .state_dir
+        .or(file.state_dir)
+        .or(machine.state_dir)
+        .unwrap_or_else(|| {
+            errors.push("state_dir is required (--state-dir or `state_dir = ...`)".into());
+            PathBuf::new()
+        });
 
+    let mut explicit = |name: &str, v: Option<Duration>| -> Option<Duration> {
+        if v.is_some_and(|v| v.is_zero()) {
+            errors.push(format!("{name} must be greater than zero"));
+        }
+        v
+    };
+    let status_interval = explicit(
+        "status_interval",
+        cli.status_interval.or(file.status_interval),
+    );
+    let heartbeat_interval = explicit(
+        "heartbeat_interval",
+        cli.heartbeat_interval.or(file.heartbeat_interval),
+    );
     let mut positive = |name: &str, v: Option<Duration>, default: Duration| -> Duration {
         let v = v.unwrap_or(default);
         if v.is_zero() {
@@ -237,16 +286,6 @@ pub fn resolve(file: FileConfig, cli: Overrides) -> Result<Config, ConfigError> 
         }
         v
     };
-    let status_interval = positive(
-        "status_interval",
-        cli.status_interval.or(file.status_interval),
-        Defaults::STATUS_INTERVAL,
-    );
-    let heartbeat_interval = positive(
-        "heartbeat_interval",
-        cli.heartbeat_interval.or(file.heartbeat_interval),
-        Defaults::HEARTBEAT_INTERVAL,
-    );
     let inventory_interval = positive(
         "inventory_interval",
         cli.inventory_interval.or(file.inventory_interval),
@@ -256,6 +295,11 @@ pub fn resolve(file: FileConfig, cli: Overrides) -> Result<Config, ConfigError> 
         "collect_timeout",
         cli.collect_timeout.or(file.collect_timeout),
         Defaults::COLLECT_TIMEOUT,
+    );
+    let wmi_timeout = positive(
+        "wmi_timeout",
+        cli.wmi_timeout.or(file.wmi_timeout),
+        Defaults::WMI_TIMEOUT,
     );
 
     let journal_max_bytes = cli
@@ -282,6 +326,7 @@ pub fn resolve(file: FileConfig, cli: Overrides) -> Result<Config, ConfigError> 
         inventory_interval,
         inventory_resend: Defaults::INVENTORY_RESEND,
         collect_timeout,
+        wmi_timeout,
         journal_max_bytes,
         dpkg_admindir: cli.dpkg_admindir.or(file.dpkg_admindir),
         log_format: cli.log_format.or(file.log_format).unwrap_or_default(),
@@ -327,9 +372,12 @@ mod tests {
         )
         .unwrap();
         let c = resolve(f, Overrides::default()).unwrap();
-        assert_eq!(c.status_interval, Duration::from_secs(90));
+        assert_eq!(c.status_interval, Some(Duration::from_secs(90)));
         assert_eq!(c.inventory_interval, Duration::from_secs(9000));
-        assert_eq!(c.heartbeat_interval, Defaults::HEARTBEAT_INTERVAL);
+        assert_eq!(
+            c.heartbeat_interval, None,
+            "not given: the collector decides"
+        );
         assert_eq!(c.journal_max_bytes, Defaults::JOURNAL_MAX_BYTES);
         assert!(c.enroll_token.is_none());
     }
@@ -345,8 +393,41 @@ mod tests {
         };
         let c = resolve(f, cli).unwrap();
         assert_eq!(c.collector, "http://b:2");
-        assert_eq!(c.status_interval, Duration::from_secs(7));
+        assert_eq!(c.status_interval, Some(Duration::from_secs(7)));
         assert_eq!(c.state_dir, PathBuf::from("/a"));
+    }
+
+    #[test]
+    fn explicit_interval_beats_collector_beats_default() {
+        let s = Duration::from_secs;
+        let d = Defaults::STATUS_INTERVAL;
+        assert_eq!(effective_interval(Some(s(7)), Some(s(30)), d), s(7));
+        assert_eq!(effective_interval(None, Some(s(30)), d), s(30));
+        assert_eq!(
+            effective_interval(None, Some(s(0)), d),
+            d,
+            "zero: keep your own"
+        );
+        assert_eq!(effective_interval(None, None, d), d);
+    }
+
+    #[test]
+    fn machine_defaults_fill_only_what_is_missing() {
+        let machine = MachineDefaults {
+            config_file: None,
+            state_dir: Some("/machine/state".into()),
+            collector: Some("http://from-registry:50051".into()),
+            enroll_token: Some(Secret::new("registry-token")),
+        };
+        let c = resolve_with(FileConfig::default(), Overrides::default(), machine.clone()).unwrap();
+        assert_eq!(c.collector, "http://from-registry:50051");
+        assert_eq!(c.state_dir, PathBuf::from("/machine/state"));
+        assert_eq!(c.enroll_token.unwrap().expose(), "registry-token");
+        let f =
+            parse("collector = \"http://from-file:1\"\nenroll_token = \"file-token\"\n").unwrap();
+        let c = resolve_with(f, Overrides::default(), machine).unwrap();
+        assert_eq!(c.collector, "http://from-file:1");
+        assert_eq!(c.enroll_token.unwrap().expose(), "file-token");
     }
 
     #[test]

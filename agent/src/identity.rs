@@ -1,10 +1,12 @@
 //! The agent's identity (`identity.json` in the state dir, 0600 on unix): the id and secret the
 //! collector issued at enrolment, plus the hardware fingerprint it was issued for, so a state
 //! dir copied onto another machine (a cloned image) is noticed and the clone enrols afresh.
+//! It also keeps the intervals the collector asked for at enrolment, so a restart keeps them.
 
 use std::fmt;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -22,6 +24,11 @@ pub struct Identity {
     pub smbios_uuid: String,
     #[serde(default)]
     pub macs: Vec<String>,
+    /// What the collector asked for at enrolment; 0 = nothing (keep the agent's own).
+    #[serde(default)]
+    pub status_interval_secs: u32,
+    #[serde(default)]
+    pub heartbeat_interval_secs: u32,
 }
 
 impl fmt::Debug for Identity {
@@ -32,6 +39,8 @@ impl fmt::Debug for Identity {
             .field("collector", &self.collector)
             .field("smbios_uuid", &self.smbios_uuid)
             .field("macs", &self.macs)
+            .field("status_interval_secs", &self.status_interval_secs)
+            .field("heartbeat_interval_secs", &self.heartbeat_interval_secs)
             .finish()
     }
 }
@@ -58,6 +67,10 @@ pub enum IdentityError {
     },
 }
 
+fn secs(s: u32) -> Option<Duration> {
+    (s > 0).then(|| Duration::from_secs(u64::from(s)))
+}
+
 /// Why a stored identity cannot be used on this machine.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Mismatch {
@@ -68,6 +81,16 @@ pub enum Mismatch {
 }
 
 impl Identity {
+    /// The status interval the collector asked for, if any.
+    pub fn status_interval(&self) -> Option<Duration> {
+        secs(self.status_interval_secs)
+    }
+
+    /// The heartbeat interval the collector asked for, if any.
+    pub fn heartbeat_interval(&self) -> Option<Duration> {
+        secs(self.heartbeat_interval_secs)
+    }
+
     pub fn load(dir: &Path) -> Result<Option<Identity>, IdentityError> {
         let path = dir.join(FILE);
         match std::fs::read(&path) {
@@ -141,6 +164,8 @@ mod tests {
             collector: "http://c:50051".into(),
             smbios_uuid: uuid.into(),
             macs: macs.iter().map(|m| (*m).to_owned()).collect(),
+            status_interval_secs: 30,
+            heartbeat_interval_secs: 0,
         }
     }
 
@@ -169,6 +194,20 @@ mod tests {
             assert_eq!(mode & 0o777, 0o600);
         }
         assert!(!format!("{i:?}").contains("topsecret"));
+        assert_eq!(i.status_interval(), Some(Duration::from_secs(30)));
+        assert_eq!(i.heartbeat_interval(), None);
+    }
+
+    #[test]
+    fn identity_written_before_intervals_existed_still_loads() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join(FILE),
+            r#"{"agent_id":"a","agent_secret":"s","collector":"http://c:1"}"#,
+        )
+        .unwrap();
+        let i = Identity::load(dir.path()).unwrap().unwrap();
+        assert_eq!((i.status_interval(), i.heartbeat_interval()), (None, None));
     }
 
     #[test]

@@ -399,13 +399,21 @@ impl Journal {
         }
         out.sync_all().map_err(err)?;
         drop(out);
-        std::fs::rename(&tmp, &path).map_err(err)?;
+        // Windows cannot replace a file that is open: let go of the log first (the rename is
+        // atomic either way, so a crash leaves the old log or the new one).
+        #[cfg(windows)]
+        {
+            self.log = File::open("NUL").map_err(err)?;
+        }
+        let renamed = std::fs::rename(&tmp, &path);
         sync_dir(&self.dir);
+        // Reopened whether or not the rename worked: the log stays usable after a failure.
         self.log = OpenOptions::new()
             .read(true)
             .append(true)
             .open(&path)
             .map_err(err)?;
+        renamed.map_err(err)?;
         self.live = new_live;
         self.log_len = offset;
         self.live_bytes = offset;

@@ -5,8 +5,8 @@
 use std::time::{Duration, UNIX_EPOCH};
 
 use caretaker_proto::v1::{
-    Disk, Hardware, Inventory, NetworkInterface, Report, Software, Status, System, Volume,
-    report::Body,
+    Antivirus, Battery, Disk, Firewall, Hardware, Hotfix, Inventory, NetworkInterface, Report,
+    Software, Status, System, Volume, VolumeEncryption, report::Body,
 };
 use serde_json::{Value, json};
 
@@ -44,6 +44,45 @@ fn inventory(i: &Inventory) -> Value {
         "volumes": i.volumes.iter().map(volume).collect::<Vec<_>>(),
         "interfaces": i.interfaces.iter().map(interface).collect::<Vec<_>>(),
         "software": i.software.iter().map(software).collect::<Vec<_>>(),
+        "antivirus": i.antivirus.iter().map(antivirus).collect::<Vec<_>>(),
+        "firewalls": i.firewalls.iter().map(firewall).collect::<Vec<_>>(),
+        "encryption": i.encryption.iter().map(encryption).collect::<Vec<_>>(),
+        "hotfixes": i.hotfixes.iter().map(hotfix).collect::<Vec<_>>(),
+        "batteries": i.batteries.iter().map(battery).collect::<Vec<_>>(),
+    })
+}
+
+fn antivirus(a: &Antivirus) -> Value {
+    json!({
+        "name": a.name, "enabled": a.enabled, "up_to_date": a.up_to_date,
+        "product_state": a.product_state,
+    })
+}
+
+fn firewall(f: &Firewall) -> Value {
+    json!({"name": f.name, "profile": f.profile, "enabled": f.enabled})
+}
+
+fn encryption(e: &VolumeEncryption) -> Value {
+    json!({
+        "mount": e.mount, "method": e.method, "protection": e.protection,
+        "conversion": e.conversion, "percent": e.percent,
+    })
+}
+
+fn hotfix(h: &Hotfix) -> Value {
+    json!({
+        "id": h.id, "description": h.description,
+        "installed_at": ts(h.installed_at.as_ref()), "source": h.source,
+    })
+}
+
+fn battery(b: &Battery) -> Value {
+    json!({
+        "name": b.name, "chemistry": b.chemistry,
+        "design_capacity_mwh": b.design_capacity_mwh,
+        "full_charge_capacity_mwh": b.full_charge_capacity_mwh,
+        "cycle_count": b.cycle_count, "health_percent": b.health_percent,
     })
 }
 
@@ -58,6 +97,8 @@ fn system(s: &System) -> Value {
         "arch": s.arch,
         "boot_time": ts(s.boot_time.as_ref()),
         "machine_id": s.machine_id,
+        "domain_type": s.domain_type,
+        "last_update_at": ts(s.last_update_at.as_ref()),
     })
 }
 

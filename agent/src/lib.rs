@@ -7,6 +7,9 @@
 //!   status every status_interval                   heartbeat task ──Heartbeat──▶ collector
 //! ```
 //!
+//! The status and heartbeat intervals are the collector's (sent at enrolment, kept in
+//! `identity.json`) unless the config sets them explicitly; see [`schedule`].
+//!
 //! [`run`] owns the tasks: it spawns the collection, sender and heartbeat tasks on one
 //! `TaskTracker`, each in its own span with a child of the `shutdown` token. Collection never
 //! waits on the network: it only appends to the journal. When `shutdown` fires, collection
@@ -20,27 +23,42 @@ pub mod identity;
 pub mod inventory;
 pub mod journal;
 pub mod json;
+pub mod logfile;
+pub mod platform;
 pub mod report;
+pub mod schedule;
+#[cfg(windows)]
+pub mod service;
 pub mod status;
+#[cfg(windows)]
+pub mod win32;
 
 use std::sync::{Arc, Mutex};
 
 use caretaker_proto::v1::Report;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use crate::backoff::Backoff;
-use crate::config::Config;
+use crate::config::{Config, Defaults};
+use crate::identity::Identity;
 use crate::inventory::CollectOptions;
 use crate::journal::{Journal, JournalError};
 use crate::report::{Client, DeliveryError, SharedJournal};
+use crate::schedule::{FollowingTick, Which};
 use crate::status::StatusCollector;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
+    #[error("cannot prepare the state directory {path}")]
+    StateDir {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("cannot open the journal")]
     Journal(#[from] JournalError),
     /// The collector could not be reached in time (`--once`); the journal keeps everything.
@@ -54,8 +72,20 @@ pub enum RunError {
     Delivery(#[from] DeliveryError),
 }
 
+/// Whether this process was started by the Windows service manager (always false elsewhere).
+pub fn running_as_service() -> bool {
+    #[cfg(windows)]
+    return service::running_as_service();
+    #[cfg(not(windows))]
+    false
+}
+
 /// Runs the agent until `shutdown` fires (or, with `config.once`, until one round is done).
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunError> {
+    platform::prepare_state_dir(&config.state_dir).map_err(|source| RunError::StateDir {
+        path: config.state_dir.clone(),
+        source,
+    })?;
     let journal = Journal::open(&config.state_dir, config.journal_max_bytes)?;
     tracing::info!(
         state_dir = %config.state_dir.display(),
@@ -85,6 +115,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
     tracker.spawn(
         collection_task(
             config.clone(),
+            client.identity_watch(),
             journal.clone(),
             notify.clone(),
             shutdown.child_token(),
@@ -150,6 +181,7 @@ fn append(journal: &SharedJournal, report: Report, notify: Option<&Notify>) {
 fn collect_options(config: &Config) -> CollectOptions {
     CollectOptions {
         timeout: config.collect_timeout,
+        wmi_timeout: config.wmi_timeout,
         dpkg_admindir: config.dpkg_admindir.clone(),
     }
 }
@@ -164,7 +196,9 @@ async fn run_once(
     let inv = inventory::collect(&collect_options(config)).await;
     append(&journal, inv, None);
     let dropped = lock(&journal).dropped_total();
-    let status = StatusCollector::new().collect(dropped).await;
+    let status = StatusCollector::new(config.collect_timeout)
+        .collect(dropped)
+        .await;
     append(&journal, status, None);
 
     let deadline = Instant::now() + config.once_deadline;
@@ -208,16 +242,22 @@ async fn run_once(
 /// Collects inventory and status on their intervals and journals them.
 async fn collection_task(
     config: Config,
+    identity: watch::Receiver<Option<Identity>>,
     journal: SharedJournal,
     notify: Arc<Notify>,
     shutdown: CancellationToken,
 ) {
     let opts = collect_options(&config);
-    let mut status = StatusCollector::new();
+    let mut status = StatusCollector::new(config.collect_timeout);
     let mut inventory_tick = tokio::time::interval(config.inventory_interval);
     inventory_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut status_tick = tokio::time::interval(config.status_interval);
-    status_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut status_tick = FollowingTick::new(
+        Which::Status,
+        config.status_interval,
+        Defaults::STATUS_INTERVAL,
+        identity,
+        true,
+    );
     let mut last: Option<([u8; 32], Instant)> = None;
     loop {
         tokio::select! {
@@ -242,7 +282,7 @@ async fn collection_task(
                     tracing::debug!("Inventory unchanged");
                 }
             }
-            _ = status_tick.tick() => {
+            () = status_tick.tick() => {
                 let dropped = lock(&journal).dropped_total();
                 let report = tokio::select! {
                     r = status.collect(dropped) => r,

@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 
 use anyhow::Context;
 use caretaker_agent::config::{self, ConfigError, FileConfig, LogFormat, Overrides, Secret};
-use caretaker_agent::{RunError, inventory, json};
+use caretaker_agent::{RunError, inventory, json, logfile, platform};
 use clap::{Args, Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
@@ -41,10 +41,43 @@ enum Command {
         /// Per-source timeout.
         #[arg(long, value_parser = humantime::parse_duration, default_value = "30s")]
         collect_timeout: Duration,
+        /// Per WMI query (Windows); a query past it marks its part missing.
+        #[arg(long, value_parser = humantime::parse_duration, default_value = "10s")]
+        wmi_timeout: Duration,
         /// dpkg database directory (dpkg-query --admindir).
         #[arg(long)]
         dpkg_admindir: Option<PathBuf>,
     },
+    /// Manage the Windows service (install, uninstall, start, stop, status).
+    Service {
+        #[command(subcommand)]
+        action: ServiceCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ServiceCommand {
+    /// Install (or update) the CaretakerAgent service for this exe, started at boot as
+    /// LocalSystem, with the collector and token stored where the service finds them.
+    Install {
+        /// Collector URL, e.g. http://server:50051 (kept in HKLM\SOFTWARE\Caretaker\Agent).
+        #[arg(long)]
+        collector: Option<String>,
+        /// Enrolment token (prefer --enroll-token-file or the environment).
+        #[arg(long, env = "CARETAKER_ENROLL_TOKEN", hide_env_values = true)]
+        enroll_token: Option<String>,
+        /// File holding the enrolment token.
+        #[arg(long)]
+        enroll_token_file: Option<PathBuf>,
+    },
+    /// Stop and remove the service (state in %ProgramData%\Caretaker is kept).
+    Uninstall,
+    /// Start the service and wait until it runs.
+    Start,
+    /// Stop the service and wait until it has stopped.
+    Stop,
+    /// Print the service's state.
+    Status,
 }
 
 #[derive(Args)]
@@ -75,6 +108,8 @@ struct RunArgs {
     inventory_interval: Option<Duration>,
     #[arg(long, value_parser = humantime::parse_duration)]
     collect_timeout: Option<Duration>,
+    #[arg(long, value_parser = humantime::parse_duration)]
+    wmi_timeout: Option<Duration>,
     #[arg(long)]
     journal_max_bytes: Option<u64>,
     #[arg(long)]
@@ -97,10 +132,16 @@ fn main() -> ExitCode {
         Command::Inventory {
             json,
             collect_timeout,
+            wmi_timeout,
             dpkg_admindir,
         } => {
-            init_logging(LogFormat::Text);
-            match print_inventory(json, collect_timeout, dpkg_admindir) {
+            init_logging(LogFormat::Text, None);
+            let opts = inventory::CollectOptions {
+                timeout: collect_timeout,
+                wmi_timeout,
+                dpkg_admindir,
+            };
+            match print_inventory(json, opts) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(error) => {
                     eprintln!("caretaker-agent: {error:#}");
@@ -108,17 +149,93 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Service { action } => service(action),
     }
 }
 
-fn run(args: RunArgs) -> ExitCode {
-    let file = match &args.config {
+#[cfg(windows)]
+fn service(action: ServiceCommand) -> ExitCode {
+    use caretaker_agent::service;
+    let result = match action {
+        ServiceCommand::Install {
+            collector,
+            enroll_token,
+            enroll_token_file,
+        } => {
+            if let Some(c) = &collector
+                && !(c.starts_with("http://") || c.starts_with("https://"))
+            {
+                eprintln!(
+                    "caretaker-agent: collector `{c}` must be a URL like http://server:50051"
+                );
+                return ExitCode::from(EXIT_USAGE);
+            }
+            let token = match (enroll_token, enroll_token_file) {
+                (Some(t), _) => Some(Secret::new(t)),
+                (None, Some(path)) => match std::fs::read_to_string(&path) {
+                    Ok(t) if !t.trim().is_empty() => Some(Secret::new(t.trim())),
+                    Ok(_) => {
+                        eprintln!("caretaker-agent: {} is empty", path.display());
+                        return ExitCode::from(EXIT_USAGE);
+                    }
+                    Err(e) => {
+                        eprintln!("caretaker-agent: {}: {e}", path.display());
+                        return ExitCode::from(EXIT_USAGE);
+                    }
+                },
+                (None, None) => None,
+            };
+            match std::env::current_exe() {
+                Ok(exe) => service::install(&exe, collector.as_deref(), token.as_ref()).map(|()| {
+                    format!(
+                        "Installed the {} service for {}",
+                        service::SERVICE_NAME,
+                        exe.display()
+                    )
+                }),
+                Err(e) => {
+                    eprintln!("caretaker-agent: cannot find this program's path: {e}");
+                    return ExitCode::from(EXIT_RUNTIME);
+                }
+            }
+        }
+        ServiceCommand::Uninstall => service::uninstall().map(|()| "Service removed".to_owned()),
+        ServiceCommand::Start => service::start().map(|()| "Service running".to_owned()),
+        ServiceCommand::Stop => service::stop().map(|()| "Service stopped".to_owned()),
+        ServiceCommand::Status => service::state().map(|s| format!("{s:?}")),
+    };
+    match result {
+        Ok(message) => {
+            println!("{message}");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("caretaker-agent: {error}");
+            ExitCode::from(EXIT_RUNTIME)
+        }
+    }
+}
+
+#[cfg(not(windows))]
+fn service(_action: ServiceCommand) -> ExitCode {
+    eprintln!(
+        "caretaker-agent: `service` manages the Windows service; on Linux use the systemd unit \
+         (deploy/caretaker-agent.service)"
+    );
+    ExitCode::from(EXIT_USAGE)
+}
+
+/// A resolved `run` config, or the lines to report and the exit code.
+type Resolved = Result<config::Config, (Vec<String>, u8)>;
+
+fn resolve(args: RunArgs) -> Resolved {
+    let machine = platform::machine_defaults();
+    // An explicit --config must exist; the machine's default one only if present.
+    let config_path = args.config.clone().or_else(|| machine.config_file.clone());
+    let file = match &config_path {
         Some(path) => match config::read_file(path) {
             Ok(f) => f,
-            Err(e) => {
-                eprintln!("{e}");
-                return ExitCode::from(EXIT_CONFIG);
-            }
+            Err(e) => return Err((vec![e.to_string()], EXIT_CONFIG)),
         },
         None => FileConfig::default(),
     };
@@ -132,34 +249,74 @@ fn run(args: RunArgs) -> ExitCode {
         heartbeat_interval: args.heartbeat_interval,
         inventory_interval: args.inventory_interval,
         collect_timeout: args.collect_timeout,
+        wmi_timeout: args.wmi_timeout,
         journal_max_bytes: args.journal_max_bytes,
         dpkg_admindir: args.dpkg_admindir,
         log_format: args.log_format,
     };
-    let config = match config::resolve(file, overrides) {
-        Ok(c) => c,
+    match config::resolve_with(file, overrides, machine) {
+        Ok(c) => Ok(c),
         Err(ConfigError::Invalid(errors)) => {
-            let origin = args
-                .config
+            let origin = config_path
                 .as_ref()
                 .map_or_else(|| "caretaker-agent".to_owned(), |p| p.display().to_string());
-            for e in &errors {
-                eprintln!("{origin}: {e}");
-            }
             // Without a config file, a missing value is a usage error.
-            let code = if args.config.is_some() {
+            let code = if config_path.is_some() {
                 EXIT_CONFIG
             } else {
                 EXIT_USAGE
             };
-            return ExitCode::from(code);
+            Err((
+                errors.iter().map(|e| format!("{origin}: {e}")).collect(),
+                code,
+            ))
         }
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::from(EXIT_CONFIG);
+        Err(e) => Err((vec![e.to_string()], EXIT_CONFIG)),
+    }
+}
+
+fn run(args: RunArgs) -> ExitCode {
+    let resolved = resolve(args);
+    #[cfg(windows)]
+    {
+        use caretaker_agent::service::{self, Dispatch};
+        let work = Box::new(move |shutdown| agent(resolved, shutdown, true));
+        // Offered to the SCM first; a console start comes straight back.
+        match service::dispatch(work) {
+            Dispatch::Ran(code) => ExitCode::from(code),
+            Dispatch::Console(work) => ExitCode::from(work(CancellationToken::new())),
+        }
+    }
+    #[cfg(not(windows))]
+    ExitCode::from(agent(resolved, CancellationToken::new(), false))
+}
+
+/// Runs the agent until `shutdown` (service Stop) or Ctrl-C / SIGTERM; returns the exit code.
+/// Under the service manager (`in_service` and the SCM really started us) logs go to
+/// `<state_dir>/logs`, as nobody reads stderr there.
+fn agent(resolved: Resolved, shutdown: CancellationToken, in_service: bool) -> u8 {
+    let as_service = in_service && caretaker_agent::running_as_service();
+    let config = match resolved {
+        Ok(c) => c,
+        Err((lines, code)) => {
+            if as_service {
+                let dir = platform::machine_defaults()
+                    .state_dir
+                    .unwrap_or_else(|| PathBuf::from("."));
+                init_logging(LogFormat::Text, Some(&dir.join("logs")));
+                for l in &lines {
+                    tracing::error!(problem = %l, "Bad configuration; the service stops");
+                }
+            } else {
+                for l in &lines {
+                    eprintln!("{l}");
+                }
+            }
+            return code;
         }
     };
-    init_logging(config.log_format);
+    let log_dir = config.state_dir.join("logs");
+    init_logging(config.log_format, as_service.then_some(log_dir.as_path()));
 
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -168,23 +325,23 @@ fn run(args: RunArgs) -> ExitCode {
         Ok(rt) => rt,
         Err(error) => {
             tracing::error!(%error, "Cannot start the async runtime");
-            return ExitCode::from(EXIT_RUNTIME);
+            return EXIT_RUNTIME;
         }
     };
-    let shutdown = CancellationToken::new();
     let result = runtime.block_on(async {
+        // One shutdown path: the SCM's Stop and Ctrl-C / SIGTERM cancel the same token.
         tokio::spawn(wait_for_signal(shutdown.clone()));
         caretaker_agent::run(config, shutdown).await
     });
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) => 0,
         Err(error @ RunError::Unavailable { .. }) => {
             tracing::error!(error = %anyhow::Error::from(error), "Giving up for now");
-            ExitCode::from(EXIT_UNAVAILABLE)
+            EXIT_UNAVAILABLE
         }
         Err(error) => {
             tracing::error!(error = %format!("{:#}", anyhow::Error::from(error)), "Agent failed");
-            ExitCode::from(EXIT_RUNTIME)
+            EXIT_RUNTIME
         }
     }
 }
@@ -220,34 +377,45 @@ async fn wait_for_signal(shutdown: CancellationToken) {
     shutdown.cancel();
 }
 
-fn init_logging(format: LogFormat) {
+/// Logs to stderr, or to a rolling file in `dir` (10 MiB × 5) for the service.
+fn init_logging(format: LogFormat, dir: Option<&std::path::Path>) {
     use tracing_subscriber::EnvFilter;
+    use tracing_subscriber::fmt::writer::BoxMakeWriter;
     let filter =
         EnvFilter::try_from_env("CARETAKER_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    // Colour only on a terminal: log files and pipes get plain text.
+    let file = dir.and_then(|d| match logfile::RollingFile::open(d, 10 << 20, 4) {
+        Ok(f) => Some(f),
+        Err(e) => {
+            eprintln!(
+                "caretaker-agent: cannot open a log file in {}: {e}",
+                d.display()
+            );
+            None
+        }
+    });
+    let (writer, ansi) = match file {
+        Some(f) => (BoxMakeWriter::new(f), false),
+        // Colour only on a terminal: log files and pipes get plain text.
+        None => (
+            BoxMakeWriter::new(std::io::stderr),
+            std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        ),
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr);
+        .with_ansi(ansi)
+        .with_writer(writer);
     match format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
     }
 }
 
-fn print_inventory(
-    as_json: bool,
-    timeout: Duration,
-    dpkg_admindir: Option<PathBuf>,
-) -> anyhow::Result<()> {
+fn print_inventory(as_json: bool, opts: inventory::CollectOptions) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let opts = inventory::CollectOptions {
-        timeout,
-        dpkg_admindir,
-    };
     let report = runtime.block_on(inventory::collect(&opts));
     let mut out = String::new();
     if as_json {
@@ -264,10 +432,10 @@ fn print_inventory(
         out,
         "Host:      {}{}",
         sys.hostname,
-        if sys.domain.is_empty() {
-            String::new()
-        } else {
-            format!(" ({})", sys.domain)
+        match (sys.domain.is_empty(), sys.domain_type.as_str()) {
+            (true, _) => String::new(),
+            (false, "") => format!(" ({})", sys.domain),
+            (false, kind) => format!(" ({kind} {})", sys.domain),
         }
     )?;
     writeln!(
@@ -326,6 +494,56 @@ fn print_inventory(
                 .join(" "),
             if n.up { "up" } else { "down" },
             if n.r#virtual { " virtual" } else { "" }
+        )?;
+    }
+    for a in &inv.antivirus {
+        writeln!(
+            out,
+            "Antivirus: {} ({}, {})",
+            a.name,
+            if a.enabled { "on" } else { "off" },
+            if a.up_to_date {
+                "up to date"
+            } else {
+                "out of date"
+            }
+        )?;
+    }
+    for f in &inv.firewalls {
+        writeln!(
+            out,
+            "Firewall:  {}{} {}",
+            f.name,
+            if f.profile.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", f.profile)
+            },
+            if f.enabled { "on" } else { "off" }
+        )?;
+    }
+    for e in &inv.encryption {
+        writeln!(
+            out,
+            "Encrypted: {} {} protection {} {}",
+            e.mount, e.method, e.protection, e.conversion
+        )?;
+    }
+    for b in &inv.batteries {
+        writeln!(
+            out,
+            "Battery:   {} {} health {} % ({} cycles)",
+            b.name, b.chemistry, b.health_percent, b.cycle_count
+        )?;
+    }
+    if !inv.hotfixes.is_empty() {
+        writeln!(out, "Hotfixes:  {}", inv.hotfixes.len())?;
+    }
+    if let Some(t) = &sys.last_update_at {
+        writeln!(
+            out,
+            "Updated:   {}",
+            json::ts(Some(t)).as_str().unwrap_or_default()
         )?;
     }
     writeln!(out, "Software:  {} packages", inv.software.len())?;

@@ -17,10 +17,11 @@ use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Request, Status};
 
 use crate::backoff::Backoff;
-use crate::config::Secret;
+use crate::config::{Defaults, Secret};
 use crate::identity::{Identity, IdentityError, Mismatch};
 use crate::inventory::{AGENT_VERSION, Fingerprint, timestamp};
 use crate::journal::{Journal, JournalError};
+use crate::schedule::{FollowingTick, Which};
 
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -181,9 +182,16 @@ impl Client {
             collector: self.collector.clone(),
             smbios_uuid: fp.smbios_uuid.clone(),
             macs: fp.macs.clone(),
+            status_interval_secs: resp.status_interval_secs,
+            heartbeat_interval_secs: resp.heartbeat_interval_secs,
         };
         identity.save(&self.state_dir)?;
-        tracing::info!(agent_id = %identity.agent_id, "Enrolled with the collector");
+        tracing::info!(
+            agent_id = %identity.agent_id,
+            status_interval_secs = identity.status_interval_secs,
+            heartbeat_interval_secs = identity.heartbeat_interval_secs,
+            "Enrolled with the collector"
+        );
         self.identity = Some(identity.clone());
         self.identity_tx.send_replace(Some(identity.clone()));
         Ok(identity)
@@ -331,23 +339,29 @@ pub async fn sender_task(
     }
 }
 
-/// Sends a liveness heartbeat every `period` once the agent has an identity.
+/// Sends a liveness heartbeat once the agent has an identity, every `heartbeat_interval`
+/// (explicit setting, else the collector's wish, else the default; see [`FollowingTick`]).
 pub async fn heartbeat_task(
     mut grpc: AgentServiceClient<Channel>,
-    mut identity: watch::Receiver<Option<Identity>>,
+    identity: watch::Receiver<Option<Identity>>,
     rejected: mpsc::Sender<String>,
     journal: SharedJournal,
-    period: Duration,
+    explicit: Option<Duration>,
     shutdown: CancellationToken,
 ) {
-    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut tick = FollowingTick::new(
+        Which::Heartbeat,
+        explicit,
+        Defaults::HEARTBEAT_INTERVAL,
+        identity.clone(),
+        false,
+    );
     loop {
         tokio::select! {
-            _ = tick.tick() => {}
+            () = tick.tick() => {}
             () = shutdown.cancelled() => return,
         }
-        let Some(id) = identity.borrow_and_update().clone() else {
+        let Some(id) = identity.borrow().clone() else {
             continue;
         };
         let req = authed(

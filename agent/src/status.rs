@@ -1,50 +1,99 @@
 //! Periodic status: uptime, CPU, load, memory, swap, volume usage and logged-on users. Keeps
 //! one small `sysinfo::System` between ticks (CPU and memory only; processes are never
-//! refreshed), so `cpu_percent` is the average since the previous sample.
+//! refreshed), so `cpu_percent` is the average since the previous sample. On Windows the CPU
+//! figure comes from `GetSystemTimes` instead: sysinfo's PDH counters need a background
+//! thread and the performance-counter registry, which is often broken on school images (and
+//! missing under Wine).
 
-use std::collections::BTreeSet;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
-use caretaker_proto::v1::{Report, Status, VolumeUsage, report::Body};
-use sysinfo::{CpuRefreshKind, MemoryRefreshKind, RefreshKind};
+use caretaker_proto::v1::{Report, Status, report::Body};
+use sysinfo::{MemoryRefreshKind, RefreshKind};
 
 use crate::inventory::{AGENT_VERSION, timestamp, timestamp_secs};
 
 pub struct StatusCollector {
     sys: Option<sysinfo::System>,
     sampled: bool,
+    timeout: Duration,
+    /// Windows: the previous (idle, kernel, user) times.
+    #[cfg(windows)]
+    times: Option<(u64, u64, u64)>,
+}
+
+/// Busy percentage between two (idle, kernel, user) samples, Windows style: kernel time
+/// includes idle time.
+#[cfg_attr(not(windows), allow(dead_code))]
+pub fn busy_percent(before: (u64, u64, u64), after: (u64, u64, u64)) -> f32 {
+    let idle = after.0.saturating_sub(before.0);
+    let total = after.1.saturating_sub(before.1) + after.2.saturating_sub(before.2);
+    if total == 0 {
+        return 0.0;
+    }
+    (100.0 * (1.0 - idle.min(total) as f64 / total as f64)) as f32
 }
 
 impl StatusCollector {
-    pub fn new() -> Self {
-        let sys = sysinfo::System::new_with_specifics(
-            RefreshKind::nothing()
-                .with_cpu(CpuRefreshKind::nothing().with_usage())
-                .with_memory(MemoryRefreshKind::everything()),
-        );
+    /// `timeout` bounds the sources that may block (volume figures).
+    pub fn new(timeout: Duration) -> Self {
+        #[cfg(not(windows))]
+        let kind = RefreshKind::nothing()
+            .with_cpu(sysinfo::CpuRefreshKind::nothing().with_usage())
+            .with_memory(MemoryRefreshKind::everything());
+        #[cfg(windows)]
+        let kind = RefreshKind::nothing().with_memory(MemoryRefreshKind::everything());
+        let sys = sysinfo::System::new_with_specifics(kind);
         if let Err(error) = &sys {
             tracing::warn!(%error, "Cannot read CPU and memory figures");
         }
         Self {
             sys: sys.ok(),
             sampled: false,
+            timeout,
+            #[cfg(windows)]
+            times: None,
         }
+    }
+
+    /// Average busy percentage since the previous status (the first one over 200 ms).
+    #[cfg(windows)]
+    async fn windows_cpu(&mut self) -> Option<f32> {
+        let before = match self.times {
+            Some(t) => t,
+            None => {
+                let t = crate::win32::system_times().ok()?;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                t
+            }
+        };
+        let now = crate::win32::system_times().ok()?;
+        self.times = Some(now);
+        self.sampled = true;
+        Some(busy_percent(before, now).clamp(0.0, 100.0))
     }
 
     /// Collects one status report (seq is assigned by the journal).
     pub async fn collect(&mut self, journal_dropped: u64) -> Report {
         let mut missing = Vec::new();
         let (mut cpu_percent, mut mem) = (0.0, (0, 0, 0, 0));
+        #[cfg(windows)]
+        match self.windows_cpu().await {
+            Some(p) => cpu_percent = p,
+            None => missing.push("cpu".to_owned()),
+        }
         if let Some(sys) = &mut self.sys {
-            if !self.sampled {
-                // The first figure needs two samples spaced by sysinfo's minimum interval.
+            #[cfg(not(windows))]
+            {
+                if !self.sampled {
+                    // The first figure needs two samples spaced by sysinfo's minimum interval.
+                    sys.refresh_cpu_usage();
+                    tokio::time::sleep(sysinfo::MINIMUM_CPU_UPDATE_INTERVAL).await;
+                    self.sampled = true;
+                }
                 sys.refresh_cpu_usage();
-                tokio::time::sleep(sysinfo::MINIMUM_CPU_UPDATE_INTERVAL).await;
-                self.sampled = true;
+                cpu_percent = sys.global_cpu_usage().clamp(0.0, 100.0);
             }
-            sys.refresh_cpu_usage();
             sys.refresh_memory();
-            cpu_percent = sys.global_cpu_usage().clamp(0.0, 100.0);
             mem = (
                 sys.total_memory(),
                 sys.used_memory(),
@@ -55,8 +104,13 @@ impl StatusCollector {
             missing.push("cpu".to_owned());
             missing.push("memory".to_owned());
         }
+        // Windows has no load average; sysinfo emulates one with PDH counters, which cost a
+        // background thread (and abort under Wine, which lacks PdhEnumObjects). Zero there.
+        #[cfg(not(windows))]
         let load = sysinfo::System::load_average().ok();
-        let volumes = match crate::inventory::collect_volume_usage() {
+        #[cfg(windows)]
+        let load: Option<sysinfo::LoadAvg> = None;
+        let volumes = match crate::inventory::volume_usage(self.timeout).await {
             Ok(v) => v,
             Err(error) => {
                 tracing::debug!(%error, "Volume usage unavailable");
@@ -75,7 +129,7 @@ impl StatusCollector {
             swap_total_bytes: mem.2,
             swap_used_bytes: mem.3,
             volumes,
-            logged_on_users: logged_on_users(),
+            logged_on_users: crate::inventory::logged_on_users(),
             journal_dropped,
             boot_time: timestamp_secs(sysinfo::System::boot_time().unwrap_or(0)),
         };
@@ -89,92 +143,27 @@ impl StatusCollector {
     }
 }
 
-impl Default for StatusCollector {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-/// Volume usage without the rest of the volume record.
-pub fn volume_usage(v: &caretaker_proto::v1::Volume) -> VolumeUsage {
-    VolumeUsage {
-        mount: v.mount.clone(),
-        total_bytes: v.total_bytes,
-        free_bytes: v.free_bytes,
-    }
-}
-
-#[cfg(target_os = "linux")]
-fn logged_on_users() -> Vec<String> {
-    crate::inventory::linux::logged_on_users()
-}
-
-#[cfg(windows)]
-fn logged_on_users() -> Vec<String> {
-    crate::inventory::windows::logged_on_users()
-}
-
-#[cfg(not(any(target_os = "linux", windows)))]
-fn logged_on_users() -> Vec<String> {
-    Vec::new()
-}
-
-const UTMP_RECORD: usize = 384;
-const UT_USER_PROCESS: i32 = 7;
-const UT_USER_OFFSET: usize = 44;
-const UT_USER_LEN: usize = 32;
-
-/// Unique, sorted user names of USER_PROCESS records in a glibc `utmp` file.
-pub fn parse_utmp(bytes: &[u8]) -> Vec<String> {
-    let mut users = BTreeSet::new();
-    for rec in bytes.chunks_exact(UTMP_RECORD) {
-        let ut_type = i32::from_le_bytes([rec[0], rec[1], rec[2], rec[3]]);
-        if ut_type != UT_USER_PROCESS {
-            continue;
-        }
-        let field = &rec[UT_USER_OFFSET..UT_USER_OFFSET + UT_USER_LEN];
-        let end = field.iter().position(|&b| b == 0).unwrap_or(UT_USER_LEN);
-        let name = String::from_utf8_lossy(&field[..end]).trim().to_owned();
-        if !name.is_empty() {
-            users.insert(name);
-        }
-    }
-    users.into_iter().collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn record(ut_type: i32, user: &str) -> Vec<u8> {
-        let mut r = vec![0u8; UTMP_RECORD];
-        r[0..4].copy_from_slice(&ut_type.to_le_bytes());
-        // Something in ut_line (offset 8) to make sure we read the right field.
-        r[8..13].copy_from_slice(b"tty1\0");
-        r[UT_USER_OFFSET..UT_USER_OFFSET + user.len()].copy_from_slice(user.as_bytes());
-        r
-    }
-
     #[test]
-    fn utmp_users_unique_and_sorted() {
-        let mut bytes = Vec::new();
-        bytes.extend(record(2, "reboot")); // BOOT_TIME
-        bytes.extend(record(7, "teacher"));
-        bytes.extend(record(6, "LOGIN")); // LOGIN_PROCESS
-        bytes.extend(record(7, "admin"));
-        bytes.extend(record(7, "teacher"));
-        bytes.extend(record(8, "gone")); // DEAD_PROCESS
-        bytes.extend(record(7, &"x".repeat(32))); // full-width name, no NUL
-        bytes.extend([7, 0, 0]); // torn trailing record is ignored
+    fn windows_style_busy_percent() {
+        // 1 s on 2 CPUs: 2e7 ticks, of which 1.5e7 idle (kernel includes idle).
+        let before = (1_000, 2_000, 3_000);
+        let after = (1_000 + 15_000_000, 2_000 + 16_000_000, 3_000 + 4_000_000);
+        assert!((busy_percent(before, after) - 25.0).abs() < 0.01);
+        assert_eq!(busy_percent(after, after), 0.0);
         assert_eq!(
-            parse_utmp(&bytes),
-            vec!["admin".to_owned(), "teacher".to_owned(), "x".repeat(32)]
+            busy_percent(after, before),
+            0.0,
+            "a counter going backwards is no load"
         );
     }
 
     #[tokio::test]
     async fn real_status_has_memory_and_uptime() {
-        let mut c = StatusCollector::new();
+        let mut c = StatusCollector::new(Duration::from_secs(30));
         let r = c.collect(7).await;
         let Some(Body::Status(s)) = r.body else {
             panic!("not a status")

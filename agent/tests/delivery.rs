@@ -30,6 +30,8 @@ struct State {
     enrolments: Vec<EnrollRequest>,
     heartbeats: usize,
     max_batch: usize,
+    /// (status, heartbeat) seconds sent in EnrollResponse; 0 = "keep your own".
+    intervals: (u32, u32),
 }
 
 #[derive(Clone, Default)]
@@ -71,8 +73,8 @@ impl AgentService for Fake {
         Ok(Response::new(EnrollResponse {
             agent_id: id,
             agent_secret: secret,
-            status_interval_secs: 0,
-            heartbeat_interval_secs: 0,
+            status_interval_secs: st.intervals.0,
+            heartbeat_interval_secs: st.intervals.1,
         }))
     }
 
@@ -286,6 +288,8 @@ async fn copied_state_dir_enrols_afresh() {
         collector: format!("http://{}", server.addr),
         smbios_uuid: "11111111-2222-3333-4444-555555555555".into(),
         macs: vec!["de:ad:be:ef:00:01".into()],
+        status_interval_secs: 0,
+        heartbeat_interval_secs: 0,
     }
     .save(dir.path())
     .unwrap();
@@ -330,8 +334,8 @@ async fn daemon_collects_delivers_and_stops_promptly() {
     let server = serve(fake.clone(), "127.0.0.1:0".parse().unwrap()).await;
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = config(server.addr, dir.path(), TOKEN, false);
-    cfg.status_interval = Duration::from_millis(300);
-    cfg.heartbeat_interval = Duration::from_millis(200);
+    cfg.status_interval = Some(Duration::from_millis(300));
+    cfg.heartbeat_interval = Some(Duration::from_millis(200));
     let shutdown = CancellationToken::new();
     let agent = tokio::spawn(caretaker_agent::run(cfg, shutdown.clone()));
 
@@ -373,7 +377,7 @@ async fn heartbeat_rejection_triggers_re_enrolment() {
     let server = serve(fake.clone(), "127.0.0.1:0".parse().unwrap()).await;
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = config(server.addr, dir.path(), TOKEN, false);
-    cfg.heartbeat_interval = Duration::from_millis(100);
+    cfg.heartbeat_interval = Some(Duration::from_millis(100));
     let shutdown = CancellationToken::new();
     let agent = tokio::spawn(caretaker_agent::run(cfg, shutdown.clone()));
 
@@ -399,5 +403,77 @@ async fn heartbeat_rejection_triggers_re_enrolment() {
         Identity::load(dir.path()).unwrap().unwrap().agent_id,
         "agent-2"
     );
+    server.shutdown().await;
+}
+
+async fn wait_for(fake: &Fake, what: &str, f: impl Fn(&State) -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !f(&fake.st()) {
+        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn statuses(st: &State) -> usize {
+    st.reports
+        .values()
+        .flatten()
+        .filter(|r| r.1 == "status")
+        .count()
+}
+
+#[tokio::test]
+async fn collector_intervals_apply_and_survive_a_restart() {
+    let fake = Fake::default();
+    fake.st().intervals = (1, 1);
+    let server = serve(fake.clone(), "127.0.0.1:0".parse().unwrap()).await;
+    let dir = tempfile::tempdir().unwrap();
+    // No interval in the agent's config: the collector's 1 s beats the 5 min / 60 s defaults.
+    let cfg = config(server.addr, dir.path(), TOKEN, false);
+    assert_eq!((cfg.status_interval, cfg.heartbeat_interval), (None, None));
+    let shutdown = CancellationToken::new();
+    let agent = tokio::spawn(caretaker_agent::run(cfg.clone(), shutdown.clone()));
+    wait_for(&fake, "statuses at the collector's interval", |s| {
+        statuses(s) >= 3 && s.heartbeats >= 2
+    })
+    .await;
+    shutdown.cancel();
+    agent.await.unwrap().unwrap();
+    let id = Identity::load(dir.path()).unwrap().unwrap();
+    assert_eq!(
+        (id.status_interval_secs, id.heartbeat_interval_secs),
+        (1, 1)
+    );
+
+    // Restarted (no enrolment this time): the stored intervals still apply.
+    let before = statuses(&fake.st());
+    let shutdown = CancellationToken::new();
+    let agent = tokio::spawn(caretaker_agent::run(cfg, shutdown.clone()));
+    wait_for(&fake, "statuses after the restart", |s| {
+        statuses(s) >= before + 3
+    })
+    .await;
+    shutdown.cancel();
+    agent.await.unwrap().unwrap();
+    assert_eq!(fake.st().enrolments.len(), 1);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn explicit_interval_overrides_the_collector() {
+    let fake = Fake::default();
+    fake.st().intervals = (1, 1);
+    let server = serve(fake.clone(), "127.0.0.1:0".parse().unwrap()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(server.addr, dir.path(), TOKEN, false);
+    cfg.status_interval = Some(Duration::from_secs(3600));
+    let shutdown = CancellationToken::new();
+    let agent = tokio::spawn(caretaker_agent::run(cfg, shutdown.clone()));
+    // Heartbeats follow the collector (1 s); statuses keep the configured hour: only the
+    // start-up one arrives while four heartbeats do.
+    wait_for(&fake, "heartbeats", |s| s.heartbeats >= 4).await;
+    shutdown.cancel();
+    agent.await.unwrap().unwrap();
+    assert_eq!(statuses(&fake.st()), 1);
     server.shutdown().await;
 }

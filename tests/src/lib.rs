@@ -11,6 +11,7 @@
 pub mod daemon;
 pub mod lab;
 pub mod smtp;
+pub mod wine;
 
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};

@@ -115,8 +115,7 @@ fn firmware() -> Firmware {
 }
 
 /// SMBIOS chassis type number → a coarse kind.
-// Only the Linux DMI reader sees the raw chassis code.
-#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+#[cfg_attr(not(any(target_os = "linux", windows)), allow(dead_code))]
 pub fn chassis_name(code: u32) -> &'static str {
     match code {
         3..=7 | 13 | 15 | 16 | 24 | 35 | 36 => "desktop",

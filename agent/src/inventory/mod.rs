@@ -7,17 +7,23 @@
 
 mod disks;
 mod hardware;
+mod hung;
 #[cfg(target_os = "linux")]
 pub(crate) mod linux;
 mod network;
+mod posture;
 mod software;
 #[cfg(target_os = "linux")]
 mod software_linux;
 #[cfg(windows)]
 mod software_windows;
 mod system;
+mod users;
 #[cfg(windows)]
 pub(crate) mod windows;
+pub(crate) mod windows_data;
+#[cfg(windows)]
+mod wmi;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -27,7 +33,7 @@ use caretaker_proto::v1::{Inventory, Report, report::Body};
 use prost::Message;
 use sha2::{Digest, Sha256};
 
-pub use disks::is_pseudo_fs;
+pub use disks::{df_figures, is_pseudo_fs};
 #[cfg(target_os = "linux")]
 pub use software_linux::parse_dpkg;
 pub use system::parse_os_release;
@@ -39,6 +45,8 @@ pub const AGENT_VERSION: &str = env!("CARGO_PKG_VERSION");
 #[derive(Debug, Clone)]
 pub struct CollectOptions {
     pub timeout: Duration,
+    /// Per WMI query (Windows); a query past it marks its part missing.
+    pub wmi_timeout: Duration,
     pub dpkg_admindir: Option<PathBuf>,
 }
 
@@ -65,8 +73,6 @@ pub enum SourceError {
 }
 
 impl SourceError {
-    // Only the Linux sources read files and run commands.
-    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     pub(crate) fn io(what: impl Into<String>, source: std::io::Error) -> Self {
         Self::Io {
             what: what.into(),
@@ -147,21 +153,33 @@ async fn bounded<T>(
 /// Collects a full inventory report (seq is assigned by the journal).
 pub async fn collect(opts: &CollectOptions) -> Report {
     let t = opts.timeout;
-    let (sys, hw, dsk, vols, nics, sw) = tokio::join!(
+    let (sys, hw, dsk, vols, nics, sw, posture) = tokio::join!(
         blocking(t, system::collect),
         blocking(t, hardware::collect),
         blocking(t, disks::collect_disks),
         blocking(t, disks::collect_volumes),
         blocking(t, network::collect),
         bounded(t, software::collect(opts)),
+        posture::collect(opts),
     );
     let mut missing = Vec::new();
-    let system = take("system", sys.map(Some), &mut missing);
+    let mut system = take("system", sys.map(Some), &mut missing);
     let hardware = take("hardware", hw.map(Some), &mut missing);
     let disks = take("disks", dsk, &mut missing);
     let volumes = take("volumes", vols, &mut missing);
     let interfaces = take("interfaces", nics, &mut missing);
     let software = take("software", sw, &mut missing);
+    let antivirus = take("antivirus", posture.antivirus, &mut missing);
+    let firewalls = take("firewalls", posture.firewalls, &mut missing);
+    let encryption = take("encryption", posture.encryption, &mut missing);
+    let hotfixes = take("hotfixes", posture.hotfixes, &mut missing);
+    let batteries = take("batteries", posture.batteries, &mut missing);
+    #[cfg(windows)]
+    if let Some(s) = &mut system {
+        s.last_update_at = windows::last_update(&hotfixes);
+    }
+    #[cfg(not(windows))]
+    let _ = &mut system;
     Report {
         seq: 0,
         collected_at: Some(timestamp(SystemTime::now())),
@@ -174,13 +192,29 @@ pub async fn collect(opts: &CollectOptions) -> Report {
             volumes,
             interfaces,
             software,
+            antivirus,
+            firewalls,
+            encryption,
+            hotfixes,
+            batteries,
         })),
     }
 }
 
-/// Mount, size and free space of each real volume (for status reports).
-pub fn collect_volume_usage() -> Result<Vec<caretaker_proto::v1::VolumeUsage>, SourceError> {
-    disks::collect_volumes().map(|v| v.iter().map(crate::status::volume_usage).collect())
+/// Mount, size and free space of each real volume (for status reports), bounded by
+/// `timeout` (a hung network mount must not stall the status).
+pub async fn volume_usage(
+    timeout: Duration,
+) -> Result<Vec<caretaker_proto::v1::VolumeUsage>, SourceError> {
+    blocking(timeout, || {
+        disks::collect_volumes().map(|v| v.iter().map(disks::volume_usage).collect())
+    })
+    .await
+}
+
+/// Users with a login session now (for status reports).
+pub fn logged_on_users() -> Vec<String> {
+    users::logged_on()
 }
 
 /// A digest of what matters in an inventory: ignores the collection time, free space and
@@ -253,6 +287,7 @@ mod tests {
     fn opts() -> CollectOptions {
         CollectOptions {
             timeout: Duration::from_secs(60),
+            wmi_timeout: Duration::from_secs(10),
             dpkg_admindir: None,
         }
     }

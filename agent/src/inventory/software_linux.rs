@@ -182,6 +182,7 @@ mod tests {
         .unwrap();
         std::fs::write(dir.path().join("info/caretaker-fake.list"), "/x\n").unwrap();
         let opts = CollectOptions {
+            wmi_timeout: std::time::Duration::from_secs(1),
             timeout: std::time::Duration::from_secs(30),
             dpkg_admindir: Some(dir.path().to_owned()),
         };

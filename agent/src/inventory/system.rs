@@ -21,13 +21,16 @@ pub fn collect() -> Result<System, SourceError> {
         None => (full.clone(), String::new()),
     };
     let os = os_info();
+    let (dom, dom_type) = domain();
     Ok(System {
         hostname: host,
         domain: if fqdn_domain.is_empty() {
-            domain()
+            dom
         } else {
             fqdn_domain
         },
+        domain_type: dom_type.to_owned(),
+        last_update_at: None,
         os_name: os.name,
         os_version: os.version,
         os_build: os.build,
@@ -98,19 +101,20 @@ fn os_info() -> OsInfo {
     }
 }
 
+/// The domain and whether it is an AD `domain` or a `workgroup` ("" when unknown).
 #[cfg(target_os = "linux")]
-fn domain() -> String {
-    super::linux::dns_domain()
+fn domain() -> (String, &'static str) {
+    (super::linux::dns_domain(), "")
 }
 
 #[cfg(windows)]
-fn domain() -> String {
+fn domain() -> (String, &'static str) {
     super::windows::domain()
 }
 
 #[cfg(not(any(target_os = "linux", windows)))]
-fn domain() -> String {
-    String::new()
+fn domain() -> (String, &'static str) {
+    (String::new(), "")
 }
 
 /// Parses `/etc/os-release`: NAME, VERSION_ID, and VERSION (or PRETTY_NAME) as the build.

@@ -25,13 +25,18 @@ use crate::store::{Store, StoreError, WriteSet};
 use identity::{Fingerprint, Score};
 
 /// Inventory sections an agent may report as missing; see `Report.missing` in the proto.
-pub const SECTIONS: [&str; 6] = [
+pub const SECTIONS: [&str; 11] = [
     "system",
     "hardware",
     "disks",
     "volumes",
     "interfaces",
     "software",
+    "antivirus",
+    "firewalls",
+    "encryption",
+    "hotfixes",
+    "batteries",
 ];
 
 /// What an enrolling agent tells about its hardware besides hostname and MACs.
@@ -353,6 +358,11 @@ fn merge(previous: Option<&Inventory>, mut new: Inventory, missing: &[String]) -
             "volumes" => new.volumes.clone_from(&previous.volumes),
             "interfaces" => new.interfaces.clone_from(&previous.interfaces),
             "software" => new.software.clone_from(&previous.software),
+            "antivirus" => new.antivirus.clone_from(&previous.antivirus),
+            "firewalls" => new.firewalls.clone_from(&previous.firewalls),
+            "encryption" => new.encryption.clone_from(&previous.encryption),
+            "hotfixes" => new.hotfixes.clone_from(&previous.hotfixes),
+            "batteries" => new.batteries.clone_from(&previous.batteries),
             _ => {}
         }
     }

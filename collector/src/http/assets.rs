@@ -199,6 +199,21 @@ fn hardware(inventory: &v1::Inventory) -> Value {
         "volumes": inventory.volumes.iter().map(|v| json!({"mount": v.mount, "device": v.device,
             "file_system": v.file_system, "total_bytes": v.total_bytes, "free_bytes": v.free_bytes,
             "removable": v.removable})).collect::<Vec<_>>(),
+        "os_domain_type": system.domain_type,
+        "last_update_at": system.last_update_at.as_ref().and_then(rfc3339),
+        "antivirus": inventory.antivirus.iter().map(|a| json!({"name": a.name,
+            "enabled": a.enabled, "up_to_date": a.up_to_date})).collect::<Vec<_>>(),
+        "firewalls": inventory.firewalls.iter().map(|f| json!({"name": f.name,
+            "profile": f.profile, "enabled": f.enabled})).collect::<Vec<_>>(),
+        "encryption": inventory.encryption.iter().map(|e| json!({"mount": e.mount,
+            "method": e.method, "protection": e.protection, "conversion": e.conversion}))
+            .collect::<Vec<_>>(),
+        "hotfixes": inventory.hotfixes.iter().map(|h| json!({"id": h.id,
+            "description": h.description, "installed_at": h.installed_at.as_ref().and_then(rfc3339)}))
+            .collect::<Vec<_>>(),
+        "batteries": inventory.batteries.iter().map(|b| json!({"name": b.name,
+            "chemistry": b.chemistry, "health_percent": b.health_percent,
+            "cycle_count": b.cycle_count})).collect::<Vec<_>>(),
     })
 }
 

@@ -523,6 +523,7 @@ fn inventory_report(index: usize) -> Report {
                 r#virtual: false,
             }],
             software,
+            ..Default::default()
         })),
     }
 }
