@@ -17,7 +17,7 @@ fn check_config(path: &Path) -> Output {
         .expect("run caretaker-collector")
 }
 
-const BASE: &str = "data_dir = \"/tmp/caretaker-email-test\"\n[grpc]\nlisten = \"127.0.0.1:0\"\n";
+const BASE: &str = "data_dir = \"/tmp/caretaker-email-test\"\n";
 
 #[test]
 fn a_full_smtp_section_is_accepted() {
