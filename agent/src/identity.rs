@@ -53,12 +53,6 @@ pub enum IdentityError {
         #[source]
         source: std::io::Error,
     },
-    #[error("identity {path} is not valid JSON")]
-    Parse {
-        path: PathBuf,
-        #[source]
-        source: serde_json::Error,
-    },
     #[error("cannot write identity {path}")]
     Write {
         path: PathBuf,
@@ -91,12 +85,30 @@ impl Identity {
         secs(self.heartbeat_interval_secs)
     }
 
+    /// The saved identity, or `None` when there is none. A file that does not parse (a
+    /// crash mid-write on a filesystem without atomic rename, a disk error, a hand edit) is
+    /// kept aside as `identity.json.corrupt-<unix time>` and treated as absent, so the agent
+    /// enrols again (and stays the same asset: identity is scored on the hardware) instead of
+    /// stopping until a person acts.
     pub fn load(dir: &Path) -> Result<Option<Identity>, IdentityError> {
         let path = dir.join(FILE);
         match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map(Some)
-                .map_err(|source| IdentityError::Parse { path, source }),
+            Ok(bytes) => match serde_json::from_slice(&bytes) {
+                Ok(identity) => Ok(Some(identity)),
+                Err(error) => {
+                    let stamp = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_secs());
+                    let aside = dir.join(format!("{FILE}.corrupt-{stamp}"));
+                    std::fs::rename(&path, &aside).map_err(|source| IdentityError::Read {
+                        path: path.clone(),
+                        source,
+                    })?;
+                    tracing::error!(%error, kept_as = %aside.display(),
+                        "The agent's identity file is unreadable; kept it aside and enrolling again");
+                    Ok(None)
+                }
+            },
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(source) => Err(IdentityError::Read { path, source }),
         }
@@ -156,6 +168,28 @@ impl Identity {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_garbage_identity_is_kept_aside_and_treated_as_absent() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(FILE), b"\x00\x01{not json").unwrap();
+        assert!(Identity::load(dir.path()).unwrap().is_none());
+        assert!(!dir.path().join(FILE).exists());
+        let kept: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .starts_with("identity.json.corrupt-")
+            })
+            .collect();
+        assert_eq!(
+            kept.len(),
+            1,
+            "the bad file is kept for a person to look at"
+        );
+    }
 
     fn id(uuid: &str, macs: &[&str]) -> Identity {
         Identity {

@@ -4,8 +4,13 @@
 //!
 //! Files: `journal.log` holds records `[len u32 LE][crc32 u32 LE][kind u8][seq u64 LE][report]`
 //! where `len` counts kind + seq + report and the CRC covers the same bytes; `journal.meta`
-//! (JSON, replaced via tmp + fsync + rename) holds `acked_seq`, `next_seq`, `dropped_total`.
-//! On open, a torn or corrupt tail is truncated. When the live set would exceed `max_bytes`
+//! (JSON, replaced via tmp + fsync + rename) holds `acked_seq`, `next_seq`, `dropped_total`
+//! and the sequence `epoch`. On open, a corrupt record is skipped and reading resumes at the
+//! next intact one (only a torn tail is truncated). When the bookkeeping cannot be trusted
+//! (`journal.meta` missing or unreadable, `acked_seq` past `next_seq`, numbers near the end of
+//! their range) the journal starts a new epoch: a fresh random epoch, every record still in
+//! the log pending again and renumbered from 1, so the collector stores them as new instead
+//! of taking them for retries. When the live set would exceed `max_bytes`
 //! the oldest status reports are dropped first, then superseded inventories; the latest
 //! inventory is never dropped. Dead bytes are compacted away by rewriting the live set.
 //! No tasks; all calls are synchronous and short (callers hold a `std::sync::Mutex`).
@@ -30,6 +35,11 @@ const PREFIX: usize = 9;
 const MAX_RECORD: u32 = 64 * 1024 * 1024;
 /// Compact once this many dead bytes have piled up (and they outweigh the live ones).
 const COMPACT_DEAD_BYTES: u64 = 1024 * 1024;
+/// Sequence numbers past this start a new epoch (they came from corruption, not from use).
+const MAX_SANE_SEQ: u64 = 1 << 48;
+/// While resynchronising after a corrupt record, a candidate whose seq is further than this
+/// past the last good one is not taken for a record (cheap filter before the CRC).
+const RESYNC_MAX_GAP: u64 = 1 << 32;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -91,6 +101,9 @@ struct Meta {
     acked_seq: u64,
     next_seq: u64,
     dropped_total: u64,
+    /// 0 in metadata written before epochs existed.
+    #[serde(default)]
+    epoch: u64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -125,7 +138,8 @@ impl std::fmt::Debug for Journal {
 }
 
 impl Journal {
-    /// Opens (or creates) the journal in `dir`, truncating a torn tail.
+    /// Opens (or creates) the journal in `dir`: skips corrupt records, truncates a torn tail,
+    /// and starts a new epoch when the bookkeeping cannot be trusted (see the module comment).
     pub fn open(dir: &Path, max_bytes: u64) -> Result<Self, JournalError> {
         let log_path = dir.join(LOG);
         let open_err = |source| JournalError::Open {
@@ -133,7 +147,19 @@ impl Journal {
             source,
         };
         std::fs::create_dir_all(dir).map_err(open_err)?;
-        let mut meta = read_meta(&dir.join(META)).map_err(open_err)?;
+        let (mut meta, mut trusted) = read_meta(&dir.join(META)).map_err(open_err)?;
+        if trusted && meta.next_seq != 0 && meta.acked_seq >= meta.next_seq {
+            tracing::warn!(
+                acked_seq = meta.acked_seq,
+                next_seq = meta.next_seq,
+                "Journal metadata acknowledges reports that were never written; starting a new sequence"
+            );
+            trusted = false;
+        }
+        if !trusted {
+            // Everything still in the log is sent again, under a new epoch.
+            meta.acked_seq = 0;
+        }
         meta.next_seq = meta.next_seq.max(meta.acked_seq + 1).max(1);
 
         let mut log = OpenOptions::new()
@@ -149,6 +175,7 @@ impl Journal {
         let mut live_bytes = 0;
         let mut pos = 0usize;
         let mut last_seq = 0;
+        let mut skipped = 0usize;
         while pos < bytes.len() {
             match parse_record(&bytes[pos..]) {
                 Some((kind, seq, size)) => {
@@ -164,17 +191,29 @@ impl Journal {
                     last_seq = last_seq.max(seq);
                     pos += size;
                 }
-                None => {
-                    tracing::warn!(
-                        path = %log_path.display(),
-                        offset = pos,
-                        discarded_bytes = bytes.len() - pos,
-                        "Journal has a torn or corrupt record; truncating there"
-                    );
-                    log.set_len(pos as u64).map_err(open_err)?;
-                    log.sync_all().map_err(open_err)?;
-                    break;
-                }
+                None => match resync(&bytes, pos, last_seq) {
+                    Some(next) => {
+                        tracing::warn!(
+                            path = %log_path.display(),
+                            offset = pos,
+                            skipped_bytes = next - pos,
+                            "Journal record is corrupt; skipped it and carried on at the next intact one"
+                        );
+                        skipped += next - pos;
+                        pos = next;
+                    }
+                    None => {
+                        tracing::warn!(
+                            path = %log_path.display(),
+                            offset = pos,
+                            discarded_bytes = bytes.len() - pos,
+                            "Journal has a torn or corrupt tail; truncating there"
+                        );
+                        log.set_len(pos as u64).map_err(open_err)?;
+                        log.sync_all().map_err(open_err)?;
+                        break;
+                    }
+                },
             }
         }
         meta.next_seq = meta.next_seq.max(last_seq + 1);
@@ -190,9 +229,60 @@ impl Journal {
             meta,
             max_bytes,
         };
-        journal.write_meta()?;
-        journal.maybe_compact()?;
+        if !trusted || meta.next_seq > MAX_SANE_SEQ {
+            journal.new_epoch()?;
+        } else if journal.meta.epoch == 0 {
+            // Written before epochs existed: keep the numbers, name the sequence.
+            journal.meta.epoch = random_epoch();
+            journal.write_meta()?;
+        } else {
+            journal.write_meta()?;
+        }
+        if skipped > 0 {
+            journal.compact()?;
+        } else {
+            journal.maybe_compact()?;
+        }
         Ok(journal)
+    }
+
+    /// The current sequence epoch (sent with every submit).
+    pub fn epoch(&self) -> u64 {
+        self.meta.epoch
+    }
+
+    /// Starts a new sequence: a fresh epoch, the pending reports renumbered from 1. Used when
+    /// the bookkeeping was lost and when the collector refuses the sequence.
+    pub fn new_epoch(&mut self) -> Result<(), JournalError> {
+        let old = self.meta.epoch;
+        self.meta.epoch = random_epoch();
+        self.meta.acked_seq = 0;
+        self.meta.next_seq = self.live.len() as u64 + 1;
+        if old != 0 || !self.live.is_empty() {
+            tracing::warn!(
+                old_epoch = old,
+                new_epoch = self.meta.epoch,
+                pending = self.live.len(),
+                "Journal starts a new report sequence; pending reports are numbered from 1"
+            );
+        }
+        self.write_meta()?;
+        self.rewrite(true)
+    }
+
+    /// Drops one pending report the collector can never store (it said why); counted with
+    /// the reports dropped for room.
+    pub fn discard(&mut self, seq: u64) -> Result<bool, JournalError> {
+        let Some(i) = self.live.iter().position(|e| e.seq == seq) else {
+            return Ok(false);
+        };
+        if let Some(e) = self.live.remove(i) {
+            self.live_bytes -= e.size;
+            self.meta.dropped_total += 1;
+        }
+        self.write_meta()?;
+        self.maybe_compact()?;
+        Ok(true)
     }
 
     /// Appends a report, assigning it the next sequence number (returned). Makes room by
@@ -225,17 +315,7 @@ impl Journal {
             self.compact()?;
         }
 
-        let mut record = Vec::with_capacity(size as usize);
-        let body_len = (PREFIX + payload.len()) as u32;
-        let mut hasher = crc32fast::Hasher::new();
-        hasher.update(&[kind as u8]);
-        hasher.update(&seq.to_le_bytes());
-        hasher.update(&payload);
-        record.extend_from_slice(&body_len.to_le_bytes());
-        record.extend_from_slice(&hasher.finalize().to_le_bytes());
-        record.push(kind as u8);
-        record.extend_from_slice(&seq.to_le_bytes());
-        record.extend_from_slice(&payload);
+        let record = encode_record(kind, seq, &payload);
 
         let append_err = |source| JournalError::Append {
             path: self.dir.join(LOG),
@@ -379,6 +459,11 @@ impl Journal {
 
     /// Rewrites the live set into a fresh log (tmp + fsync + rename).
     fn compact(&mut self) -> Result<(), JournalError> {
+        self.rewrite(false)
+    }
+
+    /// Rewrites the live set into a fresh log; with `renumber`, as seq 1, 2, … in order.
+    fn rewrite(&mut self, renumber: bool) -> Result<(), JournalError> {
         let path = self.dir.join(LOG);
         let tmp = self.dir.join(LOG_TMP);
         let err = |source| JournalError::Compact {
@@ -389,12 +474,17 @@ impl Journal {
         let mut new_live = VecDeque::with_capacity(self.live.len());
         let mut offset = 0u64;
         let mut buf = Vec::new();
-        for e in &self.live {
+        for (index, e) in self.live.iter().enumerate() {
             buf.resize(e.size as usize, 0);
             self.log.seek(SeekFrom::Start(e.offset)).map_err(err)?;
             self.log.read_exact(&mut buf).map_err(err)?;
+            let seq = if renumber { index as u64 + 1 } else { e.seq };
+            if renumber {
+                let payload = &buf[HEADER as usize + PREFIX..];
+                buf = encode_record(e.kind, seq, payload);
+            }
             out.write_all(&buf).map_err(err)?;
-            new_live.push_back(Entry { offset, ..*e });
+            new_live.push_back(Entry { offset, seq, ..*e });
             offset += e.size;
         }
         out.sync_all().map_err(err)?;
@@ -438,19 +528,69 @@ impl Journal {
     }
 }
 
-fn read_meta(path: &Path) -> std::io::Result<Meta> {
+/// The metadata, and whether it can be trusted (it was there and readable).
+fn read_meta(path: &Path) -> std::io::Result<(Meta, bool)> {
     match std::fs::read(path) {
         Ok(bytes) => match serde_json::from_slice(&bytes) {
-            Ok(meta) => Ok(meta),
+            Ok(meta) => Ok((meta, true)),
             Err(error) => {
-                // The log still carries every seq; next_seq is recovered from it.
-                tracing::warn!(%error, path = %path.display(), "Journal metadata unreadable; rebuilding from the log");
-                Ok(Meta::default())
+                tracing::warn!(%error, path = %path.display(),
+                    "Journal metadata unreadable; starting a new sequence with everything in the log");
+                Ok((Meta::default(), false))
             }
         },
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Meta::default()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if path.with_file_name(LOG).exists() {
+                tracing::warn!(path = %path.display(),
+                    "Journal metadata missing; starting a new sequence with everything in the log");
+            }
+            Ok((Meta::default(), false))
+        }
         Err(e) => Err(e),
     }
+}
+
+/// A non-zero random epoch.
+fn random_epoch() -> u64 {
+    rand::random::<u64>().max(1)
+}
+
+/// `[len][crc][kind][seq][payload]`, the CRC over kind + seq + payload.
+fn encode_record(kind: Kind, seq: u64, payload: &[u8]) -> Vec<u8> {
+    let body_len = (PREFIX + payload.len()) as u32;
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(&[kind as u8]);
+    hasher.update(&seq.to_le_bytes());
+    hasher.update(payload);
+    let mut record = Vec::with_capacity(HEADER as usize + body_len as usize);
+    record.extend_from_slice(&body_len.to_le_bytes());
+    record.extend_from_slice(&hasher.finalize().to_le_bytes());
+    record.push(kind as u8);
+    record.extend_from_slice(&seq.to_le_bytes());
+    record.extend_from_slice(payload);
+    record
+}
+
+/// After a corrupt record at `from`: the offset of the next intact record (a later seq than
+/// `last_seq`), or `None` when nothing intact follows (a torn tail). Cheap checks first, the
+/// CRC only for plausible candidates, so a large journal resynchronises quickly.
+fn resync(bytes: &[u8], from: usize, last_seq: u64) -> Option<usize> {
+    let header = HEADER as usize;
+    (from + 1..bytes.len().saturating_sub(header + PREFIX)).find(|&p| {
+        let len = u32::from_le_bytes(bytes[p..p + 4].try_into().expect("4 bytes")) as usize;
+        if len < PREFIX || len > MAX_RECORD as usize || p + header + len > bytes.len() {
+            return false;
+        }
+        if !matches!(bytes[p + header], 1 | 2) {
+            return false;
+        }
+        let seq = u64::from_le_bytes(
+            bytes[p + header + 1..p + header + PREFIX]
+                .try_into()
+                .expect("8 bytes"),
+        );
+        seq > last_seq && seq - last_seq <= RESYNC_MAX_GAP && parse_record(&bytes[p..]).is_some()
+    })
 }
 
 /// Parses one record at the start of `bytes`: (kind, seq, whole size), or None if torn/corrupt.
@@ -628,20 +768,105 @@ mod tests {
     }
 
     #[test]
-    fn corrupt_record_is_truncated() {
+    fn a_flipped_byte_loses_only_its_record() {
         let dir = tempfile::tempdir().unwrap();
         let mut j = Journal::open(dir.path(), 1 << 20).unwrap();
-        j.append(status(1)).unwrap();
-        let first = j.file_bytes();
-        j.append(status(2)).unwrap();
+        for n in 1..=5 {
+            j.append(status(n)).unwrap();
+        }
+        let record = j.file_bytes() / 5;
         drop(j);
         let path = dir.path().join(LOG);
         let mut bytes = std::fs::read(&path).unwrap();
-        let flip = first as usize + 20;
-        bytes[flip] ^= 0xff;
+        // Inside the second record's payload.
+        bytes[record as usize + 20] ^= 0xff;
         std::fs::write(&path, &bytes).unwrap();
         let mut j = Journal::open(dir.path(), 1 << 20).unwrap();
+        assert_eq!(
+            seqs(&mut j),
+            vec![1, 3, 4, 5],
+            "the intact records after it survive"
+        );
+        // The corrupt bytes were compacted away: the next open reads a clean log.
+        assert_eq!(j.file_bytes(), record * 4);
+        drop(j);
+        let mut j = Journal::open(dir.path(), 1 << 20).unwrap();
+        assert_eq!(seqs(&mut j), vec![1, 3, 4, 5]);
+        assert_eq!(j.append(status(6)).unwrap(), 6);
+    }
+
+    #[test]
+    fn lost_metadata_starts_a_new_epoch_with_everything_pending() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut j = Journal::open(dir.path(), 1 << 20).unwrap();
+        let first_epoch = j.epoch();
+        assert_ne!(first_epoch, 0);
+        for n in 1..=6 {
+            j.append(status(n)).unwrap();
+        }
+        j.ack(4).unwrap();
+        drop(j);
+        std::fs::remove_file(dir.path().join(META)).unwrap();
+        let mut j = Journal::open(dir.path(), 1 << 20).unwrap();
+        assert_ne!(j.epoch(), first_epoch, "a new epoch");
+        // Whatever is still in the log is pending again, numbered from 1: the collector
+        // stores it as new in the new epoch (at least once; nothing is taken for a retry).
+        let pending = j.pending(usize::MAX, usize::MAX).unwrap();
+        let numbers: Vec<u64> = pending.iter().map(|r| r.seq).collect();
+        assert_eq!(numbers, (1..=pending.len() as u64).collect::<Vec<_>>());
+        let uptimes: Vec<u64> = pending
+            .iter()
+            .filter_map(|r| match &r.body {
+                Some(Body::Status(s)) => Some(s.uptime_secs),
+                _ => None,
+            })
+            .collect();
+        for n in [5, 6] {
+            assert!(
+                uptimes.contains(&(3600 + n * 300)),
+                "unacknowledged {n} kept"
+            );
+        }
+        let next = pending.len() as u64 + 1;
+        assert_eq!(j.append(status(7)).unwrap(), next);
+    }
+
+    #[test]
+    fn metadata_acknowledging_the_future_drops_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut j = Journal::open(dir.path(), 1 << 20).unwrap();
+        for n in 1..=3 {
+            j.append(status(n)).unwrap();
+        }
+        drop(j);
+        let meta = dir.path().join(META);
+        let text = std::fs::read_to_string(&meta).unwrap();
+        let mut value: serde_json::Value = serde_json::from_str(&text).unwrap();
+        value["acked_seq"] = 99.into();
+        std::fs::write(&meta, value.to_string()).unwrap();
+        let mut j = Journal::open(dir.path(), 1 << 20).unwrap();
+        assert_eq!(seqs(&mut j), vec![1, 2, 3], "pending reports kept");
+    }
+
+    #[test]
+    fn a_sequence_at_the_end_of_its_range_starts_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut j = Journal::open(dir.path(), 1 << 20).unwrap();
+        j.append(status(1)).unwrap();
+        drop(j);
+        let meta = dir.path().join(META);
+        let text = std::fs::read_to_string(&meta).unwrap();
+        let mut value: serde_json::Value = serde_json::from_str(&text).unwrap();
+        value["next_seq"] = u64::MAX.into();
+        std::fs::write(&meta, value.to_string()).unwrap();
+        let mut j = Journal::open(dir.path(), 1 << 20).unwrap();
         assert_eq!(seqs(&mut j), vec![1]);
+        assert_eq!(j.append(status(2)).unwrap(), 2, "no overflow, no wedge");
+        j.new_epoch().unwrap();
+        assert_eq!(seqs(&mut j), vec![1, 2]);
+        assert!(j.discard(1).unwrap());
+        assert_eq!(seqs(&mut j), vec![2]);
+        assert_eq!(j.dropped_total(), 1);
     }
 
     #[test]

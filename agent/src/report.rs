@@ -59,6 +59,31 @@ impl DeliveryError {
     }
 }
 
+/// What a refused submit asks of the agent (`x-caretaker-refused` metadata).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refusal {
+    /// Drop this one report: it can never be stored.
+    Report(u64),
+    /// Start a new sequence epoch and send again.
+    Sequence,
+}
+
+fn refusal(status: &Status) -> Option<Refusal> {
+    let metadata = status.metadata();
+    match metadata.get("x-caretaker-refused")?.to_str().ok()? {
+        "report" => Some(Refusal::Report(
+            metadata
+                .get("x-caretaker-seq")?
+                .to_str()
+                .ok()?
+                .parse()
+                .ok()?,
+        )),
+        "sequence" => Some(Refusal::Sequence),
+        _ => None,
+    }
+}
+
 /// One table from gRPC status to what the agent does about it.
 fn classify(status: Status) -> DeliveryError {
     match status.code() {
@@ -217,7 +242,7 @@ impl Client {
     }
 
     /// Submits one batch, re-enrolling once if the collector no longer knows us.
-    async fn submit(&mut self, reports: Vec<Report>) -> Result<u64, DeliveryError> {
+    async fn submit(&mut self, reports: Vec<Report>, epoch: u64) -> Result<u64, DeliveryError> {
         let mut reenrolled = false;
         loop {
             let id = self.identity().await?;
@@ -225,6 +250,7 @@ impl Client {
                 SubmitRequest {
                     agent_id: id.agent_id.clone(),
                     reports: reports.clone(),
+                    epoch,
                 },
                 &id.agent_secret,
             );
@@ -245,13 +271,38 @@ impl Client {
         // Enrol even with nothing pending, so heartbeats can start.
         self.identity().await?;
         let mut delivered = 0;
+        let mut restarted = false;
         loop {
-            let batch = lock(journal).pending(BATCH_REPORTS, BATCH_BYTES)?;
+            let (batch, epoch) = {
+                let mut j = lock(journal);
+                (j.pending(BATCH_REPORTS, BATCH_BYTES)?, j.epoch())
+            };
             let (Some(first), Some(last)) = (batch.first(), batch.last()) else {
                 return Ok(delivered);
             };
             let (first, last, n) = (first.seq, last.seq, batch.len());
-            let acked = self.submit(batch).await?;
+            let acked = match self.submit(batch, epoch).await {
+                Err(DeliveryError::Rejected(status)) => {
+                    // The collector says what to do about a refusal (see the proto).
+                    match refusal(&status) {
+                        Some(Refusal::Report(seq)) if lock(journal).discard(seq)? => {
+                            tracing::error!(
+                                seq,
+                                reason = status.message(),
+                                "The collector can never store this report; dropped it from the journal"
+                            );
+                            continue;
+                        }
+                        Some(Refusal::Sequence) if !restarted => {
+                            restarted = true;
+                            lock(journal).new_epoch()?;
+                            continue;
+                        }
+                        _ => return Err(DeliveryError::Rejected(status)),
+                    }
+                }
+                other => other?,
+            };
             let mut j = lock(journal);
             let before = j.len();
             j.ack(acked)?;

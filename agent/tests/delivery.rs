@@ -85,6 +85,7 @@ impl AgentService for Fake {
         let agent_id = req.get_ref().agent_id.clone();
         self.check(req.metadata(), &agent_id)?;
         let req = req.into_inner();
+        let req_epoch = req.epoch;
         let mut st = self.st();
         st.max_batch = st.max_batch.max(req.reports.len());
         let list = st.reports.entry(agent_id).or_default();
@@ -99,7 +100,10 @@ impl AgentService for Fake {
             }
         }
         let acked = list.last().map_or(0, |(s, _)| *s);
-        Ok(Response::new(SubmitResponse { acked_seq: acked }))
+        Ok(Response::new(SubmitResponse {
+            acked_seq: acked,
+            epoch: req_epoch,
+        }))
     }
 
     async fn heartbeat(

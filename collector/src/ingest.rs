@@ -106,6 +106,22 @@ impl IngestService {
     }
 }
 
+/// INVALID_ARGUMENT with what the agent should do about it (see `SubmitResponse` in the
+/// proto): drop one report, or start a new sequence epoch.
+fn refusal(message: String, what: &'static str, seq: Option<u64>) -> Status {
+    let mut metadata = tonic::metadata::MetadataMap::new();
+    metadata.insert(
+        "x-caretaker-refused",
+        tonic::metadata::MetadataValue::from_static(what),
+    );
+    if let Some(seq) = seq
+        && let Ok(value) = seq.to_string().parse()
+    {
+        metadata.insert("x-caretaker-seq", value);
+    }
+    Status::with_metadata(tonic::Code::InvalidArgument, message, metadata)
+}
+
 fn check_reports(reports: &[Report]) -> Result<(), Status> {
     if reports.is_empty() {
         return Err(Status::invalid_argument(
@@ -229,6 +245,7 @@ impl AgentService for IngestService {
             macs: body.macs,
             peer,
             asset_id: None,
+            epoch: 0,
         };
         let hints = EnrolmentHints {
             smbios_uuid: body.smbios_uuid,
@@ -261,17 +278,25 @@ impl AgentService for IngestService {
         self.authenticate(&request, &agent_id)?;
         let body = request.into_inner();
         check_reports(&body.reports)?;
-        let acked_seq = self
+        let epoch = body.epoch;
+        let outcome = self
             .register
             .ask(|reply| Job::Submit {
-                agent_id,
+                agent_id: agent_id.clone(),
+                epoch,
                 reports: body.reports,
                 received_at: OffsetDateTime::now_utc(),
                 reply,
             })
             .await
             .map_err(|e| Failure::from(e).grpc())?;
-        Ok(Response::new(SubmitResponse { acked_seq }))
+        match outcome {
+            Ok(acked_seq) => Ok(Response::new(SubmitResponse { acked_seq, epoch })),
+            Err(refused) => {
+                tracing::warn!(%agent_id, %refused, "Refused an agent's reports");
+                Err(refusal(refused.to_string(), "sequence", None))
+            }
+        }
     }
 
     async fn heartbeat(

@@ -135,6 +135,7 @@ async fn a_full_disk_is_unavailable_not_fatal_and_the_collector_recovers_by_itse
             let reports: Vec<Report> = (seq..seq + 16).map(status).collect();
             let request = authed(
                 SubmitRequest {
+                    epoch: 0,
                     agent_id: id.clone(),
                     reports,
                 },
@@ -165,6 +166,7 @@ async fn a_full_disk_is_unavailable_not_fatal_and_the_collector_recovers_by_itse
         let (id, secret) = &agents[0];
         let request = authed(
             SubmitRequest {
+                epoch: 0,
                 agent_id: id.clone(),
                 reports: vec![status(next[id])],
             },
@@ -191,6 +193,7 @@ async fn a_full_disk_is_unavailable_not_fatal_and_the_collector_recovers_by_itse
         loop {
             let request = authed(
                 SubmitRequest {
+                    epoch: 0,
                     agent_id: id.clone(),
                     reports: vec![status(next[id])],
                 },
@@ -278,6 +281,7 @@ async fn an_inventory_past_the_bounds_is_refused_clearly_and_costs_nothing_lasti
     let refused = client
         .submit(authed(
             SubmitRequest {
+                epoch: 0,
                 agent_id: enrolled.agent_id.clone(),
                 reports: vec![inventory(1, 150_000)],
             },
@@ -297,6 +301,7 @@ async fn an_inventory_past_the_bounds_is_refused_clearly_and_costs_nothing_lasti
         let ack = client
             .submit(authed(
                 SubmitRequest {
+                    epoch: 0,
                     agent_id: enrolled.agent_id.clone(),
                     reports: vec![inventory(seq, 20_000)],
                 },
@@ -318,4 +323,68 @@ async fn an_inventory_past_the_bounds_is_refused_clearly_and_costs_nothing_lasti
                 .is_some_and(|a| a.contains("more changes"))),
         "one summary record for the rest"
     );
+}
+
+/// The one asset a test's single agent reports for.
+fn only_asset(collector: &Collector) -> serde_json::Value {
+    let assets = collector.assets();
+    assert_eq!(assets.len(), 1, "{assets:#?}");
+    assets[0].clone()
+}
+
+fn status_samples(collector: &Collector, asset: &serde_json::Value) -> usize {
+    collector.get(&format!(
+        "/capacity?asset={}",
+        asset["id"].as_str().expect("id")
+    ))["samples"]
+        .as_array()
+        .expect("samples")
+        .len()
+}
+
+#[test]
+fn lost_journal_bookkeeping_and_a_garbage_identity_lose_nothing_and_need_no_person() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let collector = Collector::start(&dir.path().join("collector"));
+    let state = dir.path().join("agent");
+    caretaker_tests::agent_once(&collector, &state, &[]);
+    caretaker_tests::agent_once(&collector, &state, &[]);
+    let asset = only_asset(&collector);
+    let before = status_samples(&collector, &asset);
+    assert!(before >= 2, "{before}");
+
+    // journal.meta deleted: the agent's numbers restart; they must be stored, not taken for
+    // retries of what the collector already holds.
+    std::fs::remove_file(state.join("journal.meta")).expect("delete journal.meta");
+    std::thread::sleep(Duration::from_millis(1100)); // samples are keyed by their time
+    caretaker_tests::agent_once(&collector, &state, &[]);
+    let after = status_samples(&collector, &asset);
+    assert!(
+        after > before,
+        "the new report was stored: {before} -> {after}"
+    );
+    assert!(
+        collector.log().contains("new report sequence"),
+        "the collector says the sequence restarted"
+    );
+
+    // identity.json full of garbage: kept aside, enrolled again, still the same asset.
+    std::fs::write(state.join("identity.json"), b"\x00garbage{{").expect("garbage");
+    std::thread::sleep(Duration::from_millis(1100));
+    caretaker_tests::agent_once(&collector, &state, &[]);
+    let again = only_asset(&collector);
+    assert_eq!(
+        again["id"], asset["id"],
+        "identity is scored on the hardware"
+    );
+    assert!(status_samples(&collector, &again) > after);
+    let kept = std::fs::read_dir(&state)
+        .expect("state dir")
+        .filter_map(Result::ok)
+        .any(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("identity.json.corrupt-")
+        });
+    assert!(kept, "the unreadable file is kept for a person to look at");
 }

@@ -111,6 +111,7 @@ async fn sigkill_mid_stream_loses_nothing_that_was_acknowledged() {
         client
             .submit(authed(
                 SubmitRequest {
+                    epoch: 0,
                     agent_id: agent.id.clone(),
                     reports: vec![inventory(
                         1,
@@ -141,6 +142,7 @@ async fn sigkill_mid_stream_loses_nothing_that_was_acknowledged() {
             for seq in 2.. {
                 let request = authed(
                     SubmitRequest {
+                        epoch: 0,
                         agent_id: id.clone(),
                         reports: vec![status(seq, seq)],
                     },
@@ -190,6 +192,7 @@ async fn sigkill_mid_stream_loses_nothing_that_was_acknowledged() {
     let response = client
         .submit(authed(
             SubmitRequest {
+                epoch: 0,
                 agent_id: agent.id.clone(),
                 reports: vec![status(last, 1)],
             },
@@ -247,6 +250,7 @@ async fn clones_of_one_image_are_two_assets_and_a_reenrolled_pc_is_one() {
         client
             .submit(authed(
                 SubmitRequest {
+                    epoch: 0,
                     agent_id: agent.id.clone(),
                     reports: vec![inventory(1, "MINWINPC", mac, uuid, serial)],
                 },
@@ -266,6 +270,7 @@ async fn clones_of_one_image_are_two_assets_and_a_reenrolled_pc_is_one() {
     client
         .submit(authed(
             SubmitRequest {
+                epoch: 0,
                 agent_id: agent.id.clone(),
                 reports: vec![inventory(1, "R12-PC03", mac, uuid, serial)],
             },
@@ -325,6 +330,7 @@ async fn bad_input_gets_an_error_status_and_the_collector_keeps_going() {
     let agent = enrol(&collector, "LIB-PC01", "00:16:3e:bb:00:01", "").await;
     let no_secret = client
         .submit(SubmitRequest {
+            epoch: 0,
             agent_id: agent.id.clone(),
             reports: vec![status(1, 1)],
         })
@@ -334,6 +340,7 @@ async fn bad_input_gets_an_error_status_and_the_collector_keeps_going() {
     let stolen_id = client
         .submit(authed(
             SubmitRequest {
+                epoch: 0,
                 agent_id: agent.id.clone(),
                 reports: vec![status(1, 1)],
             },
@@ -345,18 +352,22 @@ async fn bad_input_gets_an_error_status_and_the_collector_keeps_going() {
 
     let malformed = [
         SubmitRequest {
+            epoch: 0,
             agent_id: agent.id.clone(),
             reports: vec![],
         },
         SubmitRequest {
+            epoch: 0,
             agent_id: agent.id.clone(),
             reports: vec![status(0, 1)],
         },
         SubmitRequest {
+            epoch: 0,
             agent_id: agent.id.clone(),
             reports: vec![status(3, 1), status(2, 1)],
         },
         SubmitRequest {
+            epoch: 0,
             agent_id: agent.id.clone(),
             reports: vec![Report {
                 seq: 1,
@@ -392,6 +403,7 @@ async fn bad_input_gets_an_error_status_and_the_collector_keeps_going() {
     let error = client
         .submit(authed(
             SubmitRequest {
+                epoch: 0,
                 agent_id: agent.id.clone(),
                 reports: vec![oversized],
             },
@@ -415,6 +427,7 @@ async fn bad_input_gets_an_error_status_and_the_collector_keeps_going() {
     let acked = client
         .submit(authed(
             SubmitRequest {
+                epoch: 0,
                 agent_id: agent.id.clone(),
                 reports: vec![future],
             },

@@ -60,6 +60,7 @@ async fn load(
             for seq in 1.. {
                 let request = authed(
                     SubmitRequest {
+                        epoch: 0,
                         agent_id: id.clone(),
                         reports: vec![status(seq)],
                     },

@@ -31,6 +31,18 @@ impl Default for ClockBounds {
     }
 }
 
+/// A report sequence this far past the acknowledged one is not a gap (a journal that dropped
+/// reports while offline) but corruption or a hostile client.
+pub const MAX_SEQ_JUMP: u64 = 10_000_000;
+
+/// Why a submit was refused as a whole (nothing of it is stored).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refused {
+    /// The sequence jumps implausibly far: the agent should start a new epoch.
+    #[error("report sequence jumps from {acked} to {seq}; start a new epoch")]
+    SequenceJump { acked: u64, seq: u64 },
+}
+
 /// What one submit did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Submitted {
@@ -67,20 +79,44 @@ impl Cmdb {
 
     /// Applies an agent's reports (in increasing `seq`) received at `received_at`. The new
     /// acknowledged sequence goes into `out.agent_seqs`, so it is durable with the reports.
-    /// An unknown agent gets `acked = 0` and nothing is written.
+    /// A new `epoch` (non-zero, unlike the agent's last) restarts the agent's sequence: its
+    /// reports are stored even though their numbers are low. An unknown agent gets
+    /// `acked = 0` and nothing is written; an implausible sequence jump is refused whole.
     pub fn submit(
         &mut self,
         store: &dyn crate::store::Store,
         agent_id: &str,
+        epoch: u64,
         reports: Vec<Report>,
         received_at: OffsetDateTime,
         out: &mut WriteSet,
-    ) -> Result<Submitted, StoreError> {
+    ) -> Result<Result<Submitted, Refused>, StoreError> {
         let Some(mut agent) = self.agents.get(agent_id).cloned() else {
-            return Ok(Submitted::default());
+            return Ok(Ok(Submitted::default()));
         };
+        let mut acked = self.acked_seq(agent_id);
+        let new_epoch = epoch != 0 && epoch != agent.epoch;
+        if new_epoch {
+            acked = 0;
+        }
+        let mut previous = acked;
+        for report in reports.iter().filter(|r| r.seq > acked) {
+            if report.seq - previous > MAX_SEQ_JUMP {
+                return Ok(Err(Refused::SequenceJump {
+                    acked: previous,
+                    seq: report.seq,
+                }));
+            }
+            previous = report.seq;
+        }
+        if new_epoch {
+            tracing::info!(%agent_id, old = agent.epoch, new = epoch, acked_before = self.acked_seq(agent_id),
+                "Agent started a new report sequence (epoch); its numbers count from here");
+            agent.epoch = epoch;
+            out.agents.push(agent.clone());
+        }
         let mut done = Submitted {
-            acked: self.acked_seq(agent_id),
+            acked,
             ..Submitted::default()
         };
         for report in reports {
@@ -154,7 +190,7 @@ impl Cmdb {
         out.agent_seqs.push((agent_id.to_owned(), done.acked));
         self.seqs.insert(agent_id.to_owned(), done.acked);
         self.agents.insert(agent_id.to_owned(), agent);
-        Ok(done)
+        Ok(Ok(done))
     }
 
     /// Puts acknowledged sequences back as they were before a batch whose commit failed

@@ -533,6 +533,7 @@ mod tests {
             macs: vec!["00:16:3e:00:00:01".to_owned()],
             peer: String::new(),
             asset_id: None,
+            epoch: 0,
         }
     }
 

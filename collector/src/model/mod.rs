@@ -109,6 +109,9 @@ pub struct AgentRecord {
     pub macs: Vec<String>,
     pub peer: String,
     pub asset_id: Option<AssetId>,
+    /// The agent's current sequence epoch (0: an agent that does not send one).
+    #[serde(default)]
+    pub epoch: u64,
 }
 
 /// One difference between successive inventories of an asset.

@@ -30,6 +30,7 @@ use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::agents::{Agents, IngestStats};
+use crate::cmdb::agents::Refused;
 use crate::cmdb::discovery::SweepSummary;
 use crate::cmdb::{Cmdb, EnrolmentHints, Settings};
 use crate::health::Health;
@@ -81,10 +82,13 @@ pub enum Job {
     },
     Submit {
         agent_id: AgentId,
+        /// The agent's sequence epoch (0 when it sends none).
+        epoch: u64,
         reports: Vec<Report>,
         received_at: OffsetDateTime,
-        /// The highest sequence the register holds for the agent.
-        reply: Reply<u64>,
+        /// The highest sequence the register holds for the agent, or why the submit was
+        /// refused as a whole.
+        reply: Reply<Result<u64, Refused>>,
     },
     Heartbeat {
         agent_id: AgentId,
@@ -408,6 +412,7 @@ impl State {
             }
             Job::Submit {
                 agent_id,
+                epoch,
                 reports,
                 received_at,
                 reply,
@@ -415,9 +420,12 @@ impl State {
                 let before = self.cmdb.acked_seq(&agent_id);
                 match self
                     .cmdb
-                    .submit(store, &agent_id, reports, received_at, &mut set)
+                    .submit(store, &agent_id, epoch, reports, received_at, &mut set)
                 {
-                    Ok(done) => {
+                    Ok(Err(refused)) => {
+                        let _ = reply.send(Ok(Err(refused)));
+                    }
+                    Ok(Ok(done)) => {
                         batch.seqs_before.push((agent_id.clone(), before));
                         if let Some(asset) = &done.asset {
                             self.obs.agent(asset, received_at);
@@ -426,7 +434,7 @@ impl State {
                         batch.stored += done.stored;
                         batch.duplicates += done.duplicates;
                         batch.clock_suspect += done.clock_suspect;
-                        batch.accept(set, reply, done.acked);
+                        batch.accept(set, reply, Ok(done.acked));
                     }
                     Err(error) => batch.refuse(reply, error),
                 }

@@ -42,16 +42,18 @@ fn agent(id: &str) -> AgentRecord {
         macs: Vec::new(),
         peer: String::new(),
         asset_id: None,
+        epoch: 0,
     }
 }
 
+/// A status report; its time depends on `seq` (samples are keyed by time).
 fn status(seq: u64) -> Report {
     let now = OffsetDateTime::now_utc();
     Report {
         seq,
         collected_at: Some(prost_types::Timestamp {
-            seconds: now.unix_timestamp(),
-            nanos: 0,
+            seconds: now.unix_timestamp() - 3600,
+            nanos: (seq % 1_000_000) as i32 * 1000,
         }),
         body: Some(report::Body::Status(v1::Status {
             cpu_percent: 5.0,
@@ -86,10 +88,15 @@ fn enrol(id: &str) -> (Job, Answer<()>) {
     (job, answer)
 }
 
-fn submit(id: &str, reports: Vec<Report>) -> (Job, Answer<u64>) {
+fn submit(id: &str, reports: Vec<Report>) -> (Job, Answer<Result<u64, Refused>>) {
+    submit_in(id, 0, reports)
+}
+
+fn submit_in(id: &str, epoch: u64, reports: Vec<Report>) -> (Job, Answer<Result<u64, Refused>>) {
     let (reply, answer) = oneshot::channel();
     let job = Job::Submit {
         agent_id: id.to_owned(),
+        epoch,
         reports,
         received_at: OffsetDateTime::now_utc(),
         reply,
@@ -99,6 +106,11 @@ fn submit(id: &str, reports: Vec<Report>) -> (Job, Answer<u64>) {
 
 fn answer<T>(mut answer: Answer<T>) -> Result<T, RegisterError> {
     answer.try_recv().expect("the job was answered")
+}
+
+/// The acknowledged sequence of a submit that was neither refused nor failed.
+fn acked(reply: Answer<Result<u64, Refused>>) -> u64 {
+    answer(reply).expect("committed").expect("not refused")
 }
 
 /// Enrols `ids` in one batch and returns the state.
@@ -126,9 +138,9 @@ fn a_batch_is_one_commit_and_every_job_is_answered_after_it() {
         before + 1,
         "one fsync"
     );
-    assert_eq!(answer(aa).expect("a"), 3);
-    assert_eq!(answer(ab).expect("b"), 1);
-    assert_eq!(answer(aa2).expect("a again"), 4, "3 was a duplicate");
+    assert_eq!(acked(aa), 3);
+    assert_eq!(acked(ab), 1);
+    assert_eq!(acked(aa2), 4, "3 was a duplicate");
     assert_eq!(store.inner.agent_seqs().expect("seqs")["a"], 4);
 }
 
@@ -147,7 +159,7 @@ fn a_failed_commit_acknowledges_nothing_and_the_retry_is_stored() {
     // The agent sends the same reports again: they are new, not duplicates.
     let (job, reply) = submit("a", vec![inventory(1, "a-pc"), status(2)]);
     state.process(std::iter::once(job));
-    assert_eq!(answer(reply).expect("stored"), 2);
+    assert_eq!(acked(reply), 2);
     let asset = store.inner.assets().expect("assets");
     assert_eq!(asset.len(), 1, "{asset:?}");
     assert!(
@@ -163,7 +175,7 @@ fn one_bad_job_fails_alone_and_the_rest_of_its_batch_is_committed() {
     let mut state = with_agents(&store, &["a", "b"]);
     let (job, reply) = submit("a", vec![inventory(1, "a-pc")]);
     state.process(std::iter::once(job));
-    answer(reply).expect("first inventory");
+    acked(reply);
     let asset_a = state
         .cmdb
         .asset_of_agent(&"a".to_owned())
@@ -173,7 +185,7 @@ fn one_bad_job_fails_alone_and_the_rest_of_its_batch_is_committed() {
     let (good, good_reply) = submit("b", vec![inventory(1, "b-pc"), status(2)]);
     state.process([bad, good].into_iter());
     assert!(matches!(answer(bad_reply), Err(RegisterError::Store(_))));
-    assert_eq!(answer(good_reply).expect("b is unaffected"), 2);
+    assert_eq!(acked(good_reply), 2);
     let seqs = store.inner.agent_seqs().expect("seqs");
     assert_eq!((seqs["a"], seqs["b"]), (1, 2));
 }
@@ -196,7 +208,47 @@ fn while_the_store_cannot_be_read_back_jobs_are_refused_then_it_recovers() {
     store.failing_reads.store(false, Ordering::SeqCst);
     let (job, reply) = submit("a", vec![status(1), status(2)]);
     state.process(std::iter::once(job));
-    assert_eq!(answer(reply).expect("recovered"), 2);
+    assert_eq!(acked(reply), 2);
+}
+
+#[test]
+fn a_new_epoch_restarts_the_sequence_and_absurd_jumps_are_refused() {
+    let store = Arc::new(FaultyStore::default());
+    let mut state = with_agents(&store, &["a"]);
+    let (job, reply) = submit_in("a", 7, vec![status(1), status(2), status(3)]);
+    state.process(std::iter::once(job));
+    assert_eq!(acked(reply), 3);
+    // The agent lost its journal bookkeeping: a new epoch, numbers from 1 again. Without the
+    // epoch these would be taken for retries and silently dropped.
+    let later = |seq| {
+        let mut report = status(seq);
+        if let Some(at) = report.collected_at.as_mut() {
+            at.seconds += 60;
+        }
+        report
+    };
+    let (job, reply) = submit_in("a", 8, vec![later(1), later(2)]);
+    state.process(std::iter::once(job));
+    assert_eq!(acked(reply), 2);
+    let asset = state.cmdb.asset_of_agent(&"a".to_owned()).expect("bound");
+    let far = OffsetDateTime::now_utc() + time::Duration::days(1);
+    let stored = store
+        .inner
+        .samples(&asset, OffsetDateTime::UNIX_EPOCH, far, 100)
+        .expect("samples");
+    assert_eq!(stored.len(), 5, "both epochs' reports are stored");
+    // Within one epoch, a retry is still a retry.
+    let (job, reply) = submit_in("a", 8, vec![later(2)]);
+    state.process(std::iter::once(job));
+    assert_eq!(acked(reply), 2);
+    // A report numbered u64::MAX is refused whole, and nothing moves.
+    let (job, reply) = submit_in("a", 8, vec![status(u64::MAX)]);
+    state.process(std::iter::once(job));
+    assert!(matches!(
+        answer(reply).expect("answered"),
+        Err(Refused::SequenceJump { acked: 2, .. })
+    ));
+    assert_eq!(store.inner.agent_seqs().expect("seqs")["a"], 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -228,7 +280,11 @@ async fn stop_finishes_what_is_queued_and_refuses_what_comes_after() {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     assert!(writer.stop(deadline).await, "stopped before the deadline");
     for reply in answers {
-        reply.await.expect("answered").expect("committed");
+        reply
+            .await
+            .expect("answered")
+            .expect("committed")
+            .expect("not refused");
     }
     assert_eq!(store.inner.agent_seqs().expect("seqs")["a"], 50);
     let (job, _) = submit("a", vec![status(51)]);

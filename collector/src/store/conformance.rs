@@ -282,6 +282,7 @@ fn records_round_trip(store: &dyn Store) {
         macs: vec!["52:54:00:12:34:56".to_owned()],
         peer: "198.18.0.5:5000".to_owned(),
         asset_id: Some("a1".to_owned()),
+        epoch: 0x5eed,
     };
     let inventory = InventoryRecord {
         meta: InventoryMeta {

@@ -359,6 +359,7 @@ async fn submit_one(
     let mut request = tonic::Request::new(SubmitRequest {
         agent_id: agent.id.clone(),
         reports: vec![report],
+        epoch: 0,
     });
     request
         .metadata_mut()

@@ -153,6 +153,7 @@ async fn measure(collector: &Collector, opts: &Options) -> anyhow::Result<serde_
                 let mut request = tonic::Request::new(SubmitRequest {
                     agent_id: id.clone(),
                     reports: vec![inventory(seq, index, programs, round + seq)],
+                    epoch: 0,
                 });
                 request
                     .metadata_mut()
