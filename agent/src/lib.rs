@@ -156,7 +156,7 @@ fn lock(journal: &SharedJournal) -> std::sync::MutexGuard<'_, Journal> {
     journal.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn append(journal: &SharedJournal, report: Report, notify: Option<&Notify>) {
+fn append(journal: &SharedJournal, mut report: Report, notify: Option<&Notify>) {
     let kind = if matches!(
         report.body,
         Some(caretaker_proto::v1::report::Body::Inventory(_))
@@ -165,6 +165,7 @@ fn append(journal: &SharedJournal, report: Report, notify: Option<&Notify>) {
     } else {
         "status"
     };
+    within_limits(&mut report);
     match lock(journal).append(report) {
         Ok(seq) => {
             tracing::debug!(seq, kind, "Report journalled");
@@ -175,6 +176,56 @@ fn append(journal: &SharedJournal, report: Report, notify: Option<&Notify>) {
         Err(error) => {
             tracing::error!(%error, kind, "Cannot journal a report; it is lost");
         }
+    }
+}
+
+/// Keeps a report inside the bounds the collector enforces, so it is never refused: past
+/// them, the lists are cut (and the agent's log says so) rather than the whole report lost.
+/// Not marked `missing`: that would make the collector keep an older list instead.
+fn within_limits(report: &mut Report) {
+    use caretaker_proto::limits::{MAX_ENTRIES, MAX_SOFTWARE, MAX_SOFTWARE_ENTRY_BYTES};
+    use caretaker_proto::v1::report::Body;
+    let mut cut = Vec::new();
+    match &mut report.body {
+        Some(Body::Inventory(inventory)) => {
+            let before = inventory.software.len();
+            inventory
+                .software
+                .retain(|s| prost::Message::encoded_len(s) <= MAX_SOFTWARE_ENTRY_BYTES);
+            if inventory.software.len() > MAX_SOFTWARE || inventory.software.len() < before {
+                inventory.software.truncate(MAX_SOFTWARE);
+                cut.push(("software", before));
+            }
+            for (name, n) in [
+                ("disks", inventory.disks.len()),
+                ("volumes", inventory.volumes.len()),
+                ("interfaces", inventory.interfaces.len()),
+            ] {
+                if n > MAX_ENTRIES {
+                    cut.push((name, n));
+                }
+            }
+            inventory.disks.truncate(MAX_ENTRIES);
+            inventory.volumes.truncate(MAX_ENTRIES);
+            inventory.interfaces.truncate(MAX_ENTRIES);
+            for nic in &mut inventory.interfaces {
+                nic.ipv4.truncate(MAX_ENTRIES);
+                nic.ipv6
+                    .truncate(MAX_ENTRIES - nic.ipv4.len().min(MAX_ENTRIES));
+            }
+        }
+        Some(Body::Status(status)) => {
+            status.volumes.truncate(MAX_ENTRIES);
+            status.logged_on_users.truncate(MAX_ENTRIES);
+        }
+        None => {}
+    }
+    for (section, found) in cut {
+        tracing::warn!(
+            section,
+            found,
+            "Past what one report may carry; sending the first part"
+        );
     }
 }
 
@@ -291,5 +342,40 @@ async fn collection_task(
                 append(&journal, report, Some(&notify));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod limits_tests {
+    use caretaker_proto::v1::{Inventory, Report, Software, report::Body};
+
+    #[test]
+    fn an_inventory_past_the_bounds_is_cut_and_marked_not_refused() {
+        let mut report = Report {
+            body: Some(Body::Inventory(Inventory {
+                software: (0..50_000)
+                    .map(|i| Software {
+                        name: format!("p{i}"),
+                        ..Default::default()
+                    })
+                    .chain(std::iter::once(Software {
+                        name: "x".repeat(10_000),
+                        ..Default::default()
+                    }))
+                    .collect(),
+                ..Default::default()
+            })),
+            ..Default::default()
+        };
+        super::within_limits(&mut report);
+        let Some(Body::Inventory(inventory)) = &report.body else {
+            panic!("inventory");
+        };
+        assert_eq!(
+            inventory.software.len(),
+            caretaker_proto::limits::MAX_SOFTWARE
+        );
+        assert!(inventory.software.iter().all(|s| s.name.len() < 100));
+        assert!(report.missing.is_empty());
     }
 }

@@ -29,13 +29,7 @@ use crate::secret;
 
 /// Reports one Submit may carry.
 pub const MAX_REPORTS_PER_SUBMIT: usize = 256;
-/// Programs one inventory may list (a busy Linux server has ~6,000 packages; Windows PCs a
-/// few hundred). Beyond this the report is refused, so one report's cost stays bounded.
-pub const MAX_SOFTWARE: usize = 20_000;
-/// Disks, volumes, interfaces, addresses per interface, logged-on users… per report.
-pub const MAX_ENTRIES: usize = 1_024;
-/// Bytes one program entry (name, version, publisher, …) may take.
-pub const MAX_SOFTWARE_ENTRY_BYTES: usize = 4_096;
+pub use caretaker_proto::limits::{MAX_ENTRIES, MAX_SOFTWARE, MAX_SOFTWARE_ENTRY_BYTES};
 
 /// The gRPC service. Cheap to clone.
 #[derive(Clone)]
