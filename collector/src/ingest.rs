@@ -100,6 +100,40 @@ impl IngestService {
     }
 }
 
+/// Rewrites the statuses tonic produces itself, before our handlers run, to the ones our
+/// error table promises: a request too large for `max_message_bytes` is RESOURCE_EXHAUSTED
+/// (tonic says OUT_OF_RANGE), one that does not decode is INVALID_ARGUMENT (tonic says
+/// INTERNAL). Our handlers answer neither code, so the rewrite touches only tonic's own.
+pub fn status_codes_layer() -> tower::util::MapResponseLayer<
+    fn(
+        tonic::codegen::http::Response<tonic::body::Body>,
+    ) -> tonic::codegen::http::Response<tonic::body::Body>,
+> {
+    tower::util::MapResponseLayer::new(rewrite_status)
+}
+
+fn rewrite_status(
+    mut response: tonic::codegen::http::Response<tonic::body::Body>,
+) -> tonic::codegen::http::Response<tonic::body::Body> {
+    let headers = response.headers_mut();
+    let code = headers
+        .get("grpc-status")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<i32>().ok())
+        .map(tonic::Code::from_i32);
+    let replacement = match code {
+        Some(tonic::Code::OutOfRange) => Some(tonic::Code::ResourceExhausted),
+        Some(tonic::Code::Internal) => Some(tonic::Code::InvalidArgument),
+        _ => None,
+    };
+    if let Some(code) = replacement
+        && let Ok(value) = (code as i32).to_string().parse()
+    {
+        headers.insert("grpc-status", value);
+    }
+    response
+}
+
 /// INVALID_ARGUMENT with what the agent should do about it (see `SubmitResponse` in the
 /// proto): drop one report, or start a new sequence epoch.
 fn refusal(message: String, what: &'static str, seq: Option<u64>) -> Status {

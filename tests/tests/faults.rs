@@ -388,3 +388,126 @@ fn lost_journal_bookkeeping_and_a_garbage_identity_lose_nothing_and_need_no_pers
         });
     assert!(kept, "the unreadable file is kept for a person to look at");
 }
+
+/// A Submit whose `reports` are bytes that are not reports: what a hostile or broken client
+/// sends, built here from the field numbers of our own `.proto`.
+#[derive(Clone, PartialEq, prost::Message)]
+struct GarbledSubmit {
+    #[prost(string, tag = "1")]
+    agent_id: String,
+    #[prost(bytes = "vec", repeated, tag = "2")]
+    reports: Vec<Vec<u8>>,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbled_messages_are_invalid_argument_and_the_collector_keeps_going() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let collector = Collector::start(dir.path());
+    let channel = tonic::transport::Endpoint::from_shared(collector.url())
+        .expect("url")
+        .connect()
+        .await
+        .expect("connect");
+    let mut grpc = tonic::client::Grpc::new(channel);
+    for garbage in [
+        vec![0xff; 64],
+        vec![0x08, 0x96],
+        b"\x0a\x05\xff\xff\xff\xff\xff".to_vec(),
+    ] {
+        grpc.ready().await.expect("ready");
+        let request = tonic::Request::new(GarbledSubmit {
+            agent_id: "whoever".to_owned(),
+            reports: vec![garbage],
+        });
+        let codec: tonic_prost::ProstCodec<GarbledSubmit, v1::SubmitResponse> =
+            tonic_prost::ProstCodec::default();
+        let path = tonic::codegen::http::uri::PathAndQuery::from_static(
+            "/caretaker.v1.AgentService/Submit",
+        );
+        let status = grpc
+            .unary(request, path, codec)
+            .await
+            .expect_err("garbage is refused");
+        assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    }
+    // Still serving.
+    let (code, _) = get_raw(collector.http, "/api/v1/health", None).expect("health");
+    assert_eq!(code, 200);
+    grpc_client(&collector).await;
+}
+
+/// One raw HTTP/1.1 request; the status and body.
+fn raw_http(addr: std::net::SocketAddr, request: &[u8]) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    stream.write_all(request).expect("write");
+    let mut response = Vec::new();
+    let _ = stream.read_to_end(&mut response);
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = text.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned();
+    (status, body)
+}
+
+#[test]
+fn every_api_error_is_json_with_the_documented_status() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let collector = Collector::start(dir.path());
+    let token = collector.api_token();
+    let auth = format!("Authorization: Bearer {token}\r\n");
+    let cases: Vec<(Vec<u8>, u16)> = vec![
+        // A method the route does not have.
+        (
+            format!("DELETE /api/v1/assets HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n\r\n")
+                .into_bytes(),
+            405,
+        ),
+        // A path that is not UTF-8 once decoded.
+        (
+            format!("GET /api/v1/assets/%ff%fe HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n\r\n")
+                .into_bytes(),
+            400,
+        ),
+        // JSON of the wrong shape: 400 as documented, not 422.
+        (
+            {
+                let body = "{\"nonsense\":1}";
+                format!(
+                    "POST /api/v1/problems/x HTTP/1.1\r\nHost: x\r\n{auth}Content-Type: application/json\r\n\
+                     Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                )
+                .into_bytes()
+            },
+            400,
+        ),
+        // A body past the limit.
+        (
+            {
+                let body = "x".repeat(100 * 1024);
+                format!(
+                    "POST /api/v1/incidents/x/note HTTP/1.1\r\nHost: x\r\n{auth}Content-Type: application/json\r\n\
+                     Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                )
+                .into_bytes()
+            },
+            413,
+        ),
+    ];
+    for (request, expected) in cases {
+        let (status, body) = raw_http(collector.http, &request);
+        let shown = String::from_utf8_lossy(&request[..request.len().min(60)]).into_owned();
+        assert_eq!(status, expected, "{shown}: {body}");
+        let value: serde_json::Value = serde_json::from_str(body.trim())
+            .unwrap_or_else(|e| panic!("{shown}: not JSON ({e}): {body:?}"));
+        assert!(value["error"].is_string(), "{shown}: {body}");
+    }
+}

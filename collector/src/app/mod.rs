@@ -154,6 +154,7 @@ impl App {
             .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
                 config.grpc.max_concurrent_requests,
             ))
+            .layer(crate::ingest::status_codes_layer())
             .add_service(
                 AgentServiceServer::new(service)
                     .max_decoding_message_size(config.grpc.max_message_bytes),

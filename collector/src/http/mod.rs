@@ -91,12 +91,53 @@ pub fn router(state: ApiState) -> Router {
         .route("/outbox", get(incidents::outbox))
         .route("/problems/{id}", post(incidents::update_problem))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token))
-        .route("/health", get(health));
+        .route("/health", get(health))
+        .method_not_allowed_fallback(|| async {
+            (
+                StatusCode::METHOD_NOT_ALLOWED,
+                axum::Json(json!({ "error": "method not allowed on this route" })),
+            )
+        })
+        .layer(middleware::map_response(json_errors));
     Router::new()
         .nest("/api/v1", api)
         .fallback(|| async { Failure::not_found("route") })
         .layer(DefaultBodyLimit::max(64 * 1024))
         .with_state(state)
+}
+
+/// Every API error answers `{"error": "..."}`, also those axum's extractors produce
+/// themselves (a path that is not UTF-8, a wrong content type, a body past the limit) in
+/// plain text. The status is kept, except 422 (JSON of the wrong shape), which the API
+/// documents as 400. 405 stays 405.
+async fn json_errors(response: Response) -> Response {
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let status = if status == StatusCode::UNPROCESSABLE_ENTITY {
+        StatusCode::BAD_REQUEST
+    } else {
+        status
+    };
+    let body = axum::body::to_bytes(response.into_body(), 64 * 1024)
+        .await
+        .unwrap_or_default();
+    let text = String::from_utf8_lossy(&body).trim().to_owned();
+    let message = if text.is_empty() {
+        status
+            .canonical_reason()
+            .unwrap_or("request failed")
+            .to_lowercase()
+    } else {
+        text
+    };
+    (status, axum::Json(json!({ "error": message }))).into_response()
 }
 
 /// Liveness, what is failing, and the ingest counters since start (no token needed: no
