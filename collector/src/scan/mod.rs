@@ -9,7 +9,9 @@
 //! `targets` owns CIDR parsing, caps and route checks. A library: it knows nothing of the
 //! register or the store.
 
+pub mod arp;
 pub mod dns;
+pub mod icmp;
 pub mod neighbors;
 pub mod ping;
 pub mod probe;
@@ -27,8 +29,8 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::model::AssetKind;
-pub use ping::{Alive, Progress, SweepOptions};
-pub use targets::{Scope, TargetError};
+pub use ping::{Alive, Method, Progress, SweepOptions};
+pub use targets::{LocalAddresses, Scope, TargetError};
 
 /// How a scan behaves beyond the sweep itself.
 #[derive(Debug, Clone)]
@@ -75,7 +77,9 @@ pub enum ScanError {
 pub struct DiscoveredHost {
     pub ip: Ipv4Addr,
     pub rtt_ms: f64,
-    /// From the neighbour table, for hosts on the collector's own segment.
+    /// How it answered: `arp` (the collector's own segments) or `icmp`.
+    pub found_by: Method,
+    /// From its ARP reply, for hosts on the collector's own segment.
     pub mac: Option<String>,
     /// The MAC's registered vendor, or "(locally administered MAC)".
     pub vendor: String,
@@ -109,6 +113,8 @@ pub struct Sweep {
     pub scope: Scope,
     pub probed: u64,
     pub hosts: Vec<DiscoveredHost>,
+    /// This machine's own addresses in scope: never probed, never listed.
+    pub own: Vec<Ipv4Addr>,
 }
 
 /// Which credential worked for which address, so the next scan tries it first.
@@ -127,9 +133,21 @@ pub async fn run(
     scope.check_routes().map_err(ScanError::Targets)?;
     let targets = scope.shuffled_hosts();
     let probed = targets.len() as u64;
+    let plan = ping::plan(
+        scope,
+        &targets,
+        &options.sweep,
+        &targets::Routes::read(),
+        &ping::ether_interfaces(),
+        &LocalAddresses::read(),
+    );
+    let mut own = plan.own.clone();
+    own.sort();
     let fulls_before = neighbors::table_fulls();
-    let alive = ping::sweep(scope, targets, &options.sweep, progress, cancel).await?;
-    if let (Some(before), Some(after)) = (fulls_before, neighbors::table_fulls())
+    let kernel_arp = !plan.icmp.is_empty();
+    let alive = ping::run_plan(plan, &options.sweep, progress, cancel).await?;
+    if kernel_arp
+        && let (Some(before), Some(after)) = (fulls_before, neighbors::table_fulls())
         && after > before
     {
         tracing::warn!(
@@ -162,7 +180,7 @@ pub async fn run(
     let mut hosts: Vec<DiscoveredHost> = alive
         .iter()
         .map(|a| {
-            let mac = arp.get(&a.ip).cloned();
+            let mac = a.mac.clone().or_else(|| arp.get(&a.ip).cloned());
             let vendor = mac
                 .as_deref()
                 .map(|m| neighbors::vendor_of(m).label())
@@ -179,6 +197,7 @@ pub async fn run(
             DiscoveredHost {
                 ip: a.ip,
                 rtt_ms: a.rtt.as_secs_f64() * 1000.0,
+                found_by: a.method,
                 mac,
                 vendor,
                 dns_name: names.get(&a.ip).cloned(),
@@ -196,6 +215,7 @@ pub async fn run(
         scope: scope.clone(),
         probed,
         hosts,
+        own,
     })
 }
 
