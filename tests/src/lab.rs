@@ -357,7 +357,7 @@ impl Lab {
             let (dev, table, len, net) = (format!("m{k}"), TABLE_BASE + k, self.lan.len, self.lan);
             writeln!(
                 script,
-                "link add {dev} link up0 address {mac} type macvlan mode bridge\n\
+                "link add {dev} link up0 address {mac} type macvlan mode bridge bcqueuelen 16384\n\
                  addr add {ip}/{len} dev {dev}\n\
                  link set {dev} up\n\
                  rule add from {ip} lookup {table} pref 100\n\

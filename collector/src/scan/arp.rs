@@ -13,7 +13,8 @@
 //! timeout) for stragglers. Runs on a blocking thread (the channel is blocking); found hosts
 //! are handed over as they answer.
 
-use std::collections::{HashMap, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
@@ -33,9 +34,10 @@ pub struct Segment {
 pub struct ArpOptions {
     /// Requests per second on this segment.
     pub rate: u32,
-    /// Requests per silent address, in rounds.
+    /// Requests per silent address.
     pub rounds: u32,
-    /// Pause between rounds.
+    /// The shortest pause before a silent address is asked again (longer on a slow segment:
+    /// three of its round-trip times).
     pub gap: Duration,
     /// The longest we wait for a reply to a request; also the cap of the final wait.
     pub timeout: Duration,
@@ -148,14 +150,19 @@ fn run(
     send: &mut dyn FnMut(&[u8]) -> std::io::Result<()>,
     recv: &mut dyn FnMut() -> Option<Vec<u8>>,
 ) {
-    let interval = Duration::from_secs_f64(1.0 / f64::from(options.rate.max(1)));
-    let rounds = options.rounds.max(1);
+    let mut pace = Pace::new(options.rate);
+    let attempts = options.rounds.max(1);
     let mut probes: HashMap<Ipv4Addr, Probe> = HashMap::with_capacity(segment.targets.len());
     let mut queue: VecDeque<Ipv4Addr> = segment.targets.iter().copied().collect();
-    let mut round = 1;
-    let mut round_done: Option<Instant> = None;
+    // Repeats for silent addresses, due a few round-trip times after their last request,
+    // interleaved with first requests (repeats first).
+    let mut repeats: BinaryHeap<Reverse<(Instant, Ipv4Addr)>> = BinaryHeap::new();
     let mut next_send = Instant::now();
     let mut max_rtt = Duration::ZERO;
+    let mut window = options.timeout;
+    let started = Instant::now();
+    let mut last_sent = started;
+    let mut last_reply = started;
     let mut silent = segment.targets.len();
     let mut refused = 0u32;
     let mut frame = [0u8; 42];
@@ -164,7 +171,17 @@ fn run(
         // Send what is due (at most a few at once when the thread was late).
         let mut burst = 0;
         while burst < 8 && next_send <= now {
-            let Some(ip) = queue.pop_front() else { break };
+            let ip = match repeats.peek() {
+                Some(Reverse((due, ip))) if *due <= now => {
+                    let ip = *ip;
+                    repeats.pop();
+                    ip
+                }
+                _ => match queue.pop_front() {
+                    Some(ip) => ip,
+                    None => break,
+                },
+            };
             if probes.get(&ip).is_some_and(|p| p.found) {
                 continue;
             }
@@ -195,35 +212,32 @@ fn run(
             if probe.attempts == 1 {
                 probed();
             }
-            next_send += interval;
+            if probe.attempts < attempts {
+                let after = (max_rtt * 3).clamp(options.gap, window.max(options.gap));
+                repeats.push(Reverse((now + after, ip)));
+            }
+            last_sent = now;
+            next_send += pace.interval();
             burst += 1;
         }
-        if next_send < now.checked_sub(interval * 8).unwrap_or(now) {
+        pace.tick(now);
+        if next_send < now.checked_sub(pace.interval() * 8).unwrap_or(now) {
             next_send = now;
         }
-        if queue.is_empty() {
-            let done = *round_done.get_or_insert(now);
-            if silent == 0 {
+        if queue.is_empty() && repeats.is_empty() {
+            // Done once replies have stopped coming for a few round-trip times after the last
+            // request (a busy network answers late), and at the latest a timeout after it.
+            let quiet = (max_rtt * 4).clamp(MIN_FINAL_WAIT, window.max(MIN_FINAL_WAIT));
+            if silent == 0
+                || now.duration_since(last_sent.max(last_reply)) >= quiet
+                || now.duration_since(last_sent) >= window.max(MIN_FINAL_WAIT)
+            {
+                tracing::debug!(iface = %segment.iface, silent,
+                    last_sent_ms = last_sent.duration_since(started).as_millis() as u64,
+                    done_ms = now.duration_since(started).as_millis() as u64,
+                    max_rtt_ms = max_rtt.as_millis() as u64,
+                    rate = pace.rate as u64, "ARP sweep of the segment done");
                 break;
-            }
-            if round < rounds {
-                if now >= done + options.gap {
-                    round += 1;
-                    round_done = None;
-                    queue.extend(
-                        segment
-                            .targets
-                            .iter()
-                            .filter(|ip| probes.get(ip).is_none_or(|p| !p.found))
-                            .copied(),
-                    );
-                    next_send = now;
-                }
-            } else {
-                let wait = (max_rtt * 4).clamp(MIN_FINAL_WAIT, options.timeout.max(MIN_FINAL_WAIT));
-                if now >= done + wait {
-                    break;
-                }
             }
         }
         if let Some(bytes) = recv() {
@@ -234,8 +248,16 @@ fn run(
             let Some(probe) = probes.get_mut(&ip) else {
                 continue;
             };
-            // Late (past the timeout of our latest request) or a second answer: not counted.
-            if probe.found || at.duration_since(probe.last) > options.timeout {
+            if probe.found {
+                continue;
+            }
+            // Late (past the window of our latest request): not counted, but it tells the
+            // pacer the segment is slow, and widens the window (as nmap's timeouts follow
+            // the round-trip times it sees).
+            let delay = at.duration_since(probe.last);
+            if delay > window {
+                pace.reply(at, delay);
+                window = (delay * 2).min(options.timeout * 4);
                 continue;
             }
             probe.found = true;
@@ -246,12 +268,80 @@ fn run(
                 probe.last
             });
             max_rtt = max_rtt.max(rtt);
+            last_reply = at;
+            pace.reply(at, rtt);
             found(ArpReply {
                 ip,
                 mac,
                 rtt,
                 attempts: probe.attempts,
             });
+        }
+    }
+}
+
+/// The request rate, adapted to how fast the segment answers (delay-based, like nmap's
+/// timing): it starts low, grows while replies come back quickly, and halves when they come
+/// back late — a segment (or its hosts) falling behind queues our broadcasts, and answers that
+/// arrive after the timeout are lost. Never above the configured rate.
+struct Pace {
+    max: f64,
+    rate: f64,
+    /// Slow replies seen since the last change, fast ones too.
+    slow: bool,
+    fast: bool,
+    changed: Instant,
+}
+
+/// A reply slower than this means requests are queueing somewhere.
+const SLOW_REPLY: Duration = Duration::from_millis(50);
+/// Replies this fast let the rate grow.
+const FAST_REPLY: Duration = Duration::from_millis(15);
+/// The lowest rate the pacer falls to.
+const MIN_RATE: f64 = 100.0;
+/// How often the rate may change.
+const PACE_STEP: Duration = Duration::from_millis(40);
+
+impl Pace {
+    fn new(max: u32) -> Self {
+        let max = f64::from(max.max(1));
+        Self {
+            max,
+            rate: max.min(500.0),
+            slow: false,
+            fast: false,
+            changed: Instant::now(),
+        }
+    }
+
+    fn interval(&self) -> Duration {
+        Duration::from_secs_f64(1.0 / self.rate)
+    }
+
+    fn reply(&mut self, at: Instant, rtt: Duration) {
+        if rtt >= SLOW_REPLY {
+            self.slow = true;
+            // Back off at once, but only once per step: the replies of one queue arrive
+            // together.
+            if at.duration_since(self.changed) >= PACE_STEP {
+                self.rate = (self.rate / 2.0).max(MIN_RATE.min(self.max));
+                self.changed = at;
+                self.slow = false;
+                self.fast = false;
+            }
+        } else if rtt <= FAST_REPLY {
+            self.fast = true;
+        }
+    }
+
+    fn tick(&mut self, now: Instant) {
+        if now.duration_since(self.changed) >= PACE_STEP {
+            if self.fast && !self.slow {
+                self.rate = (self.rate * 1.5).min(self.max);
+            }
+            self.changed = now;
+            self.slow = false;
+            self.fast = false;
         }
     }
 }

@@ -253,7 +253,7 @@ pub async fn run_plan(
     let (tx, mut rx) = mpsc::channel::<Event>(capacity * 2 + 16);
     let arp_options = ArpOptions {
         rate: options.on_link_rate,
-        rounds: options.retries + 2,
+        rounds: options.retries + 1,
         gap: (options.timeout / 10).clamp(Duration::from_millis(50), Duration::from_millis(200)),
         timeout: options.timeout,
     };
