@@ -13,6 +13,7 @@ pub mod arp;
 pub mod dns;
 pub mod icmp;
 pub mod neighbors;
+pub mod paths;
 pub mod ping;
 pub mod probe;
 pub mod snmp;
@@ -115,6 +116,8 @@ pub struct Sweep {
     pub hosts: Vec<DiscoveredHost>,
     /// This machine's own addresses in scope: never probed, never listed.
     pub own: Vec<Ipv4Addr>,
+    /// The routed parts of the scope and the way to them.
+    pub paths: Vec<paths::RoutedPath>,
 }
 
 /// Which credential worked for which address, so the next scan tries it first.
@@ -133,11 +136,12 @@ pub async fn run(
     scope.check_routes().map_err(ScanError::Targets)?;
     let targets = scope.shuffled_hosts();
     let probed = targets.len() as u64;
+    let routes = targets::Routes::read();
     let plan = ping::plan(
         scope,
         &targets,
         &options.sweep,
-        &targets::Routes::read(),
+        &routes,
         &ping::ether_interfaces(),
         &LocalAddresses::read(),
     );
@@ -145,7 +149,19 @@ pub async fn run(
     own.sort();
     let fulls_before = neighbors::table_fulls();
     let kernel_arp = !plan.icmp.is_empty();
-    let alive = ping::run_plan(plan, &options.sweep, progress, cancel).await?;
+    // Hosts go to SNMP as the sweep finds them: the probe burst runs alongside the sweep.
+    let (found_tx, found_rx) = tokio::sync::mpsc::channel(targets.len() + 1);
+    let forward = Forward {
+        inner: progress,
+        to_snmp: Mutex::new((!options.snmp_credentials.is_empty()).then_some(found_tx)),
+    };
+    let sweep = async {
+        let alive = ping::run_plan(plan, &options.sweep, &forward, cancel).await;
+        forward.close();
+        alive
+    };
+    let (alive, mut snmp) = tokio::join!(sweep, snmp_all(found_rx, options, memory, cancel));
+    let alive = alive?;
     if kernel_arp
         && let (Some(before), Some(after)) = (fulls_before, neighbors::table_fulls())
         && after > before
@@ -165,7 +181,6 @@ pub async fn run(
             HashMap::new()
         }
     };
-    let snmp = snmp_all(&ips, options, memory, cancel);
     let ports = async {
         if options.tcp_ports.is_empty() {
             Vec::new()
@@ -173,7 +188,9 @@ pub async fn run(
             probe::open_ports(scope, &ips, &options.tcp_ports, options.tcp_timeout, 256).await
         }
     };
-    let (names, mut snmp, ports) = tokio::join!(names, snmp, ports);
+    let mut routed = paths::routed_parts(scope, &routes);
+    let hops = paths::learn_last_hops(&mut routed, &ips, options.sweep.timeout);
+    let (names, ports, ()) = tokio::join!(names, ports, hops);
     let ports: HashMap<Ipv4Addr, Vec<u16>> = ports.into_iter().collect();
     let arp = neighbors::arp_table();
 
@@ -216,13 +233,41 @@ pub async fn run(
         probed,
         hosts,
         own,
+        paths: routed,
     })
 }
 
-/// SNMP on every live host: the remembered credential first, then the rest in order; then a
-/// full inventory with the one that answered.
+/// Passes progress on, and every host found to the SNMP burst.
+struct Forward<'a> {
+    inner: &'a dyn Progress,
+    to_snmp: Mutex<Option<tokio::sync::mpsc::Sender<Ipv4Addr>>>,
+}
+
+impl Forward<'_> {
+    /// The sweep is over: the burst gets no more hosts.
+    fn close(&self) {
+        self.to_snmp.lock().unwrap_or_else(|p| p.into_inner()).take();
+    }
+}
+
+impl Progress for Forward<'_> {
+    fn probed(&self, count: u64) {
+        self.inner.probed(count);
+    }
+    fn found(&self, alive: &Alive) {
+        self.inner.found(alive);
+        if let Some(tx) = self.to_snmp.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            // Room for every target: never full.
+            let _ = tx.try_send(alive.ip);
+        }
+    }
+}
+
+/// SNMP on the live hosts as they arrive: one probe burst (every community, plus v3 engine
+/// discovery, the remembered credential first), then a full inventory, with the credential
+/// that answered, of the hosts that answered, at most `snmp_sessions` at once.
 async fn snmp_all(
-    ips: &[Ipv4Addr],
+    hosts: tokio::sync::mpsc::Receiver<Ipv4Addr>,
     options: &ScanOptions,
     memory: &CredentialMemory,
     cancel: &CancellationToken,
@@ -230,46 +275,81 @@ async fn snmp_all(
     if options.snmp_credentials.is_empty() {
         return HashMap::new();
     }
-    let permits = Arc::new(Semaphore::new(options.snmp_sessions.max(1)));
-    let mut tasks = tokio::task::JoinSet::new();
-    for &ip in ips {
+    let credentials = &options.snmp_credentials;
+    let order = |ip: Ipv4Addr| -> Vec<usize> {
         let remembered = memory
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get(&ip)
             .copied();
-        let mut order: Vec<usize> = (0..options.snmp_credentials.len()).collect();
+        let mut order: Vec<usize> = (0..credentials.len()).collect();
         if let Some(first) = remembered.filter(|i| *i < order.len()) {
             order.retain(|i| *i != first);
             order.insert(0, first);
         }
-        let credentials: Vec<snmp::Credential> = order
-            .iter()
-            .map(|i| options.snmp_credentials[*i].clone())
-            .collect();
-        let limits = options.snmp_limits.clone();
-        let permits = permits.clone();
-        let target = SocketAddr::from((ip, options.snmp_port));
-        let cancel = cancel.clone();
-        tasks.spawn(async move {
-            let _permit = permits.acquire_owned().await.expect("semaphore is never closed");
-            let work = async {
-                let (tried, _) = snmp::probe(target, &credentials, &limits).await.ok()?;
-                match snmp::inventory(target, &credentials[tried], &limits).await {
-                    Ok(device) => Some((order[tried], device)),
-                    Err(error) => {
-                        tracing::debug!(%ip, %error, "SNMP inventory failed after the device answered");
-                        None
+        order
+    };
+    let permits = Arc::new(Semaphore::new(options.snmp_sessions.max(1)));
+    let mut tasks = tokio::task::JoinSet::new();
+    let burst_options = snmp::burst::BurstOptions {
+        port: options.snmp_port,
+        timeout: options.snmp_limits.timeout,
+        rate: 2_000,
+    };
+    snmp::burst::run(
+        hosts,
+        credentials,
+        &order,
+        &burst_options,
+        cancel,
+        &mut |ip, heard| {
+            if !heard.any() {
+                return;
+            }
+            // The first credential in this host's order that answered (v3 users are checked
+            // by a real query: the engine answering says nothing of the user).
+            let candidates: Vec<usize> = order(ip)
+                .into_iter()
+                .filter(|i| match credentials[*i] {
+                    snmp::Credential::V3 { .. } => heard.v3_engine,
+                    _ => heard.communities.contains(i),
+                })
+                .collect();
+            let limits = options.snmp_limits.clone();
+            let permits = permits.clone();
+            let target = SocketAddr::from((ip, options.snmp_port));
+            let cancel = cancel.clone();
+            let credentials = credentials.clone();
+            tasks.spawn(async move {
+                let _permit = permits.acquire_owned().await.expect("semaphore is never closed");
+                let work = async {
+                    for index in candidates {
+                        let credential = &credentials[index];
+                        if matches!(credential, snmp::Credential::V3 { .. })
+                            && snmp::probe(target, std::slice::from_ref(credential), &limits)
+                                .await
+                                .is_err()
+                        {
+                            continue;
+                        }
+                        match snmp::inventory(target, credential, &limits).await {
+                            Ok(device) => return Some((index, device)),
+                            Err(error) => {
+                                tracing::debug!(%ip, %error, "SNMP inventory failed after the device answered");
+                            }
+                        }
                     }
-                }
-            };
-            let result = tokio::select! {
-                () = cancel.cancelled() => None,
-                r = work => r,
-            };
-            (ip, result)
-        });
-    }
+                    None
+                };
+                let result = tokio::select! {
+                    () = cancel.cancelled() => None,
+                    r = work => r,
+                };
+                (ip, result)
+            });
+        },
+    )
+    .await;
     let mut found = HashMap::new();
     while let Some(joined) = tasks.join_next().await {
         match joined {

@@ -85,6 +85,12 @@ impl fmt::Display for Ipv4Net {
     }
 }
 
+impl serde::Serialize for Ipv4Net {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
 impl FromStr for Ipv4Net {
     type Err = TargetError;
 
