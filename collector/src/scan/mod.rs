@@ -10,6 +10,7 @@
 //! register or the store.
 
 pub mod arp;
+pub mod classify;
 pub mod dns;
 pub mod icmp;
 pub mod neighbors;
@@ -86,13 +87,22 @@ pub struct DiscoveredHost {
     pub vendor: String,
     /// Reverse DNS name.
     pub dns_name: Option<String>,
-    /// SNMP's answer when it had one, else a guess from ports and vendor.
+    /// Every clue weighed together (`classify`): SNMP, enterprise number, sysDescr,
+    /// sysServices, ports, MAC vendor.
     pub kind: AssetKind,
+    /// Why: "router: enterprise 9 Cisco, sysServices layer 3, port 23" ("" when unknown).
+    pub classification: String,
+    /// The maker, from the sysObjectID's enterprise number.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enterprise_vendor: Option<String>,
     pub open_ports: Vec<u16>,
     pub snmp: Option<snmp::SnmpSnapshot>,
     /// Which configured credential answered (index into the options' list).
     #[serde(skip)]
     pub snmp_credential: Option<usize>,
+    /// IPv6 addresses the kernel's neighbour table holds for the host's MAC.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ipv6: Vec<String>,
 }
 
 impl DiscoveredHost {
@@ -160,7 +170,8 @@ pub async fn run(
         forward.close();
         alive
     };
-    let (alive, mut snmp) = tokio::join!(sweep, snmp_all(found_rx, options, memory, cancel));
+    let (alive, (mut snmp, systems)) =
+        tokio::join!(sweep, snmp_all(found_rx, options, memory, cancel));
     let alive = alive?;
     if kernel_arp
         && let (Some(before), Some(after)) = (fulls_before, neighbors::table_fulls())
@@ -193,6 +204,7 @@ pub async fn run(
     let (names, ports, ()) = tokio::join!(names, ports, hops);
     let ports: HashMap<Ipv4Addr, Vec<u16>> = ports.into_iter().collect();
     let arp = neighbors::arp_table();
+    let v6 = neighbors::ipv6_by_mac();
 
     let mut hosts: Vec<DiscoveredHost> = alive
         .iter()
@@ -207,10 +219,23 @@ pub async fn run(
                 Some((index, device)) => (Some(index), Some(device)),
                 None => (None, None),
             };
-            let kind = match &device {
-                Some(d) if d.kind != AssetKind::Unknown => d.kind,
-                _ => probe::guess_kind(&open_ports, &vendor),
-            };
+            let heard = device
+                .as_ref()
+                .map(|d| &d.system)
+                .or_else(|| systems.get(&a.ip));
+            let verdict = classify::classify(&classify::Clues {
+                snmp_kind: device.as_ref().map(|d| d.kind),
+                object_id: heard.map_or("", |s| s.object_id.as_str()),
+                descr: heard.map_or("", |s| s.descr.as_str()),
+                services: heard.and_then(|s| s.services),
+                open_ports: &open_ports,
+                mac_vendor: &vendor,
+            });
+            let ipv6 = mac
+                .as_ref()
+                .and_then(|m| v6.get(m))
+                .cloned()
+                .unwrap_or_default();
             DiscoveredHost {
                 ip: a.ip,
                 rtt_ms: a.rtt.as_secs_f64() * 1000.0,
@@ -218,10 +243,13 @@ pub async fn run(
                 mac,
                 vendor,
                 dns_name: names.get(&a.ip).cloned(),
-                kind,
+                kind: verdict.kind,
+                classification: verdict.summary(),
+                enterprise_vendor: verdict.vendor.map(str::to_owned),
                 open_ports,
                 snmp: device,
                 snmp_credential,
+                ipv6,
             }
         })
         .collect();
@@ -271,10 +299,14 @@ async fn snmp_all(
     options: &ScanOptions,
     memory: &CredentialMemory,
     cancel: &CancellationToken,
-) -> HashMap<Ipv4Addr, (usize, snmp::SnmpSnapshot)> {
+) -> (
+    HashMap<Ipv4Addr, (usize, snmp::SnmpSnapshot)>,
+    HashMap<Ipv4Addr, snmp::SystemInfo>,
+) {
     if options.snmp_credentials.is_empty() {
-        return HashMap::new();
+        return (HashMap::new(), HashMap::new());
     }
+    let mut systems = HashMap::new();
     let credentials = &options.snmp_credentials;
     let order = |ip: Ipv4Addr| -> Vec<usize> {
         let remembered = memory
@@ -305,6 +337,9 @@ async fn snmp_all(
         &mut |ip, heard| {
             if !heard.any() {
                 return;
+            }
+            if let Some(system) = &heard.system {
+                systems.insert(ip, system.clone());
             }
             // The first credential in this host's order that answered (v3 users are checked
             // by a real query: the engine answering says nothing of the user).
@@ -364,5 +399,5 @@ async fn snmp_all(
             Err(error) => tracing::error!(%error, "An SNMP task failed"),
         }
     }
-    found
+    (found, systems)
 }
