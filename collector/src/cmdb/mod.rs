@@ -337,7 +337,7 @@ impl Cmdb {
     }
 }
 
-fn blank_asset(id: AssetId, first_seen: OffsetDateTime) -> Asset {
+pub(crate) fn blank_asset(id: AssetId, first_seen: OffsetDateTime) -> Asset {
     Asset {
         id,
         kind: AssetKind::Unknown,
