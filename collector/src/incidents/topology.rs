@@ -58,6 +58,8 @@ pub struct PathNode {
     /// "198.19.0.0/22 via 198.18.0.2".
     pub label: String,
     pub members: Vec<AssetId>,
+    /// The gateway's own asset, when it is in the register.
+    pub gateway: Option<AssetId>,
 }
 
 /// Devices whose first misses fall within this of each other went silent "together".
@@ -86,6 +88,10 @@ pub fn path_nodes(paths: &[RoutedPath], assets: &[Asset]) -> Vec<PathNode> {
                 key: format!("path:{}", path.range),
                 label: path.label(),
                 members,
+                gateway: assets
+                    .iter()
+                    .find(|a| a.ips.contains(&gateway))
+                    .map(|a| a.id.clone()),
             }
         })
         .collect()
@@ -364,6 +370,11 @@ fn fold_paths(
         }
         let mut children: Vec<AssetId> = down.iter().map(|(m, _)| (*m).clone()).collect();
         children.sort();
+        // The router itself silent too: the same failure, not a second incident.
+        let router_down = path.gateway.as_ref().filter(|g| since.contains_key(g.as_str()));
+        if let Some(router) = router_down {
+            folded.insert(router.clone());
+        }
         let name = |id: &str| {
             assets
                 .get(id)
@@ -382,10 +393,14 @@ fn fold_paths(
             ),
             description: format!(
                 "{} of the {} devices behind {} stopped answering together: the route, the \
-                 router or its link is down. Unreachable: {}.",
+                 router or its link is down{}. Unreachable: {}.",
                 children.len(),
                 path.members.len(),
                 path.label,
+                match router_down {
+                    Some(r) => format!(" ({} does not answer either)", name(r)),
+                    None => String::new(),
+                },
                 names.join(", ")
             ),
             impact: 1,
@@ -456,6 +471,13 @@ mod path_tests {
         assert_eq!(path.title, "Path to 198.19.0.0/22 via 198.18.0.2 down: 8 devices");
         assert_eq!(path.measured["affected"].as_array().map(Vec::len), Some(8));
         assert!(out.iter().any(|c| c.asset_id == "lan"));
+        // The router down as well: still one incident.
+        let mut with_router: Vec<Condition> =
+            (0..8).map(|i| down(&format!("a{i}"), 1000 + i)).collect();
+        with_router.push(down("gw", 1000));
+        let out = fold(with_router, &parents, &by_id);
+        assert_eq!(out.len(), 1, "{out:#?}");
+        assert!(out[0].description.contains("dev-gw does not answer either"));
 
         // A few hosts going down one by one over the day are their own incidents.
         let spread: Vec<Condition> = (0..8)
