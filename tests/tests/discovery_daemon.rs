@@ -26,8 +26,7 @@ fn merged_sweeps(daemon: &Daemon<'_>) -> Vec<usize> {
 }
 
 #[test]
-fn twenty_sweeps_of_a_crowded_segment_miss_nobody_invent_nobody_and_change_nothing() -> Result<()>
-{
+fn twenty_sweeps_of_a_crowded_segment_miss_nobody_invent_nobody_and_change_nothing() -> Result<()> {
     let mut lab = Lab::new()?;
     lab.add_hosts(300)?;
     let expected: BTreeSet<String> = lab.hosts().iter().map(|h| h.ip.to_string()).collect();
@@ -62,7 +61,10 @@ fn twenty_sweeps_of_a_crowded_segment_miss_nobody_invent_nobody_and_change_nothi
         .iter()
         .filter(|c| c["kind"] != "created")
         .collect();
-    assert!(not_created.is_empty(), "no change records: {not_created:#?}");
+    assert!(
+        not_created.is_empty(),
+        "no change records: {not_created:#?}"
+    );
     let incidents = daemon.curl("/api/v1/incidents?status=all")?;
     assert_eq!(incidents.as_array().map(Vec::len), Some(0), "{incidents:#}");
     Ok(())
@@ -85,11 +87,8 @@ fn a_router_whose_link_dies_is_one_path_incident_one_email_one_recovery() -> Res
          to = [\"technician@school.example\"]\n",
         port = smtp.port
     );
-    let mut daemon = Daemon::start_with_ranges(
-        &lab,
-        &[lab.lan().to_string(), routed.to_owned()],
-        &extra,
-    )?;
+    let mut daemon =
+        Daemon::start_with_ranges(&lab, &[lab.lan().to_string(), routed.to_owned()], &extra)?;
     let behind_ips: Vec<String> = behind.iter().map(ToString::to_string).collect();
     daemon.wait_until(
         "every routed host and the router in the register",
@@ -134,17 +133,30 @@ fn a_router_whose_link_dies_is_one_path_incident_one_email_one_recovery() -> Res
     let affected = incident["affected"].as_array().context("affected")?;
     assert_eq!(affected.len(), 32);
     let mails = smtp.wait_for_messages(1, Duration::from_secs(60));
-    assert!(mails[0].subject().contains(routed), "{}", mails[0].subject());
+    assert!(
+        mails[0].subject().contains(routed),
+        "{}",
+        mails[0].subject()
+    );
 
     lab.set_link(&router, true)?;
-    daemon.wait_until("the path incident to resolve", Duration::from_secs(90), |d| {
-        Ok(open(d)?.is_empty())
-    })?;
+    daemon.wait_until(
+        "the path incident to resolve",
+        Duration::from_secs(90),
+        |d| Ok(open(d)?.is_empty()),
+    )?;
     let mails = smtp.wait_for_messages(2, Duration::from_secs(60));
     std::thread::sleep(Duration::from_secs(3));
     let mails_now = smtp.messages();
-    assert_eq!(mails_now.len(), 2, "one email, one recovery: {:#?}",
-        mails_now.iter().map(|m| m.subject().to_owned()).collect::<Vec<_>>());
+    assert_eq!(
+        mails_now.len(),
+        2,
+        "one email, one recovery: {:#?}",
+        mails_now
+            .iter()
+            .map(|m| m.subject().to_owned())
+            .collect::<Vec<_>>()
+    );
     assert_eq!(
         mails[1].header("In-Reply-To"),
         Some(mails[0].message_id()),

@@ -18,7 +18,8 @@ fn sweep(lab: &Lab, ranges: &[&str]) -> Result<(BTreeSet<Ipv4Addr>, f64)> {
     let started = Instant::now();
     let output = {
         let _guard = lab::sweep_guard();
-        lab.scanner_cmd(bin("caretaker-collector"), &args).output()?
+        lab.scanner_cmd(bin("caretaker-collector"), &args)
+            .output()?
     };
     let took = started.elapsed().as_secs_f64();
     ensure!(
@@ -72,8 +73,17 @@ fn a_sparse_lab_swept_ten_times_back_to_back_matches_nmap_every_time() -> Result
         let (ours, took) = sweep(&lab, &ranges)?;
         let (_, mut nmap) = lab::nmap_sn(&lab, &ranges, &[])?;
         nmap.remove(&lab::SCANNER_IP);
-        println!("sweep {round}: {} hosts in {took:.2} s; nmap {}", ours.len(), nmap.len());
-        assert_eq!(nmap, expected, "nmap, sweep {round}: {}", diff(&expected, &nmap));
+        println!(
+            "sweep {round}: {} hosts in {took:.2} s; nmap {}",
+            ours.len(),
+            nmap.len()
+        );
+        assert_eq!(
+            nmap,
+            expected,
+            "nmap, sweep {round}: {}",
+            diff(&expected, &nmap)
+        );
         assert_eq!(ours, nmap, "sweep {round}: {}", diff(&nmap, &ours));
     }
     Ok(())
@@ -100,6 +110,9 @@ fn a_crowded_segment_swept_twenty_times_misses_nobody() -> Result<()> {
         times.push(took);
         assert_eq!(ours, expected, "sweep {round}: {}", diff(&expected, &ours));
     }
-    println!("20 sweeps of {lan} with {} hosts: {times:.2?} s", expected.len());
+    println!(
+        "20 sweeps of {lan} with {} hosts: {times:.2?} s",
+        expected.len()
+    );
     Ok(())
 }

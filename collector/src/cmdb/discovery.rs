@@ -495,20 +495,37 @@ mod tests {
         let mut changes = Vec::new();
         let apply = |cmdb: &mut Cmdb, s: Sweep, changes: &mut Vec<Change>| {
             let mut out = WriteSet::default();
-            cmdb.apply_sweep(&store, &s, &never, &mut out).expect("sweep");
+            cmdb.apply_sweep(&store, &s, &never, &mut out)
+                .expect("sweep");
             changes.extend(out.changes.into_iter().filter(|c| c.kind != "created"));
         };
-        apply(&mut cmdb, sweep(0, vec![host([198, 18, 0, 10], mac), other.clone()]), &mut changes);
+        apply(
+            &mut cmdb,
+            sweep(0, vec![host([198, 18, 0, 10], mac), other.clone()]),
+            &mut changes,
+        );
         // Missing from one sweep, then back at the same address: nothing changed.
         apply(&mut cmdb, sweep(1, vec![other.clone()]), &mut changes);
-        apply(&mut cmdb, sweep(2, vec![host([198, 18, 0, 10], mac), other.clone()]), &mut changes);
+        apply(
+            &mut cmdb,
+            sweep(2, vec![host([198, 18, 0, 10], mac), other.clone()]),
+            &mut changes,
+        );
         assert!(changes.is_empty(), "{changes:?}");
         // A new address is news at once; the old one leaves after two sweeps without it.
-        apply(&mut cmdb, sweep(3, vec![host([198, 18, 0, 11], mac), other.clone()]), &mut changes);
+        apply(
+            &mut cmdb,
+            sweep(3, vec![host([198, 18, 0, 11], mac), other.clone()]),
+            &mut changes,
+        );
         assert_eq!(changes.len(), 1);
         assert_eq!(changes[0].before.as_deref(), Some("198.18.0.10"));
         assert_eq!(changes[0].after.as_deref(), Some("198.18.0.10 198.18.0.11"));
-        apply(&mut cmdb, sweep(4, vec![host([198, 18, 0, 11], mac), other.clone()]), &mut changes);
+        apply(
+            &mut cmdb,
+            sweep(4, vec![host([198, 18, 0, 11], mac), other.clone()]),
+            &mut changes,
+        );
         assert_eq!(changes.len(), 2, "{changes:?}");
         assert_eq!(changes[1].after.as_deref(), Some("198.18.0.11"));
         let asset = cmdb

@@ -371,7 +371,10 @@ fn fold_paths(
         let mut children: Vec<AssetId> = down.iter().map(|(m, _)| (*m).clone()).collect();
         children.sort();
         // The router itself silent too: the same failure, not a second incident.
-        let router_down = path.gateway.as_ref().filter(|g| since.contains_key(g.as_str()));
+        let router_down = path
+            .gateway
+            .as_ref()
+            .filter(|g| since.contains_key(g.as_str()));
         if let Some(router) = router_down {
             folded.insert(router.clone());
         }
@@ -458,8 +461,17 @@ mod path_tests {
             iface: "eth0".into(),
             last_hop: None,
         };
-        let parents = Parents::build(&TopologyConfig::default(), &assets, &HashMap::new(), &[path]);
-        assert_eq!(parents.paths[0].members.len(), 10, "the gateway is not behind itself");
+        let parents = Parents::build(
+            &TopologyConfig::default(),
+            &assets,
+            &HashMap::new(),
+            &[path],
+        );
+        assert_eq!(
+            parents.paths[0].members.len(),
+            10,
+            "the gateway is not behind itself"
+        );
         let by_id: HashMap<AssetId, &Asset> = assets.iter().map(|a| (a.id.clone(), a)).collect();
         // 8 of 10 within a minute, and an unrelated LAN host.
         let mut conditions: Vec<Condition> =
@@ -467,8 +479,14 @@ mod path_tests {
         conditions.push(down("lan", 1000));
         let out = fold(conditions, &parents, &by_id);
         assert_eq!(out.len(), 2, "{out:#?}");
-        let path = out.iter().find(|c| c.asset_id == "path:198.19.0.0/22").expect("path");
-        assert_eq!(path.title, "Path to 198.19.0.0/22 via 198.18.0.2 down: 8 devices");
+        let path = out
+            .iter()
+            .find(|c| c.asset_id == "path:198.19.0.0/22")
+            .expect("path");
+        assert_eq!(
+            path.title,
+            "Path to 198.19.0.0/22 via 198.18.0.2 down: 8 devices"
+        );
         assert_eq!(path.measured["affected"].as_array().map(Vec::len), Some(8));
         assert!(out.iter().any(|c| c.asset_id == "lan"));
         // The router down as well: still one incident.

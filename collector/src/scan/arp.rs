@@ -106,7 +106,9 @@ impl ArpChannel {
         }
         #[cfg(not(target_os = "linux"))]
         {
-            Err(ArpError::NotEthernet(format!("{name} (ARP sweeps need Linux)")))
+            Err(ArpError::NotEthernet(format!(
+                "{name} (ARP sweeps need Linux)"
+            )))
         }
     }
 
@@ -480,7 +482,10 @@ mod tests {
         ];
         let (found, sent) = simulate(&[live, dead], &[(live, mac)], extra, false);
         assert_eq!(found.len(), 1, "{found:?}");
-        assert_eq!((found[0].ip, found[0].mac, found[0].attempts), (live, mac, 1));
+        assert_eq!(
+            (found[0].ip, found[0].mac, found[0].attempts),
+            (live, mac, 1)
+        );
         // The silent address got all three rounds; the live one one request.
         assert_eq!(sent, 4);
     }
@@ -507,6 +512,9 @@ mod tests {
         assert_eq!(&frame[12..14], &ETHERTYPE_ARP);
         assert_eq!(&frame[28..32], &[198, 18, 0, 1]);
         assert_eq!(&frame[38..42], &[198, 18, 2, 3]);
-        assert_eq!(mac_text(&[0, 0x1b, 0x21, 0xaa, 0xbb, 0x0c]), "00:1b:21:aa:bb:0c");
+        assert_eq!(
+            mac_text(&[0, 0x1b, 0x21, 0xaa, 0xbb, 0x0c]),
+            "00:1b:21:aa:bb:0c"
+        );
     }
 }

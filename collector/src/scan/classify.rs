@@ -193,8 +193,7 @@ pub fn classify(clues: &Clues<'_>) -> Verdict {
                 match e.hint {
                     Hint::Kind(kind) => add(kind, 4, reason),
                     Hint::Network => {
-                        for kind in [AssetKind::Router, AssetKind::Switch, AssetKind::AccessPoint]
-                        {
+                        for kind in [AssetKind::Router, AssetKind::Switch, AssetKind::AccessPoint] {
                             add(kind, 2, reason.clone());
                         }
                     }
@@ -227,12 +226,20 @@ pub fn classify(clues: &Clues<'_>) -> Verdict {
         if layer(3) && !hosts {
             add(AssetKind::Router, 2, "sysServices layer 3".to_owned());
             if layer(2) {
-                add(AssetKind::Switch, 2, "sysServices layers 2 and 3".to_owned());
+                add(
+                    AssetKind::Switch,
+                    2,
+                    "sysServices layers 2 and 3".to_owned(),
+                );
             }
         } else if layer(2) && !hosts {
             add(AssetKind::Switch, 2, "sysServices layer 2".to_owned());
         } else if hosts && !layer(2) && !layer(3) {
-            add(AssetKind::Server, 1, "sysServices layers 4/7 (a host)".to_owned());
+            add(
+                AssetKind::Server,
+                1,
+                "sysServices layers 4/7 (a host)".to_owned(),
+            );
         }
     }
     let has = |p: u16| clues.open_ports.contains(&p);
@@ -404,7 +411,10 @@ mod tests {
             AssetKind::Server
         );
         let nothing = classify(&Clues::default());
-        assert_eq!((nothing.kind, nothing.summary()), (AssetKind::Unknown, String::new()));
+        assert_eq!(
+            (nothing.kind, nothing.summary()),
+            (AssetKind::Unknown, String::new())
+        );
         // A full SNMP inventory outweighs the rest.
         assert_eq!(
             kind(Clues {

@@ -48,11 +48,12 @@ impl IcmpSocket {
     pub fn open() -> io::Result<Self> {
         let (socket, raw) = match Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::ICMPV4)) {
             Ok(s) => (s, true),
-            Err(raw_error) => match Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::ICMPV4))
-            {
-                Ok(s) => (s, false),
-                Err(_) => return Err(raw_error),
-            },
+            Err(raw_error) => {
+                match Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::ICMPV4)) {
+                    Ok(s) => (s, false),
+                    Err(_) => return Err(raw_error),
+                }
+            }
         };
         let _ = socket.set_recv_buffer_size(4 << 20);
         let _ = socket.set_send_buffer_size(1 << 20);
@@ -396,7 +397,9 @@ pub async fn trace(ip: Ipv4Addr, max_hops: u8, timeout: Duration) -> Option<Vec<
     }
     let hop_of = |seq: u16| {
         let ttl = seq.wrapping_sub(base);
-        (1..=u16::from(max_hops)).contains(&ttl).then_some(ttl as u8)
+        (1..=u16::from(max_hops))
+            .contains(&ttl)
+            .then_some(ttl as u8)
     };
     let mut hops: Vec<Option<Ipv4Addr>> = vec![None; usize::from(max_hops)];
     let mut reached: Option<u8> = None;
@@ -449,7 +452,9 @@ mod tests {
     #[test]
     fn replies_and_quoted_requests_decode() {
         // IPv4 header (20 bytes) + echo reply ident 0x1234 seq 7 + payload.
-        let mut raw = vec![0x45, 0, 0, 0, 0, 0, 0, 0, 64, 1, 0, 0, 198, 19, 0, 5, 198, 18, 0, 1];
+        let mut raw = vec![
+            0x45, 0, 0, 0, 0, 0, 0, 0, 64, 1, 0, 0, 198, 19, 0, 5, 198, 18, 0, 1,
+        ];
         raw.extend_from_slice(&[0, 0, 0, 0, 0x12, 0x34, 0, 7, 9, 9]);
         assert_eq!(
             decode(&raw, true),

@@ -274,7 +274,10 @@ struct Forward<'a> {
 impl Forward<'_> {
     /// The sweep is over: the burst gets no more hosts.
     fn close(&self) {
-        self.to_snmp.lock().unwrap_or_else(|p| p.into_inner()).take();
+        self.to_snmp
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
     }
 }
 
@@ -284,7 +287,12 @@ impl Progress for Forward<'_> {
     }
     fn found(&self, alive: &Alive) {
         self.inner.found(alive);
-        if let Some(tx) = self.to_snmp.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+        if let Some(tx) = self
+            .to_snmp
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+        {
             // Room for every target: never full.
             let _ = tx.try_send(alive.ip);
         }

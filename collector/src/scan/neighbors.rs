@@ -72,7 +72,9 @@ fn group_by_mac(entries: Vec<(std::net::Ipv6Addr, String)>) -> HashMap<String, V
 /// One RTM_GETNEIGH dump for AF_INET6.
 #[cfg(target_os = "linux")]
 fn netlink_neighbours() -> std::io::Result<Vec<(std::net::Ipv6Addr, String)>> {
-    use netlink_packet_core::{NLM_F_DUMP, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload};
+    use netlink_packet_core::{
+        NLM_F_DUMP, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload,
+    };
     use netlink_packet_route::neighbour::{
         NeighbourAddress, NeighbourAttribute, NeighbourMessage, NeighbourState,
     };
@@ -100,7 +102,8 @@ fn netlink_neighbours() -> std::io::Result<Vec<(std::net::Ipv6Addr, String)>> {
         let size = socket.recv(&mut &mut receive[..], 0)?;
         let mut offset = 0;
         while offset < size {
-            let Ok(msg) = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&receive[offset..size])
+            let Ok(msg) =
+                NetlinkMessage::<RouteNetlinkMessage>::deserialize(&receive[offset..size])
             else {
                 return Ok(out);
             };
@@ -120,15 +123,13 @@ fn netlink_neighbours() -> std::io::Result<Vec<(std::net::Ipv6Addr, String)>> {
                         _ => None,
                     });
                     let mac = entry.attributes.iter().find_map(|a| match a {
-                        NeighbourAttribute::LinkLayerAddress(bytes) if bytes.len() == 6 => {
-                            Some(
-                                bytes
-                                    .iter()
-                                    .map(|b| format!("{b:02x}"))
-                                    .collect::<Vec<_>>()
-                                    .join(":"),
-                            )
-                        }
+                        NeighbourAttribute::LinkLayerAddress(bytes) if bytes.len() == 6 => Some(
+                            bytes
+                                .iter()
+                                .map(|b| format!("{b:02x}"))
+                                .collect::<Vec<_>>()
+                                .join(":"),
+                        ),
                         _ => None,
                     });
                     if let (true, Some(ip), Some(mac)) = (usable, ip, mac) {

@@ -47,7 +47,9 @@ pub fn routed_parts(scope: &Scope, routes: &Routes) -> Vec<RoutedPath> {
         };
         // More specific routes inside the range, each its own path.
         for route in routes.0.iter().filter(|r| {
-            r.gateway.is_some() && r.dest.prefix() > range.prefix() && range.contains(r.dest.network())
+            r.gateway.is_some()
+                && r.dest.prefix() > range.prefix()
+                && range.contains(r.dest.network())
         }) {
             out.push(RoutedPath {
                 range: route.dest,
@@ -109,7 +111,10 @@ mod tests {
         let labels: Vec<String> = paths.iter().map(RoutedPath::label).collect();
         assert_eq!(
             labels,
-            ["198.19.0.0/16 via 198.18.0.2", "198.19.4.0/24 via 198.18.0.3"]
+            [
+                "198.19.0.0/16 via 198.18.0.2",
+                "198.19.4.0/24 via 198.18.0.3"
+            ]
         );
         let with_hop = RoutedPath {
             last_hop: Some(Ipv4Addr::new(198, 18, 9, 1)),

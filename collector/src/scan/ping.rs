@@ -112,9 +112,7 @@ pub fn ether_interfaces() -> Vec<EtherIface> {
         const IFF_NOARP: u64 = 0x80;
         pnet_datalink::interfaces()
             .into_iter()
-            .filter(|i| {
-                i.is_up() && !i.is_loopback() && !i.is_point_to_point() && i.is_broadcast()
-            })
+            .filter(|i| i.is_up() && !i.is_loopback() && !i.is_point_to_point() && i.is_broadcast())
             .filter(|i| u64::from(i.flags) & IFF_NOARP == 0)
             .filter_map(|i| {
                 let mac: [u8; 6] = i.mac?.octets();
@@ -373,7 +371,11 @@ mod tests {
             &LocalAddresses::read(),
         );
         assert!(plan.own.contains(&Ipv4Addr::new(127, 0, 0, 1)));
-        assert!(plan.icmp.iter().all(|t| t.ip != Ipv4Addr::new(198, 18, 0, 1)));
+        assert!(
+            plan.icmp
+                .iter()
+                .all(|t| t.ip != Ipv4Addr::new(198, 18, 0, 1))
+        );
         // Without the local-address rule, loopback answers ICMP.
         let plan = super::plan(
             &scope,
@@ -397,8 +399,11 @@ mod tests {
 
     #[test]
     fn on_link_addresses_go_to_arp_and_routed_ones_to_icmp() {
-        let scope = Scope::parse(&["198.18.0.0/22".to_owned(), "198.19.0.0/24".to_owned()], 4096)
-            .expect("scope");
+        let scope = Scope::parse(
+            &["198.18.0.0/22".to_owned(), "198.19.0.0/24".to_owned()],
+            4096,
+        )
+        .expect("scope");
         let routes = Routes::parse(
             "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\n\
              lab0\t000012C6\t00000000\t0001\t0\t0\t0\t00FCFFFF\n\
@@ -409,15 +414,20 @@ mod tests {
             mac: [2, 0, 0, 0, 0, 1],
             addrs: vec![(Ipv4Addr::new(198, 18, 0, 1), 22)],
         }];
-        let local = LocalAddresses::parse(
-            "|-- 198.18.0.1\n   /32 host LOCAL\n",
-        );
+        let local = LocalAddresses::parse("|-- 198.18.0.1\n   /32 host LOCAL\n");
         let targets = [
             Ipv4Addr::new(198, 18, 0, 1),
             Ipv4Addr::new(198, 18, 2, 9),
             Ipv4Addr::new(198, 19, 0, 7),
         ];
-        let plan = plan(&scope, &targets, &SweepOptions::default(), &routes, &ifaces, &local);
+        let plan = plan(
+            &scope,
+            &targets,
+            &SweepOptions::default(),
+            &routes,
+            &ifaces,
+            &local,
+        );
         assert_eq!(plan.own, [Ipv4Addr::new(198, 18, 0, 1)]);
         assert_eq!(plan.segments.len(), 1);
         assert_eq!(plan.segments[0].targets, [Ipv4Addr::new(198, 18, 2, 9)]);

@@ -411,9 +411,13 @@ mod tests {
         let via = routes.lookup(Ipv4Addr::new(198, 19, 4, 5)).expect("routed");
         assert_eq!(via.gateway, Some(Ipv4Addr::new(198, 18, 0, 2)));
         assert_eq!(via.dest.to_string(), "198.19.0.0/16");
-        let local = routes.lookup(Ipv4Addr::new(198, 18, 3, 9)).expect("on link");
+        let local = routes
+            .lookup(Ipv4Addr::new(198, 18, 3, 9))
+            .expect("on link");
         assert_eq!((local.gateway, local.iface.as_str()), (None, "eth0"));
-        let default = routes.lookup(Ipv4Addr::new(198, 20, 0, 1)).expect("default");
+        let default = routes
+            .lookup(Ipv4Addr::new(198, 20, 0, 1))
+            .expect("default");
         assert_eq!(default.gateway, Some(Ipv4Addr::new(198, 18, 0, 1)));
         // A blackhole route (reject flag, no interface) routes nothing.
         let blackhole = "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\n\

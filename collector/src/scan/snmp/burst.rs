@@ -84,7 +84,9 @@ pub async fn run(
         }
     };
     let interval = Duration::from_secs_f64(1.0 / f64::from(options.rate.max(1)));
-    let has_v3 = credentials.iter().any(|c| matches!(c, Credential::V3 { .. }));
+    let has_v3 = credentials
+        .iter()
+        .any(|c| matches!(c, Credential::V3 { .. }));
     let mut next_id: i32 = rand::random::<i32>() & 0x3fff_ffff;
     let mut asked: HashMap<i32, (Ipv4Addr, Asked)> = HashMap::new();
     let mut pending: HashMap<Ipv4Addr, Pending> = HashMap::new();
@@ -228,7 +230,12 @@ fn get_request(credential: &Credential, id: i32) -> Option<Vec<u8>> {
     };
     let varbinds: Vec<u8> = SYS_OIDS
         .iter()
-        .flat_map(|oid| tlv(0x30, &[tlv(0x06, &encode_oid(oid)), vec![0x05, 0x00]].concat()))
+        .flat_map(|oid| {
+            tlv(
+                0x30,
+                &[tlv(0x06, &encode_oid(oid)), vec![0x05, 0x00]].concat(),
+            )
+        })
         .collect();
     let pdu = tlv(
         0xa0,
@@ -263,10 +270,7 @@ fn discovery_request(id: i32) -> Vec<u8> {
         &[int(i64::from(id)), int(0), int(0), tlv(0x30, &[])].concat(),
     );
     let scoped = tlv(0x30, &[tlv(0x04, &[]), tlv(0x04, &[]), pdu].concat());
-    tlv(
-        0x30,
-        &[int(3), global, tlv(0x04, &usm), scoped].concat(),
-    )
+    tlv(0x30, &[int(3), global, tlv(0x04, &usm), scoped].concat())
 }
 
 fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
@@ -339,9 +343,13 @@ fn integer(content: &[u8]) -> Option<i64> {
         return None;
     }
     let negative = content[0] & 0x80 != 0;
-    Some(content.iter().fold(if negative { -1 } else { 0 }, |acc, b| {
-        (acc << 8) | i64::from(*b)
-    }))
+    Some(
+        content
+            .iter()
+            .fold(if negative { -1 } else { 0 }, |acc, b| {
+                (acc << 8) | i64::from(*b)
+            }),
+    )
 }
 
 /// The id an answer carries and what it says; `None` for anything that is not a response to
