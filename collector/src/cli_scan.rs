@@ -2,7 +2,6 @@
 //! terminal, a table otherwise, or one JSON object per live host.
 
 use std::io::{IsTerminal, Write};
-use std::net::Ipv4Addr;
 use std::process::ExitCode;
 
 use caretaker_collector::scan::{
@@ -74,16 +73,8 @@ pub async fn run(scope: Scope, options: ScanOptions, json: bool) -> ExitCode {
             };
         }
     };
-    // This machine answers its own pings, but it is the scanner, not a find.
-    let own = LocalAddresses::read();
-    let mut own_found: Vec<Ipv4Addr> = Vec::new();
-    sweep.hosts.retain(|host| {
-        let local = own.contains(host.ip);
-        if local {
-            own_found.push(host.ip);
-        }
-        !local
-    });
+    // This machine's own addresses are never probed: it is the scanner, not a find.
+    let own_found = std::mem::take(&mut sweep.own);
     let mut out = std::io::stdout().lock();
     if json {
         for host in &sweep.hosts {
@@ -220,47 +211,10 @@ fn short(text: &str, max: usize) -> String {
     }
 }
 
-/// The addresses of this machine (in its network namespace): the kernel's LOCAL routes, from
-/// `/proc/net/fib_trie` (`127.0.0.0/8` is one of them). Empty where that file does not exist.
-struct LocalAddresses(Vec<(Ipv4Addr, u8)>);
-
-impl LocalAddresses {
-    fn read() -> Self {
-        Self::parse(&std::fs::read_to_string("/proc/net/fib_trie").unwrap_or_default())
-    }
-
-    /// Lines `|-- ADDRESS` followed by `/PREFIX host LOCAL` name a local address (or block).
-    fn parse(text: &str) -> Self {
-        let mut found = Vec::new();
-        let mut current: Option<Ipv4Addr> = None;
-        for line in text.lines().map(str::trim) {
-            if let Some(addr) = line.strip_prefix("|-- ") {
-                current = addr.trim().parse().ok();
-            } else if let (Some(addr), Some(route)) = (current, line.strip_prefix('/')) {
-                let mut words = route.split_whitespace();
-                let prefix = words.next().and_then(|p| p.parse::<u8>().ok());
-                if let Some(prefix) = prefix.filter(|p| *p <= 32)
-                    && words.next_back() == Some("LOCAL")
-                    && !found.contains(&(addr, prefix))
-                {
-                    found.push((addr, prefix));
-                }
-            }
-        }
-        Self(found)
-    }
-
-    fn contains(&self, ip: Ipv4Addr) -> bool {
-        self.0.iter().any(|&(addr, prefix)| {
-            let mask = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
-            u32::from(ip) & mask == u32::from(addr) & mask
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::Ipv4Addr;
 
     #[test]
     fn long_names_are_cut_after_a_whole_word() {
@@ -301,35 +255,8 @@ mod tests {
     }
 
     #[test]
-    fn local_addresses_come_from_the_local_routes() {
-        let fib = "Main:\n  +-- 0.0.0.0/0 3 0 5\n     |-- 0.0.0.0\n        /0 universe UNICAST\n\
-                   \x20    +-- 127.0.0.0/8 2 0 2\n        +-- 127.0.0.0/31 1 0 0\n\
-                   \x20          |-- 127.0.0.0\n              /8 host LOCAL\n\
-                   \x20          |-- 127.0.0.1\n              /32 host LOCAL\n\
-                   \x20       |-- 127.255.255.255\n           /32 link BROADCAST\n\
-                   \x20    +-- 198.18.0.0/22 2 0 2\n           |-- 198.18.0.0\n              /22 link UNICAST\n\
-                   \x20          |-- 198.18.0.1\n              /32 host LOCAL\n\
-                   \x20       |-- 198.18.3.255\n           /32 link BROADCAST\n";
-        let local = LocalAddresses::parse(fib);
-        assert!(local.contains(Ipv4Addr::new(198, 18, 0, 1)));
-        assert!(local.contains(Ipv4Addr::new(127, 0, 0, 1)));
-        assert!(
-            local.contains(Ipv4Addr::new(127, 3, 2, 1)),
-            "all of 127/8 is this machine"
-        );
-        for other in [
-            [198, 18, 0, 2],
-            [198, 18, 0, 0],
-            [198, 18, 3, 255],
-            [0, 0, 0, 1],
-        ] {
-            assert!(!local.contains(Ipv4Addr::from(other)), "{other:?}");
-        }
-    }
-
-    #[test]
     fn this_machine_knows_its_loopback_address() {
         #[cfg(target_os = "linux")]
-        assert!(LocalAddresses::read().contains(Ipv4Addr::LOCALHOST));
+        assert!(scan::LocalAddresses::read().contains(Ipv4Addr::LOCALHOST));
     }
 }

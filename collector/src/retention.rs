@@ -168,6 +168,7 @@ mod tests {
             identity_notes: vec![],
             partial: vec![],
             clock_suspect: false,
+            classification: String::new(),
         };
         // Ten days of five-minute reports.
         let samples: Vec<StatusSample> = (0..10 * 288)

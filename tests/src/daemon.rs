@@ -25,6 +25,15 @@ impl Daemon<'_> {
     /// Starts `caretaker-collector run` in the lab's scanner namespace, sweeping the lab LAN
     /// every 5 s; `extra` is appended to the generated config.
     pub fn start<'a>(lab: &'a Lab, extra: &str) -> Result<Daemon<'a>> {
+        Self::start_with_ranges(lab, &[lab.lan().to_string()], extra)
+    }
+
+    /// [`Daemon::start`] sweeping `ranges` instead of the lab LAN alone.
+    pub fn start_with_ranges<'a>(
+        lab: &'a Lab,
+        ranges: &[String],
+        extra: &str,
+    ) -> Result<Daemon<'a>> {
         let dir = tempfile::tempdir()?;
         let config = dir.path().join("collector.toml");
         std::fs::write(
@@ -32,10 +41,10 @@ impl Daemon<'_> {
             format!(
                 "data_dir = {data:?}\n[grpc]\nlisten = \"0.0.0.0:0\"\n[http]\nlisten = \"127.0.0.1:0\"\n\
                  [agents]\nheartbeat_interval = \"2s\"\nstale_after = \"8s\"\n\
-                 [scan]\nranges = [\"{lan}\"]\ninterval = \"5s\"\nwatch_interval = \"1s\"\ngone_after = \"4s\"\ntimeout = \"400ms\"\ntcp_ports = []\nreverse_dns = false\n\
+                 [scan]\nranges = {ranges:?}\ninterval = \"5s\"\nwatch_interval = \"1s\"\ngone_after = \"4s\"\ntimeout = \"400ms\"\ntcp_ports = []\nreverse_dns = false\n\
                  [snmp]\ncommunities = [\"public\"]\ntimeout = \"2s\"\n{extra}",
                 data = dir.path().join("data").display().to_string(),
-                lan = lab.lan(),
+                ranges = ranges,
             ),
         )?;
         let log = std::fs::File::create(dir.path().join("collector.log"))?;

@@ -207,6 +207,8 @@ pub struct Lab {
     infra: Vec<Ipv4Addr>,
     hosts: Vec<LabHost>,
     routed: Vec<Net>,
+    /// Each routed range's router (its LAN link).
+    routers: Vec<(Net, LabHost)>,
     next_dev: usize,
     next_ns: usize,
     next_file: usize,
@@ -253,6 +255,7 @@ impl Lab {
             infra: vec![SCANNER_IP],
             hosts: Vec::new(),
             routed: Vec::new(),
+            routers: Vec::new(),
             next_dev: 0,
             next_ns: 0,
             next_file: 0,
@@ -357,7 +360,7 @@ impl Lab {
             let (dev, table, len, net) = (format!("m{k}"), TABLE_BASE + k, self.lan.len, self.lan);
             writeln!(
                 script,
-                "link add {dev} link up0 address {mac} type macvlan mode bridge\n\
+                "link add {dev} link up0 address {mac} type macvlan mode bridge bcqueuelen 16384\n\
                  addr add {ip}/{len} dev {dev}\n\
                  link set {dev} up\n\
                  rule add from {ip} lookup {table} pref 100\n\
@@ -487,7 +490,26 @@ impl Lab {
         )?;
         self.routed.push(net);
         self.infra.push(router_ip);
+        self.routers.push((
+            net,
+            LabHost {
+                ip: router_ip,
+                mac: String::new(),
+                netns: ns,
+                dev: "eth0".into(),
+            },
+        ));
         Ok(addrs)
+    }
+
+    /// The router namespace carrying `routed` (its LAN link is `eth0`; [`Lab::set_link`] takes
+    /// it down and up).
+    pub fn router_of(&self, routed: &str) -> Option<LabHost> {
+        let net = Net::parse(routed).ok()?;
+        self.routers
+            .iter()
+            .find(|(n, _)| *n == net)
+            .map(|(_, h)| h.clone())
     }
 
     /// `ip netns exec <scanner> program args…`: run (or spawn) a probe inside the scanner.

@@ -145,6 +145,7 @@ fn asset(incident: &Incident) -> Asset {
         identity_notes: Vec::new(),
         partial: Vec::new(),
         clock_suspect: false,
+        classification: String::new(),
     }
 }
 

@@ -328,6 +328,7 @@ fn register_options(config: &Config) -> register::Options {
                 max_age: duration(config.agents.max_report_age),
             },
             gone_after: duration(config.scan.gone_after),
+            address_misses: config.rules.host_down.misses,
         },
         detection: crate::incidents::Detection {
             rules: config.rules.clone(),

@@ -53,6 +53,8 @@ impl Cmdb {
             ..Default::default()
         };
         let mut answered: BTreeSet<AssetId> = BTreeSet::new();
+        // Which asset each live address was matched to.
+        let mut holders: std::collections::HashMap<String, AssetId> = Default::default();
         let first_change = out.changes.len();
         for host in &sweep.hosts {
             let existing = self.match_host(host);
@@ -147,11 +149,14 @@ impl Cmdb {
             ));
             out.last_seen.push((asset.id.clone(), at));
             answered.insert(asset.id.clone());
+            holders.insert(host.ip.to_string(), asset.id.clone());
             if asset != before {
                 out.assets.push(asset.clone());
                 self.index(asset);
             }
         }
+        self.confirm_addresses(sweep, &answered, &holders, out);
+        self.paths.clone_from(&sweep.paths);
         // Devices that have answered ping before, in the swept ranges, silent this time.
         for asset in self.assets.values() {
             if answered.contains(&asset.id) || !asset.sources.contains(&Source::Ping) {
@@ -177,6 +182,74 @@ impl Cmdb {
         }
         summary.changes = out.changes.len() - first_change;
         Ok(summary)
+    }
+
+    /// Network-only assets found by this sweep without some of their in-scope addresses: an
+    /// address leaves the asset after `address_misses` such sweeps in a row (the same
+    /// confirmation `host_down` needs), or at once when another asset answered at it. One
+    /// missed sweep therefore writes nothing.
+    fn confirm_addresses(
+        &mut self,
+        sweep: &Sweep,
+        answered: &BTreeSet<AssetId>,
+        holder: &std::collections::HashMap<String, AssetId>,
+        out: &mut WriteSet,
+    ) {
+        let at = sweep.finished_at;
+        let mut found_at: std::collections::HashMap<&AssetId, Vec<&String>> = Default::default();
+        for (ip, id) in holder {
+            found_at.entry(id).or_default().push(ip);
+        }
+        let mut updated = Vec::new();
+        for id in answered {
+            let Some(asset) = self.assets.get(id) else {
+                continue;
+            };
+            if asset.sources.contains(&Source::Agent) {
+                continue;
+            }
+            let here = found_at.get(id).cloned().unwrap_or_default();
+            let mut keep = Vec::new();
+            for ip in &asset.ips {
+                let in_scope = ip
+                    .parse::<std::net::Ipv4Addr>()
+                    .is_ok_and(|a| sweep.scope.contains(a));
+                let key = (id.clone(), ip.clone());
+                if !in_scope || here.contains(&ip) {
+                    self.missed.remove(&key);
+                    keep.push(ip.clone());
+                    continue;
+                }
+                let taken = holder.get(ip).is_some_and(|other| other != id);
+                let misses = self.missed.entry(key.clone()).or_insert(0);
+                *misses += 1;
+                if taken || *misses >= self.address_misses {
+                    self.missed.remove(&key);
+                } else {
+                    keep.push(ip.clone());
+                }
+            }
+            if keep != asset.ips && !keep.is_empty() {
+                let mut asset = asset.clone();
+                out.changes.push(Change {
+                    id: change_id(at, &asset.id, 1_000),
+                    asset_id: asset.id.clone(),
+                    at,
+                    kind: "changed".to_owned(),
+                    field: "ips".to_owned(),
+                    before: Some(asset.ips.join(" ")),
+                    after: Some(keep.join(" ")),
+                    clock_suspect: false,
+                });
+                asset.ips = keep;
+                updated.push(asset);
+            }
+        }
+        for asset in updated {
+            out.assets.retain(|a| a.id != asset.id);
+            out.assets.push(asset.clone());
+            self.index(asset);
+        }
     }
 
     /// Devices found only by the network that have not answered for `gone_after` get one
@@ -284,7 +357,11 @@ fn describe_from_network(asset: &mut Asset, host: &DiscoveredHost) {
             asset.ips.sort();
         }
     } else {
-        asset.ips = vec![ip.clone()];
+        // Addresses are added at once but leave only after confirmation (`confirm_addresses`).
+        if !asset.ips.contains(&ip) {
+            asset.ips.push(ip.clone());
+            asset.ips.sort();
+        }
         if let Some(mac) = &host.mac
             && !asset.macs.contains(mac)
         {
@@ -315,12 +392,25 @@ fn describe_from_network(asset: &mut Asset, host: &DiscoveredHost) {
             }
         }
     }
+    // IPv6 neighbours with the host's MAC: added, never removed by a sweep.
+    for ip in &host.ipv6 {
+        if !asset.ips.contains(ip) {
+            asset.ips.push(ip.clone());
+            asset.ips.sort();
+        }
+    }
     if !has_agent {
+        if asset.vendor.is_empty()
+            && let Some(vendor) = &host.enterprise_vendor
+        {
+            asset.vendor.clone_from(vendor);
+        }
         if asset.vendor.is_empty() {
             asset.vendor = host.vendor.clone();
         }
         if host.kind != AssetKind::Unknown {
             asset.kind = host.kind;
+            asset.classification.clone_from(&host.classification);
         }
         if let Some(dns) = &host.dns_name {
             asset.hostname.clone_from(dns);
@@ -356,4 +446,92 @@ fn change_id(at: time::OffsetDateTime, asset: &str, index: usize) -> String {
         .chain_update((index as u64).to_be_bytes())
         .finalize();
     hex::encode(&digest[..8])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scan::{DiscoveredHost, Method, Scope};
+    use crate::store::MemoryStore;
+
+    fn host(ip: [u8; 4], mac: &str) -> DiscoveredHost {
+        DiscoveredHost {
+            ip: ip.into(),
+            rtt_ms: 0.4,
+            found_by: Method::Arp,
+            mac: Some(mac.to_owned()),
+            vendor: String::new(),
+            dns_name: None,
+            kind: AssetKind::Unknown,
+            classification: String::new(),
+            enterprise_vendor: None,
+            open_ports: Vec::new(),
+            snmp: None,
+            snmp_credential: None,
+            ipv6: Vec::new(),
+        }
+    }
+
+    fn sweep(n: i64, hosts: Vec<DiscoveredHost>) -> Sweep {
+        let at = OffsetDateTime::from_unix_timestamp(1_800_000_000 + n * 60).expect("time");
+        Sweep {
+            started_at: at,
+            finished_at: at,
+            scope: Scope::parse(&["198.18.0.0/22".to_owned()], 4096).expect("scope"),
+            probed: 1022,
+            hosts,
+            own: Vec::new(),
+            paths: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn an_address_leaves_only_after_the_host_down_confirmation() {
+        let store = MemoryStore::default();
+        let mut cmdb = Cmdb::load(&store, crate::cmdb::Settings::default()).expect("load");
+        let never = |_: &str| None;
+        let mac = "00:1b:21:aa:bb:01";
+        let other = host([198, 18, 0, 20], "00:1b:21:aa:bb:02");
+        let mut changes = Vec::new();
+        let apply = |cmdb: &mut Cmdb, s: Sweep, changes: &mut Vec<Change>| {
+            let mut out = WriteSet::default();
+            cmdb.apply_sweep(&store, &s, &never, &mut out)
+                .expect("sweep");
+            changes.extend(out.changes.into_iter().filter(|c| c.kind != "created"));
+        };
+        apply(
+            &mut cmdb,
+            sweep(0, vec![host([198, 18, 0, 10], mac), other.clone()]),
+            &mut changes,
+        );
+        // Missing from one sweep, then back at the same address: nothing changed.
+        apply(&mut cmdb, sweep(1, vec![other.clone()]), &mut changes);
+        apply(
+            &mut cmdb,
+            sweep(2, vec![host([198, 18, 0, 10], mac), other.clone()]),
+            &mut changes,
+        );
+        assert!(changes.is_empty(), "{changes:?}");
+        // A new address is news at once; the old one leaves after two sweeps without it.
+        apply(
+            &mut cmdb,
+            sweep(3, vec![host([198, 18, 0, 11], mac), other.clone()]),
+            &mut changes,
+        );
+        assert_eq!(changes.len(), 1);
+        assert_eq!(changes[0].before.as_deref(), Some("198.18.0.10"));
+        assert_eq!(changes[0].after.as_deref(), Some("198.18.0.10 198.18.0.11"));
+        apply(
+            &mut cmdb,
+            sweep(4, vec![host([198, 18, 0, 11], mac), other.clone()]),
+            &mut changes,
+        );
+        assert_eq!(changes.len(), 2, "{changes:?}");
+        assert_eq!(changes[1].after.as_deref(), Some("198.18.0.11"));
+        let asset = cmdb
+            .assets()
+            .find(|a| a.macs.contains(&mac.to_owned()))
+            .expect("asset");
+        assert_eq!(asset.ips, ["198.18.0.11"]);
+    }
 }

@@ -65,6 +65,9 @@ pub struct Settings {
     pub clock: agents::ClockBounds,
     /// A device found only by the network and silent this long is recorded as gone.
     pub gone_after: time::Duration,
+    /// Sweeps in a row a network-only device must be found without one of its addresses
+    /// before that address leaves it (`[rules.host_down] misses`: the same confirmation).
+    pub address_misses: u32,
 }
 
 impl Default for Settings {
@@ -72,6 +75,7 @@ impl Default for Settings {
         Self {
             clock: agents::ClockBounds::default(),
             gone_after: time::Duration::days(7),
+            address_misses: 2,
         }
     }
 }
@@ -89,6 +93,12 @@ pub struct Cmdb {
     /// Devices recorded as gone, and since when.
     gone: HashMap<AssetId, OffsetDateTime>,
     gone_after: time::Duration,
+    address_misses: u32,
+    /// Sweeps in a row that found an asset without one of its addresses (in memory: a
+    /// restart only makes an address stay a little longer).
+    missed: HashMap<(AssetId, String), u32>,
+    /// The routed parts of the last sweep's scope and the way to them, for topology.
+    paths: Vec<crate::scan::paths::RoutedPath>,
 }
 
 impl Cmdb {
@@ -110,6 +120,9 @@ impl Cmdb {
                 .and_then(|t| OffsetDateTime::from_unix_timestamp(t as i64).ok()),
             gone: HashMap::new(),
             gone_after: settings.gone_after,
+            address_misses: settings.address_misses.max(1),
+            missed: HashMap::new(),
+            paths: Vec::new(),
         };
         for asset in store.assets()? {
             if let Some(at) = store
@@ -125,6 +138,11 @@ impl Cmdb {
             cmdb.index(asset);
         }
         Ok(cmdb)
+    }
+
+    /// The routed parts of the scanned ranges, as the last sweep found them.
+    pub fn paths(&self) -> &[crate::scan::paths::RoutedPath] {
+        &self.paths
     }
 
     /// When the first sweep finished; devices first seen later are news.
@@ -324,7 +342,7 @@ impl Cmdb {
     }
 }
 
-fn blank_asset(id: AssetId, first_seen: OffsetDateTime) -> Asset {
+pub(crate) fn blank_asset(id: AssetId, first_seen: OffsetDateTime) -> Asset {
     Asset {
         id,
         kind: AssetKind::Unknown,
@@ -344,6 +362,7 @@ fn blank_asset(id: AssetId, first_seen: OffsetDateTime) -> Asset {
         identity_notes: Vec::new(),
         partial: Vec::new(),
         clock_suspect: false,
+        classification: String::new(),
     }
 }
 

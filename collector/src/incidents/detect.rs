@@ -43,7 +43,7 @@ impl Detector {
         obs: &Observations,
     ) -> Result<Self, StoreError> {
         let engine = Engine::load(store, detection.incidents, detection.maintenance)?;
-        let parents = Parents::build(&detection.topology, assets, &obs.topology);
+        let parents = Parents::build(&detection.topology, assets, &obs.topology, &[]);
         Ok(Self {
             engine,
             rules: detection.rules,
@@ -53,9 +53,15 @@ impl Detector {
         })
     }
 
-    /// Relearns who depends on whom (after a sweep brought new forwarding tables).
-    pub fn rebuild_topology(&mut self, assets: &[Asset], obs: &Observations) {
-        self.parents = Parents::build(&self.topology, assets, &obs.topology);
+    /// Relearns who depends on whom (after a sweep brought new forwarding tables and the
+    /// paths to the routed ranges).
+    pub fn rebuild_topology(
+        &mut self,
+        assets: &[Asset],
+        obs: &Observations,
+        paths: &[crate::scan::paths::RoutedPath],
+    ) {
+        self.parents = Parents::build(&self.topology, assets, &obs.topology, paths);
     }
 
     /// Runs the rules as of `now` and feeds their conditions to the incident engine.

@@ -31,6 +31,7 @@ fn asset(id: &str, kind: AssetKind) -> Asset {
         identity_notes: Vec::new(),
         partial: Vec::new(),
         clock_suspect: false,
+        classification: String::new(),
     }
 }
 
@@ -204,6 +205,7 @@ fn a_switch_down_with_devices_behind_it_is_one_incident_naming_them() {
             .iter()
             .map(|c| ((*c).to_owned(), "sw".to_owned()))
             .collect(),
+        ..Parents::default()
     };
     h.step(
         0,
@@ -239,6 +241,7 @@ fn devices_behind_a_switch_that_still_answers_are_one_path_incident() {
             .iter()
             .map(|c| ((*c).to_owned(), "sw".to_owned()))
             .collect(),
+        ..Parents::default()
     };
     h.step(0, vec![down("pc1"), down("pc2"), down("pc3")]);
     let incidents = h.incidents();

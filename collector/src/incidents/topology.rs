@@ -8,6 +8,12 @@
 //! dropped and listed in the parent's condition instead ("ICT-SW2 down — 31 devices behind it
 //! unreachable"); if the parent's own ping still answers (a dead uplink), one incident still
 //! names them all.
+//!
+//! Routed ranges need no configuration either: each sweep says which gateway (and last hop)
+//! every routed part of the scope goes through. When most of the devices behind one path
+//! went silent together (their first misses within [`TOGETHER`]), their host-down conditions
+//! become **one** condition keyed on the path (`path:198.19.0.0/22`): "Path to 198.19.0.0/22
+//! via 198.18.0.2 down: 32 devices", listing them; it resolves when they answer again.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -16,6 +22,7 @@ use serde_json::json;
 
 use crate::model::{Asset, AssetId, AssetKind, SnmpSnapshot};
 use crate::rules::Condition;
+use crate::scan::paths::RoutedPath;
 
 /// `[[topology.parents]]`.
 #[derive(Debug, Clone, Deserialize)]
@@ -39,6 +46,55 @@ pub struct TopologyConfig {
 #[derive(Debug, Clone, Default)]
 pub struct Parents {
     pub of: HashMap<AssetId, AssetId>,
+    /// The routed parts of the scope and the devices behind each.
+    pub paths: Vec<PathNode>,
+}
+
+/// One routed path and the devices behind it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PathNode {
+    /// The incident's key (`path:RANGE`).
+    pub key: AssetId,
+    /// "198.19.0.0/22 via 198.18.0.2".
+    pub label: String,
+    pub members: Vec<AssetId>,
+    /// The gateway's own asset, when it is in the register.
+    pub gateway: Option<AssetId>,
+}
+
+/// Devices whose first misses fall within this of each other went silent "together".
+pub const TOGETHER: time::Duration = time::Duration::minutes(2);
+
+/// The assets behind each routed path: those that answer ping at an address in its range
+/// (the gateway itself excluded).
+pub fn path_nodes(paths: &[RoutedPath], assets: &[Asset]) -> Vec<PathNode> {
+    paths
+        .iter()
+        .map(|path| {
+            let gateway = path.gateway.to_string();
+            let members = assets
+                .iter()
+                .filter(|a| a.sources.contains(&crate::model::Source::Ping))
+                .filter(|a| !a.ips.contains(&gateway))
+                .filter(|a| {
+                    a.ips
+                        .iter()
+                        .filter_map(|ip| ip.parse().ok())
+                        .any(|ip| path.range.contains(ip))
+                })
+                .map(|a| a.id.clone())
+                .collect();
+            PathNode {
+                key: format!("path:{}", path.range),
+                label: path.label(),
+                members,
+                gateway: assets
+                    .iter()
+                    .find(|a| a.ips.contains(&gateway))
+                    .map(|a| a.id.clone()),
+            }
+        })
+        .collect()
 }
 
 impl Parents {
@@ -47,6 +103,7 @@ impl Parents {
         config: &TopologyConfig,
         assets: &[Asset],
         snmp: &HashMap<AssetId, SnmpSnapshot>,
+        paths: &[RoutedPath],
     ) -> Self {
         let mut of = HashMap::new();
         let by_mac: HashMap<&str, &Asset> = assets
@@ -135,7 +192,10 @@ impl Parents {
                 at = next;
             }
         }
-        Self { of }
+        Self {
+            of,
+            paths: path_nodes(paths, assets),
+        }
     }
 
     /// The highest ancestor of `asset` that is itself in `down`, if any.
@@ -165,6 +225,7 @@ pub fn fold(
     parents: &Parents,
     assets: &HashMap<AssetId, &Asset>,
 ) -> Vec<Condition> {
+    let conditions = fold_paths(conditions, parents, assets);
     let down: HashSet<&str> = conditions
         .iter()
         .filter(|c| c.rule == "host_down")
@@ -269,4 +330,180 @@ pub fn fold(
         });
     }
     keep
+}
+
+/// Most devices behind a routed path silent together: one condition for the path instead of
+/// theirs.
+fn fold_paths(
+    conditions: Vec<Condition>,
+    parents: &Parents,
+    assets: &HashMap<AssetId, &Asset>,
+) -> Vec<Condition> {
+    let since: HashMap<&str, i64> = conditions
+        .iter()
+        .filter(|c| c.rule == "host_down")
+        .map(|c| {
+            (
+                c.asset_id.as_str(),
+                c.measured["down_since"].as_i64().unwrap_or(0),
+            )
+        })
+        .collect();
+    let mut folded: HashSet<AssetId> = HashSet::new();
+    let mut extra = Vec::new();
+    for path in &parents.paths {
+        let down: Vec<(&AssetId, i64)> = path
+            .members
+            .iter()
+            .filter_map(|m| since.get(m.as_str()).map(|s| (m, *s)))
+            .collect();
+        let Some(latest) = down.iter().map(|(_, s)| *s).max() else {
+            continue;
+        };
+        let together: Vec<&AssetId> = down
+            .iter()
+            .filter(|(_, s)| latest - *s <= TOGETHER.whole_seconds())
+            .map(|(m, _)| *m)
+            .collect();
+        if together.len() < 2 || together.len() * 2 <= path.members.len() {
+            continue;
+        }
+        let mut children: Vec<AssetId> = down.iter().map(|(m, _)| (*m).clone()).collect();
+        children.sort();
+        // The router itself silent too: the same failure, not a second incident.
+        let router_down = path
+            .gateway
+            .as_ref()
+            .filter(|g| since.contains_key(g.as_str()));
+        if let Some(router) = router_down {
+            folded.insert(router.clone());
+        }
+        let name = |id: &str| {
+            assets
+                .get(id)
+                .map(|a| a.name.clone())
+                .filter(|n| !n.is_empty())
+                .unwrap_or_else(|| id.to_owned())
+        };
+        let names: Vec<String> = children.iter().map(|c| name(c)).collect();
+        extra.push(Condition {
+            rule: "host_down",
+            asset_id: path.key.clone(),
+            title: format!(
+                "Path to {} down: {} devices",
+                path.label,
+                children.len()
+            ),
+            description: format!(
+                "{} of the {} devices behind {} stopped answering together: the route, the \
+                 router or its link is down{}. Unreachable: {}.",
+                children.len(),
+                path.members.len(),
+                path.label,
+                match router_down {
+                    Some(r) => format!(" ({} does not answer either)", name(r)),
+                    None => String::new(),
+                },
+                names.join(", ")
+            ),
+            impact: 1,
+            urgency: 1,
+            measured: json!({
+                "affected": children.iter().zip(&names).map(|(id, n)| json!({"id": id, "name": n})).collect::<Vec<_>>(),
+                "path": path.label,
+                "behind": path.members.len(),
+                "down_since": since.values().filter(|s| latest - **s <= TOGETHER.whole_seconds()).min(),
+            }),
+        });
+        folded.extend(children);
+    }
+    let mut out: Vec<Condition> = conditions
+        .into_iter()
+        .filter(|c| !(c.rule == "host_down" && folded.contains(&c.asset_id)))
+        .collect();
+    out.extend(extra);
+    out
+}
+
+#[cfg(test)]
+mod path_tests {
+    use super::*;
+
+    fn asset(id: &str, ip: &str) -> Asset {
+        let mut a = crate::cmdb::blank_asset(id.to_owned(), time::OffsetDateTime::UNIX_EPOCH);
+        a.name = format!("dev-{id}");
+        a.ips = vec![ip.to_owned()];
+        a.sources.insert(crate::model::Source::Ping);
+        a
+    }
+
+    fn down(id: &str, since: i64) -> Condition {
+        Condition {
+            rule: "host_down",
+            asset_id: id.to_owned(),
+            title: format!("{id} down"),
+            description: String::new(),
+            impact: 2,
+            urgency: 1,
+            measured: json!({"missed_checks": 2, "down_since": since}),
+        }
+    }
+
+    #[test]
+    fn most_hosts_behind_a_path_down_together_are_one_condition() {
+        let assets: Vec<Asset> = (0..10)
+            .map(|i| asset(&format!("a{i}"), &format!("198.19.0.{}", i + 10)))
+            .chain([asset("gw", "198.18.0.2"), asset("lan", "198.18.0.9")])
+            .collect();
+        let path = RoutedPath {
+            range: "198.19.0.0/22".parse().expect("net"),
+            gateway: "198.18.0.2".parse().expect("ip"),
+            iface: "eth0".into(),
+            last_hop: None,
+        };
+        let parents = Parents::build(
+            &TopologyConfig::default(),
+            &assets,
+            &HashMap::new(),
+            &[path],
+        );
+        assert_eq!(
+            parents.paths[0].members.len(),
+            10,
+            "the gateway is not behind itself"
+        );
+        let by_id: HashMap<AssetId, &Asset> = assets.iter().map(|a| (a.id.clone(), a)).collect();
+        // 8 of 10 within a minute, and an unrelated LAN host.
+        let mut conditions: Vec<Condition> =
+            (0..8).map(|i| down(&format!("a{i}"), 1000 + i)).collect();
+        conditions.push(down("lan", 1000));
+        let out = fold(conditions, &parents, &by_id);
+        assert_eq!(out.len(), 2, "{out:#?}");
+        let path = out
+            .iter()
+            .find(|c| c.asset_id == "path:198.19.0.0/22")
+            .expect("path");
+        assert_eq!(
+            path.title,
+            "Path to 198.19.0.0/22 via 198.18.0.2 down: 8 devices"
+        );
+        assert_eq!(path.measured["affected"].as_array().map(Vec::len), Some(8));
+        assert!(out.iter().any(|c| c.asset_id == "lan"));
+        // The router down as well: still one incident.
+        let mut with_router: Vec<Condition> =
+            (0..8).map(|i| down(&format!("a{i}"), 1000 + i)).collect();
+        with_router.push(down("gw", 1000));
+        let out = fold(with_router, &parents, &by_id);
+        assert_eq!(out.len(), 1, "{out:#?}");
+        assert!(out[0].description.contains("dev-gw does not answer either"));
+
+        // A few hosts going down one by one over the day are their own incidents.
+        let spread: Vec<Condition> = (0..8)
+            .map(|i| down(&format!("a{i}"), 1000 + i * 3600))
+            .collect();
+        assert_eq!(fold(spread, &parents, &by_id).len(), 8);
+        // A minority down together is not a path failure.
+        let few: Vec<Condition> = (0..3).map(|i| down(&format!("a{i}"), 1000)).collect();
+        assert_eq!(fold(few, &parents, &by_id).len(), 3);
+    }
 }

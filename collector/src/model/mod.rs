@@ -84,6 +84,10 @@ pub struct Asset {
     /// The latest report's clock disagreed with ours by more than the configured bound.
     #[serde(default)]
     pub clock_suspect: bool,
+    /// Why discovery gave the asset its kind, e.g. "router: enterprise 9 Cisco, sysServices
+    /// layer 3, port 23" (empty when nothing told, or the kind came from an agent).
+    #[serde(default)]
+    pub classification: String,
 }
 
 /// Why an agent identity was joined to an asset.

@@ -21,6 +21,9 @@ pub struct SystemInfo {
     pub contact: String,
     pub name: String,
     pub location: String,
+    /// sysServices: the OSI layers the device offers (bit 0 = layer 1 … bit 6 = layer 7).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub services: Option<u32>,
 }
 
 /// Everything one SNMP inventory learned about one device.

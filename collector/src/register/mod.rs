@@ -357,7 +357,8 @@ impl State {
         if batch.swept || batch.evaluate.is_some() {
             let assets: Vec<Asset> = self.cmdb.assets().cloned().collect();
             if batch.swept {
-                self.detector.rebuild_topology(&assets, &self.obs);
+                self.detector
+                    .rebuild_topology(&assets, &self.obs, self.cmdb.paths());
             }
             if let Some(at) = batch.evaluate {
                 self.detector.evaluate(

@@ -38,6 +38,7 @@ fn asset(id: &str, sources: &[Source]) -> Asset {
         identity_notes: Vec::new(),
         partial: Vec::new(),
         clock_suspect: false,
+        classification: String::new(),
     }
 }
 

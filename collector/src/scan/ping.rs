@@ -1,48 +1,39 @@
-//! The ICMP echo sweep: every address in scope, paced, bounded, with retries.
+//! The liveness sweep: which addresses in scope have a device behind them, right now.
 //!
-//! A small pool of surge-ping clients (each one socket: a DGRAM "ping" socket when the kernel
-//! allows it, RAW otherwise) serves the whole sweep; several sockets because on the
-//! collector's own segment every probe to an address without a neighbour entry waits for ARP
-//! in the kernel and counts against its socket's send buffer. A send refused for lack of
-//! buffer space (ENOBUFS: full socket buffer or neighbour table) is retried after a pause,
-//! never counted as a dead host. Probes leave at most `rate` per second (a token bucket
-//! checked before each send) with at most `max_in_flight` awaiting replies, in random order;
-//! retries of a silent address are spread over its timeout (see [`sweep`]). Every address is
-//! checked against the [`Scope`] before a packet is sent.
+//! Each target goes the way the kernel's routing table says it leaves: addresses on one of
+//! this machine's own Ethernet segments are asked by ARP (`arp`, raw packet socket, one
+//! blocking thread per interface), every other one by ICMP echo (`icmp`, one socket). An
+//! address is live only if it answered a request we sent it, in time (see both modules). This
+//! machine's own addresses are never probed and never listed. When no packet socket can be
+//! had (no CAP_NET_RAW), on-link addresses fall back to ICMP through the kernel (ARP by the
+//! kernel, paced at the on-link rate), and their MACs come from the neighbour table.
+//!
+//! Every address is checked against the [`Scope`] before a packet is sent.
 
-use std::net::{IpAddr, Ipv4Addr};
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
 use std::time::Duration;
 
-use surge_ping::{Client, Config, ICMP, IcmpPacket, PingIdentifier, PingSequence, SurgeError};
-use tokio::sync::{Semaphore, mpsc};
-use tokio::time::Instant;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::targets::Scope;
-
-/// ICMP sockets per sweep (each has its own kernel send buffer).
-const SOCKETS: usize = 16;
-/// Linux's "No buffer space available".
-const ENOBUFS: i32 = 105;
-/// How often, and how long apart, a refused send is retried (~3 s in all: ARP's give-up time).
-const MAX_REFUSALS: u32 = 150;
-const REFUSAL_PAUSE: Duration = Duration::from_millis(20);
+use super::arp::{self, ArpChannel, ArpOptions, Segment};
+use super::icmp::{self, IcmpOptions, IcmpSocket, Target};
+use super::targets::{LocalAddresses, Routes, Scope};
 
 #[derive(Debug, Clone)]
 pub struct SweepOptions {
     /// Echo requests per second, across the whole sweep, to routed addresses.
     pub rate: u32,
-    /// Echo requests per second to addresses on the collector's own segments, each of which
-    /// makes the kernel broadcast an ARP request first: every device on the segment has to
-    /// look at every one of them, and replies lost in a broadcast storm cost a whole ARP
-    /// retransmission (a second).
+    /// Requests per second to addresses on the collector's own segments (ARP broadcasts:
+    /// every device on the segment has to look at every one of them).
     pub on_link_rate: u32,
     /// How long to wait for each reply.
     pub timeout: Duration,
-    /// Extra passes over the addresses that stayed silent.
+    /// Extra requests to an address that stayed silent (ARP gets one more round: broadcasts
+    /// are the first packets a busy network drops).
     pub retries: u32,
-    /// Probes awaiting a reply at once.
+    /// Echo requests awaiting a reply at once.
     pub max_in_flight: usize,
 }
 
@@ -50,7 +41,7 @@ impl Default for SweepOptions {
     fn default() -> Self {
         Self {
             rate: 20_000,
-            on_link_rate: 2_000,
+            on_link_rate: 4_000,
             timeout: Duration::from_secs(1),
             retries: 1,
             max_in_flight: 16_384,
@@ -66,16 +57,27 @@ pub enum PingError {
     Socket(#[source] std::io::Error),
 }
 
+/// How an address was found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Method {
+    Arp,
+    Icmp,
+}
+
 /// One address that answered.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Alive {
     pub ip: Ipv4Addr,
     pub rtt: Duration,
-    /// 1 when the first probe was answered.
+    /// 1 when the first request was answered.
     pub attempts: u32,
+    /// The MAC that answered ARP (on-link addresses).
+    pub mac: Option<String>,
+    pub method: Method,
 }
 
-/// Progress callbacks: addresses probed so far (all passes) and hosts found.
+/// Progress callbacks: addresses probed so far and hosts found.
 pub trait Progress: Send + Sync {
     fn probed(&self, _count: u64) {}
     fn found(&self, _alive: &Alive) {}
@@ -83,13 +85,123 @@ pub trait Progress: Send + Sync {
 
 impl Progress for () {}
 
+/// How each target leaves this machine.
+#[derive(Debug, Default)]
+pub struct Plan {
+    /// ARP per interface.
+    pub segments: Vec<Segment>,
+    /// ICMP, with each address's pacing.
+    pub icmp: Vec<Target>,
+    /// This machine's own addresses among the targets (not probed).
+    pub own: Vec<Ipv4Addr>,
+}
+
+/// An interface that can be swept by ARP: its MAC and IPv4 addresses.
+#[derive(Debug, Clone)]
+pub struct EtherIface {
+    pub name: String,
+    pub mac: [u8; 6],
+    pub addrs: Vec<(Ipv4Addr, u8)>,
+}
+
+/// Up, broadcast-capable Ethernet interfaces with an IPv4 address (not loopback,
+/// point-to-point or NOARP ones).
+pub fn ether_interfaces() -> Vec<EtherIface> {
+    #[cfg(target_os = "linux")]
+    {
+        const IFF_NOARP: u64 = 0x80;
+        pnet_datalink::interfaces()
+            .into_iter()
+            .filter(|i| i.is_up() && !i.is_loopback() && !i.is_point_to_point() && i.is_broadcast())
+            .filter(|i| u64::from(i.flags) & IFF_NOARP == 0)
+            .filter_map(|i| {
+                let mac: [u8; 6] = i.mac?.octets();
+                let addrs: Vec<(Ipv4Addr, u8)> = i
+                    .ips
+                    .iter()
+                    .filter_map(|n| match n.ip() {
+                        std::net::IpAddr::V4(ip) => Some((ip, n.prefix())),
+                        std::net::IpAddr::V6(_) => None,
+                    })
+                    .collect();
+                (mac != [0; 6] && !addrs.is_empty()).then(|| EtherIface {
+                    name: i.name.clone(),
+                    mac,
+                    addrs,
+                })
+            })
+            .collect()
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        Vec::new()
+    }
+}
+
+/// Sorts `targets` (in scope, in the order given) into ARP segments and ICMP targets.
+pub fn plan(
+    scope: &Scope,
+    targets: &[Ipv4Addr],
+    options: &SweepOptions,
+    routes: &Routes,
+    ifaces: &[EtherIface],
+    local: &LocalAddresses,
+) -> Plan {
+    let interval = Duration::from_secs_f64(1.0 / f64::from(options.rate.max(1)));
+    let on_link_interval = Duration::from_secs_f64(1.0 / f64::from(options.on_link_rate.max(1)));
+    let mut plan = Plan::default();
+    let mut segments: BTreeMap<String, Segment> = BTreeMap::new();
+    for &ip in targets {
+        if !scope.contains(ip) {
+            tracing::error!(%ip, "Refusing to probe an address outside the scan ranges");
+            continue;
+        }
+        if local.contains(ip) {
+            plan.own.push(ip);
+            continue;
+        }
+        let route = routes.lookup(ip);
+        let on_link = route.is_some_and(|r| r.gateway.is_none());
+        let iface = route
+            .filter(|r| r.gateway.is_none())
+            .and_then(|r| ifaces.iter().find(|i| i.name == r.iface).map(|i| (r, i)));
+        match iface {
+            Some((route, iface)) => {
+                let source = iface
+                    .addrs
+                    .iter()
+                    .find(|(a, _)| route.dest.contains(*a))
+                    .or(iface.addrs.first())
+                    .map(|(a, _)| *a)
+                    .unwrap_or(Ipv4Addr::UNSPECIFIED);
+                segments
+                    .entry(iface.name.clone())
+                    .or_insert_with(|| Segment {
+                        iface: iface.name.clone(),
+                        source,
+                        mac: iface.mac,
+                        targets: Vec::new(),
+                    })
+                    .targets
+                    .push(ip);
+            }
+            None => plan.icmp.push(Target {
+                ip,
+                interval: if on_link { on_link_interval } else { interval },
+            }),
+        }
+    }
+    plan.segments = segments.into_values().collect();
+    plan
+}
+
+enum Event {
+    Probed,
+    Found(Alive),
+}
+
 /// Sweeps `targets` (already shuffled, all inside `scope`). Returns the live hosts in the
 /// order they answered. Stops early (returning what it has) when `cancel` fires.
-///
-/// Each address gets its first echo request when the pacer allows, and up to `retries` more,
-/// 0.4 × `timeout` apart, while it stays silent; each waits `timeout` for its reply. A sweep
-/// therefore takes about the sending time plus 1.4 timeouts (one retry), not a timeout per
-/// retry.
 pub async fn sweep(
     scope: &Scope,
     targets: Vec<Ipv4Addr>,
@@ -97,132 +209,139 @@ pub async fn sweep(
     progress: &dyn Progress,
     cancel: &CancellationToken,
 ) -> Result<Vec<Alive>, PingError> {
-    let config = Config::builder().kind(ICMP::V4).build();
-    let clients = (0..SOCKETS)
-        .map(|_| Client::new(&config))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(PingError::Socket)?;
-    let ident = PingIdentifier(rand::random());
-    let permits = Arc::new(Semaphore::new(options.max_in_flight.max(1)));
-    let interval = Duration::from_secs_f64(1.0 / f64::from(options.rate.max(1)));
+    let plan = plan(
+        scope,
+        &targets,
+        options,
+        &Routes::read(),
+        &ether_interfaces(),
+        &LocalAddresses::read(),
+    );
+    run_plan(plan, options, progress, cancel).await
+}
+
+/// Runs a [`plan`].
+pub async fn run_plan(
+    plan: Plan,
+    options: &SweepOptions,
+    progress: &dyn Progress,
+    cancel: &CancellationToken,
+) -> Result<Vec<Alive>, PingError> {
+    let Plan {
+        segments,
+        mut icmp,
+        own: _,
+    } = plan;
     let on_link_interval = Duration::from_secs_f64(1.0 / f64::from(options.on_link_rate.max(1)));
-    let on_link = super::targets::on_link_networks();
-    // Retries leave 40 % of a timeout apart, each waiting a full timeout: an address whose
-    // first request is held up by ARP (answered ~1 s later by the kernel's retransmission)
-    // still answers one of them, and a dead address costs timeout × (1 + 0.4 × retries).
-    let spacing = options.timeout.mul_f64(0.4);
-    let (tx, mut rx) = mpsc::channel::<(Ipv4Addr, Option<(Duration, u32)>)>(4096);
-    let start = Instant::now();
-    let sender = async {
-        let mut sent: u64 = 0;
-        let mut due = start;
-        for ip in targets {
-            if !scope.contains(ip) {
-                tracing::error!(%ip, "Refusing to probe an address outside the scan ranges");
-                continue;
+    let mut channels = Vec::new();
+    for segment in segments {
+        match ArpChannel::open(&segment.iface) {
+            Ok(channel) => channels.push((channel, segment)),
+            Err(error) => {
+                tracing::warn!(%error, iface = %segment.iface,
+                    "No ARP sweep on this segment; asking its addresses by ICMP through the kernel instead");
+                icmp.extend(segment.targets.into_iter().map(|ip| Target {
+                    ip,
+                    interval: on_link_interval,
+                }));
             }
-            due += if on_link.iter().any(|net| net.contains(ip)) {
-                on_link_interval
-            } else {
-                interval
-            };
-            tokio::select! {
-                () = cancel.cancelled() => break,
-                () = tokio::time::sleep_until(due) => {}
-            }
-            let permit = permits
-                .clone()
-                .acquire_owned()
-                .await
-                .expect("semaphore is never closed");
-            sent += 1;
-            progress.probed(sent);
-            let client = clients[(sent % clients.len() as u64) as usize].clone();
-            let tx = tx.clone();
-            let (timeout, retries) = (options.timeout, options.retries);
-            tokio::spawn(async move {
-                let result = probe(&client, ident, ip, timeout, retries, spacing).await;
-                drop(permit);
-                let _ = tx.send((ip, result)).await;
-            });
         }
-        drop(tx);
+    }
+    let capacity = channels.iter().map(|c| c.1.targets.len()).sum::<usize>() + icmp.len();
+    let (tx, mut rx) = mpsc::channel::<Event>(capacity * 2 + 16);
+    let arp_options = ArpOptions {
+        rate: options.on_link_rate,
+        rounds: options.retries + 1,
+        gap: (options.timeout / 10).clamp(Duration::from_millis(50), Duration::from_millis(200)),
+        timeout: options.timeout,
+    };
+    let mut threads = Vec::new();
+    for (channel, segment) in channels {
+        let tx = tx.clone();
+        let cancel = cancel.clone();
+        let arp_options = arp_options.clone();
+        threads.push(tokio::task::spawn_blocking(move || {
+            let probed_tx = tx.clone();
+            channel.sweep(
+                &segment,
+                &arp_options,
+                &cancel,
+                &mut |reply| {
+                    let _ = tx.blocking_send(Event::Found(Alive {
+                        ip: reply.ip,
+                        rtt: reply.rtt,
+                        attempts: reply.attempts,
+                        mac: Some(arp::mac_text(&reply.mac)),
+                        method: Method::Arp,
+                    }));
+                },
+                &mut || {
+                    let _ = probed_tx.blocking_send(Event::Probed);
+                },
+            );
+        }));
+    }
+    let (found_tx, probed_tx) = (tx.clone(), tx.clone());
+    drop(tx);
+    let icmp_sweep = async move {
+        if icmp.is_empty() {
+            return Ok(());
+        }
+        let socket = IcmpSocket::open().map_err(PingError::Socket)?;
+        let icmp_options = IcmpOptions {
+            timeout: options.timeout,
+            retries: options.retries,
+            max_in_flight: options.max_in_flight,
+        };
+        icmp::sweep(
+            &socket,
+            &icmp,
+            &icmp_options,
+            cancel,
+            &mut |reply| {
+                let _ = found_tx.try_send(Event::Found(Alive {
+                    ip: reply.ip,
+                    rtt: reply.rtt,
+                    attempts: reply.attempts,
+                    mac: None,
+                    method: Method::Icmp,
+                }));
+            },
+            &mut |_| {
+                let _ = probed_tx.try_send(Event::Probed);
+            },
+        )
+        .await;
+        Ok(())
     };
     let mut alive = Vec::new();
-    let receiver = async {
-        while let Some((ip, result)) = rx.recv().await {
-            if let Some((rtt, attempts)) = result {
-                let found = Alive { ip, rtt, attempts };
-                progress.found(&found);
-                alive.push(found);
+    let collect = async {
+        let mut probed = 0;
+        while let Some(event) = rx.recv().await {
+            match event {
+                Event::Probed => {
+                    probed += 1;
+                    progress.probed(probed);
+                }
+                Event::Found(found) => {
+                    progress.found(&found);
+                    alive.push(found);
+                }
             }
         }
     };
-    tokio::join!(sender, receiver);
-    Ok(alive)
-}
-
-/// One address: echo requests at 0, `spacing`, 2×`spacing`…, the first answer wins; `None`
-/// once every request has waited `timeout` in vain.
-async fn probe(
-    client: &Client,
-    ident: PingIdentifier,
-    ip: Ipv4Addr,
-    timeout: Duration,
-    retries: u32,
-    spacing: Duration,
-) -> Option<(Duration, u32)> {
-    use futures_util::StreamExt;
-    let payload = *b"caretaker-sweep!";
-    let mut attempts = futures_util::stream::FuturesUnordered::new();
-    for attempt in 0..=retries {
-        let mut pinger = client.pinger(IpAddr::V4(ip), ident).await;
-        let delay = spacing * attempt;
-        pinger.timeout(timeout);
-        attempts.push(async move {
-            tokio::time::sleep(delay).await;
-            let mut refused = 0;
-            loop {
-                match pinger.ping(PingSequence(attempt as u16), &payload).await {
-                    Ok((packet, rtt)) if is_echo_reply(&packet) => return Some((rtt, attempt + 1)),
-                    // surge-ping also hands over ICMP errors quoting our request, such as the
-                    // kernel's own "host unreachable" once ARP for the address has failed
-                    // (within the timeout when a recent sweep left a FAILED neighbour entry):
-                    // that address did not answer.
-                    Ok((packet, _)) => {
-                        if let IcmpPacket::V4(p) = &packet {
-                            tracing::debug!(%ip, icmp_type = p.get_icmp_type().0,
-                                icmp_code = p.get_icmp_code().0, "An ICMP error came back instead of a reply");
-                        }
-                        return None;
-                    }
-                    Err(SurgeError::Timeout { .. }) => return None,
-                    Err(SurgeError::IOError(error))
-                        if error.raw_os_error() == Some(ENOBUFS) && refused < MAX_REFUSALS =>
-                    {
-                        refused += 1;
-                        tokio::time::sleep(REFUSAL_PAUSE).await;
-                    }
-                    Err(error) => {
-                        tracing::debug!(%ip, %error, "Echo request failed");
-                        return None;
-                    }
-                }
+    let (icmp_result, ()) = tokio::join!(
+        async {
+            let result = icmp_sweep.await;
+            for thread in threads {
+                let _ = thread.await;
             }
-        });
-    }
-    while let Some(result) = attempts.next().await {
-        if result.is_some() {
-            return result;
-        }
-    }
-    None
-}
-
-/// An echo reply, not an error message about our echo request.
-fn is_echo_reply(packet: &IcmpPacket) -> bool {
-    const ECHO_REPLY: u8 = 0;
-    matches!(packet, IcmpPacket::V4(p) if p.get_icmp_type().0 == ECHO_REPLY)
+            result
+        },
+        collect
+    );
+    icmp_result?;
+    Ok(alive)
 }
 
 #[cfg(test)]
@@ -242,7 +361,31 @@ mod tests {
             retries: 0,
             ..Default::default()
         };
-        let found = match sweep(&scope, targets, &options, &(), &CancellationToken::new()).await {
+        // Loopback is this machine: planned as our own, never probed.
+        let plan = plan(
+            &scope,
+            &targets,
+            &options,
+            &Routes::default(),
+            &[],
+            &LocalAddresses::read(),
+        );
+        assert!(plan.own.contains(&Ipv4Addr::new(127, 0, 0, 1)));
+        assert!(
+            plan.icmp
+                .iter()
+                .all(|t| t.ip != Ipv4Addr::new(198, 18, 0, 1))
+        );
+        // Without the local-address rule, loopback answers ICMP.
+        let plan = super::plan(
+            &scope,
+            &targets,
+            &options,
+            &Routes::default(),
+            &[],
+            &LocalAddresses::default(),
+        );
+        let found = match run_plan(plan, &options, &(), &CancellationToken::new()).await {
             Ok(found) => found,
             Err(error) => panic!("run the tests as root or allow ping sockets: {error}"),
         };
@@ -251,6 +394,47 @@ mod tests {
         assert!(
             !ips.contains(&Ipv4Addr::new(198, 18, 0, 1)),
             "outside the scope: never probed, never found"
+        );
+    }
+
+    #[test]
+    fn on_link_addresses_go_to_arp_and_routed_ones_to_icmp() {
+        let scope = Scope::parse(
+            &["198.18.0.0/22".to_owned(), "198.19.0.0/24".to_owned()],
+            4096,
+        )
+        .expect("scope");
+        let routes = Routes::parse(
+            "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\n\
+             lab0\t000012C6\t00000000\t0001\t0\t0\t0\t00FCFFFF\n\
+             lab0\t000013C6\t020012C6\t0003\t0\t0\t0\t00FFFFFF\n",
+        );
+        let ifaces = [EtherIface {
+            name: "lab0".into(),
+            mac: [2, 0, 0, 0, 0, 1],
+            addrs: vec![(Ipv4Addr::new(198, 18, 0, 1), 22)],
+        }];
+        let local = LocalAddresses::parse("|-- 198.18.0.1\n   /32 host LOCAL\n");
+        let targets = [
+            Ipv4Addr::new(198, 18, 0, 1),
+            Ipv4Addr::new(198, 18, 2, 9),
+            Ipv4Addr::new(198, 19, 0, 7),
+        ];
+        let plan = plan(
+            &scope,
+            &targets,
+            &SweepOptions::default(),
+            &routes,
+            &ifaces,
+            &local,
+        );
+        assert_eq!(plan.own, [Ipv4Addr::new(198, 18, 0, 1)]);
+        assert_eq!(plan.segments.len(), 1);
+        assert_eq!(plan.segments[0].targets, [Ipv4Addr::new(198, 18, 2, 9)]);
+        assert_eq!(plan.segments[0].source, Ipv4Addr::new(198, 18, 0, 1));
+        assert_eq!(
+            plan.icmp.iter().map(|t| t.ip).collect::<Vec<_>>(),
+            [Ipv4Addr::new(198, 19, 0, 7)]
         );
     }
 }

@@ -85,6 +85,12 @@ impl fmt::Display for Ipv4Net {
     }
 }
 
+impl serde::Serialize for Ipv4Net {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
 impl FromStr for Ipv4Net {
     type Err = TargetError;
 
@@ -206,34 +212,133 @@ impl Scope {
 /// Networks this machine reaches directly, without a gateway (its own segments), from the
 /// kernel's routing table. Probes to these addresses need ARP first.
 pub fn on_link_networks() -> Vec<Ipv4Net> {
-    #[cfg(target_os = "linux")]
-    {
-        std::fs::read_to_string("/proc/net/route")
-            .map(|t| parse_proc_net_route(&t))
-            .unwrap_or_default()
+    Routes::read()
+        .0
+        .into_iter()
+        .filter(|r| r.gateway.is_none())
+        .map(|r| r.dest)
+        .collect()
+}
+
+/// `/proc/net/route` (on-link routes only), kept for the neighbour-table fallback.
+pub fn parse_proc_net_route(text: &str) -> Vec<Ipv4Net> {
+    Routes::parse(text)
+        .0
+        .into_iter()
+        .filter(|r| r.gateway.is_none() && r.dest.prefix() > 0)
+        .map(|r| r.dest)
+        .collect()
+}
+
+/// One IPv4 route of the main table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    pub iface: String,
+    pub dest: Ipv4Net,
+    /// `None`: the destination is on the interface's own segment.
+    pub gateway: Option<Ipv4Addr>,
+    pub metric: u32,
+}
+
+/// The kernel's main IPv4 routing table, for "how does this address leave": on a segment of
+/// ours (ARP) or through which gateway (ICMP, and the path a routed range depends on).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Routes(pub Vec<Route>);
+
+impl Routes {
+    /// `/proc/net/route` on Linux; empty elsewhere.
+    pub fn read() -> Self {
+        #[cfg(target_os = "linux")]
+        {
+            Self::parse(&std::fs::read_to_string("/proc/net/route").unwrap_or_default())
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            Self::default()
+        }
     }
-    #[cfg(not(target_os = "linux"))]
-    {
-        Vec::new()
+
+    /// `Iface Destination Gateway Flags RefCnt Use Metric Mask ...`, addresses as the kernel
+    /// prints network-order words: little-endian hex. Routes not up, and reject/blackhole
+    /// routes, are left out.
+    pub fn parse(text: &str) -> Self {
+        const RTF_UP: u32 = 0x1;
+        const RTF_GATEWAY: u32 = 0x2;
+        const RTF_REJECT: u32 = 0x200;
+        let routes = text
+            .lines()
+            .skip(1)
+            .filter_map(|line| {
+                let cols: Vec<&str> = line.split_whitespace().collect();
+                let hex = |i: usize| u32::from_str_radix(cols.get(i)?, 16).ok();
+                let (dest, gateway, flags, mask) = (hex(1)?, hex(2)?, hex(3)?, hex(7)?);
+                let metric = cols.get(6)?.parse().ok()?;
+                if flags & RTF_UP == 0 || flags & RTF_REJECT != 0 || cols[0] == "*" {
+                    return None;
+                }
+                let gateway = (flags & RTF_GATEWAY != 0 && gateway != 0)
+                    .then(|| Ipv4Addr::from(gateway.to_le_bytes()));
+                Some(Route {
+                    iface: cols[0].to_owned(),
+                    dest: Ipv4Net::new(
+                        Ipv4Addr::from(dest.to_le_bytes()),
+                        u32::from_le(mask).count_ones() as u8,
+                    )?,
+                    gateway,
+                    metric,
+                })
+            })
+            .collect();
+        Self(routes)
+    }
+
+    /// The route the kernel would pick for `ip`: longest prefix, then lowest metric.
+    pub fn lookup(&self, ip: Ipv4Addr) -> Option<&Route> {
+        self.0
+            .iter()
+            .filter(|r| r.dest.contains(ip))
+            .min_by_key(|r| (std::cmp::Reverse(r.dest.prefix()), r.metric))
     }
 }
 
-/// `/proc/net/route`: `Iface Destination Gateway Flags RefCnt Use Metric Mask ...`, addresses
-/// in little-endian hex.
-pub fn parse_proc_net_route(text: &str) -> Vec<Ipv4Net> {
-    text.lines()
-        .skip(1)
-        .filter_map(|line| {
-            let cols: Vec<&str> = line.split_whitespace().collect();
-            // The kernel prints network-order addresses as little-endian words.
-            let hex = |i: usize| u32::from_str_radix(cols.get(i)?, 16).ok();
-            let (dest, gateway, mask) = (hex(1)?, hex(2)?, hex(7)?);
-            if gateway != 0 || mask == 0 {
-                return None;
+/// The addresses of this machine (in its network namespace): the kernel's LOCAL routes, from
+/// `/proc/net/fib_trie` (`127.0.0.0/8` is one of them). Empty where that file does not
+/// exist. A sweep never probes or lists them: the scanner is not a find.
+#[derive(Debug, Clone, Default)]
+pub struct LocalAddresses(Vec<(Ipv4Addr, u8)>);
+
+impl LocalAddresses {
+    pub fn read() -> Self {
+        Self::parse(&std::fs::read_to_string("/proc/net/fib_trie").unwrap_or_default())
+    }
+
+    /// Lines `|-- ADDRESS` followed by `/PREFIX host LOCAL` name a local address (or block).
+    pub fn parse(text: &str) -> Self {
+        let mut found = Vec::new();
+        let mut current: Option<Ipv4Addr> = None;
+        for line in text.lines().map(str::trim) {
+            if let Some(addr) = line.strip_prefix("|-- ") {
+                current = addr.trim().parse().ok();
+            } else if let (Some(addr), Some(route)) = (current, line.strip_prefix('/')) {
+                let mut words = route.split_whitespace();
+                let prefix = words.next().and_then(|p| p.parse::<u8>().ok());
+                if let Some(prefix) = prefix.filter(|p| *p <= 32)
+                    && words.next_back() == Some("LOCAL")
+                    && !found.contains(&(addr, prefix))
+                {
+                    found.push((addr, prefix));
+                }
             }
-            Ipv4Net::new(Ipv4Addr::from(dest.to_le_bytes()), mask.count_ones() as u8)
+        }
+        Self(found)
+    }
+
+    pub fn contains(&self, ip: Ipv4Addr) -> bool {
+        self.0.iter().any(|&(addr, prefix)| {
+            let mask = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
+            u32::from(ip) & mask == u32::from(addr) & mask
         })
-        .collect()
+    }
 }
 
 #[cfg(test)]
@@ -302,6 +407,49 @@ mod tests {
                      eth1\t000013C6\t020012C6\t0003\t0\t0\t0\t0000FFFF\t0\t0\t0\n";
         let nets = parse_proc_net_route(table);
         assert_eq!(nets, vec!["198.18.0.0/22".parse::<Ipv4Net>().expect("net")]);
+        let routes = Routes::parse(table);
+        let via = routes.lookup(Ipv4Addr::new(198, 19, 4, 5)).expect("routed");
+        assert_eq!(via.gateway, Some(Ipv4Addr::new(198, 18, 0, 2)));
+        assert_eq!(via.dest.to_string(), "198.19.0.0/16");
+        let local = routes
+            .lookup(Ipv4Addr::new(198, 18, 3, 9))
+            .expect("on link");
+        assert_eq!((local.gateway, local.iface.as_str()), (None, "eth0"));
+        let default = routes
+            .lookup(Ipv4Addr::new(198, 20, 0, 1))
+            .expect("default");
+        assert_eq!(default.gateway, Some(Ipv4Addr::new(198, 18, 0, 1)));
+        // A blackhole route (reject flag, no interface) routes nothing.
+        let blackhole = "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\n\
+                         *\t000013C6\t00000000\t0201\t0\t0\t0\t0000FFFF\n";
+        assert!(Routes::parse(blackhole).0.is_empty());
+    }
+
+    #[test]
+    fn local_addresses_come_from_the_local_routes() {
+        let fib = "Main:\n  +-- 0.0.0.0/0 3 0 5\n     |-- 0.0.0.0\n        /0 universe UNICAST\n\
+                   \x20    +-- 127.0.0.0/8 2 0 2\n        +-- 127.0.0.0/31 1 0 0\n\
+                   \x20          |-- 127.0.0.0\n              /8 host LOCAL\n\
+                   \x20          |-- 127.0.0.1\n              /32 host LOCAL\n\
+                   \x20       |-- 127.255.255.255\n           /32 link BROADCAST\n\
+                   \x20    +-- 198.18.0.0/22 2 0 2\n           |-- 198.18.0.0\n              /22 link UNICAST\n\
+                   \x20          |-- 198.18.0.1\n              /32 host LOCAL\n\
+                   \x20       |-- 198.18.3.255\n           /32 link BROADCAST\n";
+        let local = LocalAddresses::parse(fib);
+        assert!(local.contains(Ipv4Addr::new(198, 18, 0, 1)));
+        assert!(local.contains(Ipv4Addr::new(127, 0, 0, 1)));
+        assert!(
+            local.contains(Ipv4Addr::new(127, 3, 2, 1)),
+            "all of 127/8 is this machine"
+        );
+        for other in [
+            [198, 18, 0, 2],
+            [198, 18, 0, 0],
+            [198, 18, 3, 255],
+            [0, 0, 0, 1],
+        ] {
+            assert!(!local.contains(Ipv4Addr::from(other)), "{other:?}");
+        }
     }
 
     #[test]

@@ -31,6 +31,7 @@ fn asset(id: &str, name: &str) -> Asset {
         identity_notes: Vec::new(),
         partial: Vec::new(),
         clock_suspect: false,
+        classification: String::new(),
     }
 }
 

@@ -17,13 +17,14 @@ use super::{
 };
 use crate::model::AssetKind;
 
-const SYSTEM: [&[u64]; 6] = [
+const SYSTEM: [&[u64]; 7] = [
     &[1, 3, 6, 1, 2, 1, 1, 1, 0], // sysDescr
     &[1, 3, 6, 1, 2, 1, 1, 2, 0], // sysObjectID
     &[1, 3, 6, 1, 2, 1, 1, 3, 0], // sysUpTime
     &[1, 3, 6, 1, 2, 1, 1, 4, 0], // sysContact
     &[1, 3, 6, 1, 2, 1, 1, 5, 0], // sysName
     &[1, 3, 6, 1, 2, 1, 1, 6, 0], // sysLocation
+    &[1, 3, 6, 1, 2, 1, 1, 7, 0], // sysServices
 ];
 
 fn system_from(values: &[Val]) -> SystemInfo {
@@ -35,6 +36,10 @@ fn system_from(values: &[Val]) -> SystemInfo {
         contact: t(3),
         name: t(4),
         location: t(5),
+        services: values
+            .get(6)
+            .and_then(uint)
+            .and_then(|v| u32::try_from(v).ok()),
     }
 }
 

@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub mod burst;
 pub mod classify;
 #[cfg(test)]
 mod fake_agent;
