@@ -471,8 +471,10 @@ fn every_api_error_is_json_with_the_documented_status() {
         ),
         // A path that is not UTF-8 once decoded.
         (
-            format!("GET /api/v1/assets/%ff%fe HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n\r\n")
-                .into_bytes(),
+            format!(
+                "GET /api/v1/assets/%ff%fe HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n\r\n"
+            )
+            .into_bytes(),
             400,
         ),
         // JSON of the wrong shape: 400 as documented, not 422.

@@ -294,7 +294,7 @@ pub fn classify(clues: &Clues<'_>) -> Verdict {
     match best {
         Some((kind, _)) => {
             let mut reasons = score.remove(&kind).map(|(_, r)| r).unwrap_or_default();
-            reasons.sort_by(|a, b| b.0.cmp(&a.0));
+            reasons.sort_by_key(|r| std::cmp::Reverse(r.0));
             Verdict {
                 kind,
                 vendor,
