@@ -45,6 +45,7 @@ fn asset(i: usize, now: OffsetDateTime) -> Asset {
         identity_notes: vec![],
         partial: vec![],
         clock_suspect: false,
+        classification: String::new(),
     }
 }
 
