@@ -15,7 +15,7 @@ use crate::inventory::Fingerprint;
 const FILE: &str = "identity.json";
 const TMP: &str = "identity.json.tmp";
 
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Identity {
     pub agent_id: String,
     pub agent_secret: String,
@@ -29,6 +29,20 @@ pub struct Identity {
     pub status_interval_secs: u32,
     #[serde(default)]
     pub heartbeat_interval_secs: u32,
+    /// The client certificate (PEM) and its key, made on this PC (mTLS); empty over a
+    /// plaintext collector.
+    #[serde(default)]
+    pub certificate_pem: String,
+    #[serde(default)]
+    pub key_pem: String,
+    /// The CA certificates (PEM) the agent trusts for the collector.
+    #[serde(default)]
+    pub ca_pem: String,
+    /// The certificate's validity, unix seconds (renewal at two thirds).
+    #[serde(default)]
+    pub certificate_issued_at: i64,
+    #[serde(default)]
+    pub certificate_not_after: i64,
 }
 
 impl fmt::Debug for Identity {
@@ -41,6 +55,9 @@ impl fmt::Debug for Identity {
             .field("macs", &self.macs)
             .field("status_interval_secs", &self.status_interval_secs)
             .field("heartbeat_interval_secs", &self.heartbeat_interval_secs)
+            .field("certificate_pem", &self.certificate_pem.len())
+            .field("key_pem", &"***")
+            .field("certificate_not_after", &self.certificate_not_after)
             .finish()
     }
 }
@@ -200,6 +217,7 @@ mod tests {
             macs: macs.iter().map(|m| (*m).to_owned()).collect(),
             status_interval_secs: 30,
             heartbeat_interval_secs: 0,
+            ..Default::default()
         }
     }
 

@@ -30,6 +30,7 @@ pub mod schedule;
 #[cfg(windows)]
 pub mod service;
 pub mod status;
+pub mod tls;
 #[cfg(windows)]
 pub mod win32;
 
@@ -125,6 +126,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
     tracker.spawn(
         report::heartbeat_task(
             client.grpc(),
+            client.renew_flag(),
             client.identity_watch(),
             rejected_tx,
             journal.clone(),

@@ -6,14 +6,15 @@
 //! a 1-slot channel so it re-enrols). Both stop when their cancellation token fires.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use caretaker_proto::v1::agent_service_client::AgentServiceClient;
-use caretaker_proto::v1::{EnrollRequest, HeartbeatRequest, Report, SubmitRequest};
+use caretaker_proto::v1::{EnrollRequest, HeartbeatRequest, RenewRequest, Report, SubmitRequest};
 use tokio::sync::{Notify, mpsc, watch};
 use tokio_util::sync::CancellationToken;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tonic::{Code, Request, Status};
 
 use crate::backoff::Backoff;
@@ -22,6 +23,7 @@ use crate::identity::{Identity, IdentityError, Mismatch};
 use crate::inventory::{AGENT_VERSION, Fingerprint, timestamp};
 use crate::journal::{Journal, JournalError};
 use crate::schedule::{FollowingTick, Which};
+use crate::tls::{self, Trust};
 
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -34,11 +36,15 @@ pub type SharedJournal = Arc<Mutex<Journal>>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DeliveryError {
-    #[error("collector URL is invalid")]
-    BadUrl(#[source] tonic::transport::Error),
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+    #[error("{0}")]
+    Handshake(String),
+    #[error("this PC was revoked by the collector: {}", .0.message())]
+    Revoked(#[source] Status),
     #[error("collector unavailable: {}", .0.message())]
     Unavailable(#[source] Status),
-    #[error("collector rejected the enrolment token (check enroll_token)")]
+    #[error("collector rejected the enrolment token: {}", .0.message())]
     EnrollRejected(#[source] Status),
     #[error("agent must enrol but no enrolment token is configured")]
     NoToken,
@@ -86,6 +92,12 @@ fn refusal(status: &Status) -> Option<Refusal> {
 
 /// One table from gRPC status to what the agent does about it.
 fn classify(status: Status) -> DeliveryError {
+    if let Some(reason) = tls::explain(&status) {
+        return DeliveryError::Handshake(reason);
+    }
+    if status.metadata().get("x-caretaker-revoked").is_some() {
+        return DeliveryError::Revoked(status);
+    }
     match status.code() {
         Code::Unavailable
         | Code::DeadlineExceeded
@@ -115,6 +127,9 @@ fn authed<T>(msg: T, secret: &str) -> Request<T> {
 /// The gRPC client plus the agent's identity.
 pub struct Client {
     grpc: AgentServiceClient<Channel>,
+    grpc_tx: watch::Sender<AgentServiceClient<Channel>>,
+    /// Set when the collector asks for a new certificate (CA rotation).
+    renew: Arc<AtomicBool>,
     state_dir: PathBuf,
     collector: String,
     token: Option<Secret>,
@@ -131,11 +146,6 @@ impl Client {
         token: Option<Secret>,
         fingerprint: Fingerprint,
     ) -> Result<Self, DeliveryError> {
-        let channel = Endpoint::from_shared(collector.to_owned())
-            .map_err(DeliveryError::BadUrl)?
-            .connect_timeout(CONNECT_TIMEOUT)
-            .timeout(REQUEST_TIMEOUT)
-            .connect_lazy();
         let mut identity = Identity::load(&state_dir)?;
         if let Some(id) = &identity {
             match id.check(&fingerprint, collector) {
@@ -161,8 +171,12 @@ impl Client {
             }
         }
         let (identity_tx, _) = watch::channel(identity.clone());
+        let grpc = Self::client_for(collector, token.as_ref(), identity.as_ref())?;
+        let (grpc_tx, _) = watch::channel(grpc.clone());
         Ok(Self {
-            grpc: AgentServiceClient::new(channel),
+            grpc,
+            grpc_tx,
+            renew: Arc::default(),
             state_dir,
             collector: collector.to_owned(),
             token,
@@ -177,15 +191,103 @@ impl Client {
         self.identity_tx.subscribe()
     }
 
-    pub fn grpc(&self) -> AgentServiceClient<Channel> {
-        self.grpc.clone()
+    /// The client in use, following enrolment and renewal (for the heartbeat task).
+    pub fn grpc(&self) -> watch::Receiver<AgentServiceClient<Channel>> {
+        self.grpc_tx.subscribe()
+    }
+
+    pub fn renew_flag(&self) -> Arc<AtomicBool> {
+        self.renew.clone()
+    }
+
+    fn client_for(
+        collector: &str,
+        token: Option<&Secret>,
+        identity: Option<&Identity>,
+    ) -> Result<AgentServiceClient<Channel>, DeliveryError> {
+        let trust = Trust::for_identity(identity, token.map(Secret::expose));
+        if matches!(trust, Trust::Plaintext) {
+            tracing::warn!(
+                "The enrolment token pins no CA (an old-style token): talking to the collector \
+                 in PLAINTEXT; make a new token with `caretaker-collector token create`"
+            );
+        }
+        let channel = tls::channel(
+            collector,
+            &trust,
+            identity,
+            CONNECT_TIMEOUT,
+            REQUEST_TIMEOUT,
+        )?;
+        Ok(AgentServiceClient::new(channel))
+    }
+
+    /// Sets the identity in use and a client that presents its certificate.
+    fn adopt(&mut self, identity: Option<Identity>) -> Result<(), DeliveryError> {
+        self.grpc = Self::client_for(&self.collector, self.token.as_ref(), identity.as_ref())?;
+        self.grpc_tx.send_replace(self.grpc.clone());
+        self.identity.clone_from(&identity);
+        self.identity_tx.send_replace(identity);
+        Ok(())
+    }
+
+    /// Renews the client certificate at two thirds of its life, or when the collector asked.
+    async fn maybe_renew(&mut self) -> Result<(), DeliveryError> {
+        let Some(id) = self.identity.clone() else {
+            return Ok(());
+        };
+        if id.certificate_pem.is_empty() {
+            return Ok(());
+        }
+        let now = unix_now();
+        let life = id.certificate_not_after - id.certificate_issued_at;
+        let due = now >= id.certificate_issued_at + life * 2 / 3;
+        let asked = self.renew.load(Ordering::Relaxed);
+        if !due && !asked {
+            return Ok(());
+        }
+        let (key_pem, csr_pem) = tls::new_key_and_csr()?;
+        let req = authed(
+            RenewRequest {
+                agent_id: id.agent_id.clone(),
+                csr_pem,
+            },
+            &id.agent_secret,
+        );
+        let resp = self.grpc.renew(req).await.map_err(classify)?.into_inner();
+        let mut renewed = id.clone();
+        renewed.certificate_pem = resp.certificate_pem;
+        renewed.key_pem = key_pem;
+        if !resp.ca_pem.is_empty() {
+            renewed.ca_pem = resp.ca_pem;
+        }
+        renewed.certificate_issued_at = now;
+        renewed.certificate_not_after = resp.certificate_not_after.map_or(now, |t| t.seconds);
+        renewed.save(&self.state_dir)?;
+        self.renew.store(false, Ordering::Relaxed);
+        tracing::info!(agent_id = %renewed.agent_id, asked, "Renewed the client certificate");
+        self.adopt(Some(renewed))
     }
 
     /// Enrols with the token and stores the new identity.
     pub async fn enroll(&mut self) -> Result<Identity, DeliveryError> {
-        let token = self.token.as_ref().ok_or(DeliveryError::NoToken)?;
+        let token = self.token.clone().ok_or(DeliveryError::NoToken)?;
+        let tls = !matches!(
+            Trust::for_identity(None, Some(token.expose())),
+            Trust::Plaintext
+        );
+        // Enrolment presents no certificate: use a client without one.
+        if self.identity.is_some() {
+            self.adopt(None)?;
+        }
+        let (key_pem, csr_pem) = if tls {
+            tls::new_key_and_csr()?
+        } else {
+            (String::new(), String::new())
+        };
         let fp = &self.fingerprint;
         let req = EnrollRequest {
+            csr_pem,
             enroll_token: token.expose().to_owned(),
             hostname: fp.hostname.clone(),
             smbios_uuid: fp.smbios_uuid.clone(),
@@ -209,7 +311,17 @@ impl Client {
             macs: fp.macs.clone(),
             status_interval_secs: resp.status_interval_secs,
             heartbeat_interval_secs: resp.heartbeat_interval_secs,
+            certificate_issued_at: unix_now(),
+            certificate_not_after: resp.certificate_not_after.map_or(0, |t| t.seconds),
+            certificate_pem: resp.certificate_pem,
+            key_pem: if tls { key_pem } else { String::new() },
+            ca_pem: resp.ca_pem,
         };
+        if tls && identity.certificate_pem.is_empty() {
+            return Err(DeliveryError::Handshake(
+                "the collector sent no client certificate at enrolment".to_owned(),
+            ));
+        }
         identity.save(&self.state_dir)?;
         tracing::info!(
             agent_id = %identity.agent_id,
@@ -217,8 +329,7 @@ impl Client {
             heartbeat_interval_secs = identity.heartbeat_interval_secs,
             "Enrolled with the collector"
         );
-        self.identity = Some(identity.clone());
-        self.identity_tx.send_replace(Some(identity.clone()));
+        self.adopt(Some(identity.clone()))?;
         Ok(identity)
     }
 
@@ -255,7 +366,25 @@ impl Client {
                 &id.agent_secret,
             );
             match self.grpc.submit(req).await {
-                Ok(r) => return Ok(r.into_inner().acked_seq),
+                Ok(r) => {
+                    let r = r.into_inner();
+                    if r.renew_certificate {
+                        self.renew.store(true, Ordering::Relaxed);
+                    }
+                    return Ok(r.acked_seq);
+                }
+                Err(s) if s.metadata().get("x-caretaker-revoked").is_some() => {
+                    return Err(DeliveryError::Revoked(s));
+                }
+                Err(s)
+                    if !reenrolled
+                        && tls::explain(&s).is_some_and(|r| r.contains("client certificate")) =>
+                {
+                    tracing::warn!(agent_id = %id.agent_id, reason = %tls::explain(&s).unwrap_or_default(),
+                        "The collector refused this PC's certificate; enrolling again");
+                    self.identity = None;
+                    reenrolled = true;
+                }
                 Err(s) if s.code() == Code::Unauthenticated && !reenrolled => {
                     tracing::warn!(agent_id = %id.agent_id, "Collector no longer knows this agent; enrolling again");
                     self.identity = None;
@@ -270,6 +399,9 @@ impl Client {
     pub async fn flush(&mut self, journal: &SharedJournal) -> Result<usize, DeliveryError> {
         // Enrol even with nothing pending, so heartbeats can start.
         self.identity().await?;
+        if let Err(error) = self.maybe_renew().await {
+            tracing::warn!(%error, "Could not renew the client certificate; keeping the current one");
+        }
         let mut delivered = 0;
         let mut restarted = false;
         loop {
@@ -357,7 +489,10 @@ pub async fn sender_task(
             Err(error) => {
                 let delay = backoff.next_delay();
                 match &error {
-                    DeliveryError::EnrollRejected(_) | DeliveryError::NoToken => {
+                    DeliveryError::EnrollRejected(_)
+                    | DeliveryError::NoToken
+                    | DeliveryError::Revoked(_)
+                    | DeliveryError::Handshake(_) => {
                         if !token_rejected {
                             tracing::error!(%error, pending, "Cannot enrol; reports stay in the journal");
                             token_rejected = true;
@@ -393,7 +528,8 @@ pub async fn sender_task(
 /// Sends a liveness heartbeat once the agent has an identity, every `heartbeat_interval`
 /// (explicit setting, else the collector's wish, else the default; see [`FollowingTick`]).
 pub async fn heartbeat_task(
-    mut grpc: AgentServiceClient<Channel>,
+    grpc: watch::Receiver<AgentServiceClient<Channel>>,
+    renew: Arc<AtomicBool>,
     identity: watch::Receiver<Option<Identity>>,
     rejected: mpsc::Sender<String>,
     journal: SharedJournal,
@@ -424,9 +560,18 @@ pub async fn heartbeat_task(
             },
             &id.agent_secret,
         );
+        let mut client = grpc.borrow().clone();
         tokio::select! {
-            r = grpc.heartbeat(req) => match r {
-                Ok(_) => tracing::trace!(agent_id = %id.agent_id, "Heartbeat sent"),
+            r = client.heartbeat(req) => match r {
+                Ok(r) => {
+                    if r.into_inner().renew_certificate {
+                        renew.store(true, Ordering::Relaxed);
+                    }
+                    tracing::trace!(agent_id = %id.agent_id, "Heartbeat sent");
+                }
+                Err(status) if status.metadata().get("x-caretaker-revoked").is_some() => {
+                    tracing::debug!(agent_id = %id.agent_id, "Heartbeat refused: revoked");
+                }
                 Err(status) if status.code() == Code::Unauthenticated => {
                     // Full means a re-enrolment is already requested: dropping is fine.
                     let _ = rejected.try_send(id.agent_id.clone());
@@ -436,4 +581,10 @@ pub async fn heartbeat_task(
             () = shutdown.cancelled() => return,
         }
     }
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
 }

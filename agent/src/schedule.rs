@@ -133,6 +133,7 @@ mod tests {
             macs: Vec::new(),
             status_interval_secs: status,
             heartbeat_interval_secs: heartbeat,
+            ..Default::default()
         }
     }
 

@@ -13,8 +13,8 @@ use caretaker_agent::identity::Identity;
 use caretaker_agent::{RunError, report::DeliveryError};
 use caretaker_proto::v1::agent_service_server::{AgentService, AgentServiceServer};
 use caretaker_proto::v1::{
-    EnrollRequest, EnrollResponse, HeartbeatRequest, HeartbeatResponse, SubmitRequest,
-    SubmitResponse, report::Body,
+    EnrollRequest, EnrollResponse, HeartbeatRequest, HeartbeatResponse, RenewRequest,
+    RenewResponse, SubmitRequest, SubmitResponse, report::Body,
 };
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
@@ -75,6 +75,7 @@ impl AgentService for Fake {
             agent_secret: secret,
             status_interval_secs: st.intervals.0,
             heartbeat_interval_secs: st.intervals.1,
+            ..Default::default()
         }))
     }
 
@@ -103,6 +104,7 @@ impl AgentService for Fake {
         Ok(Response::new(SubmitResponse {
             acked_seq: acked,
             epoch: req_epoch,
+            renew_certificate: false,
         }))
     }
 
@@ -113,7 +115,15 @@ impl AgentService for Fake {
         let agent_id = req.get_ref().agent_id.clone();
         self.check(req.metadata(), &agent_id)?;
         self.st().heartbeats += 1;
-        Ok(Response::new(HeartbeatResponse { server_time: None }))
+        Ok(Response::new(HeartbeatResponse {
+            server_time: None,
+            renew_certificate: false,
+        }))
+    }
+
+    /// The fake speaks plaintext only: there is no certificate to renew.
+    async fn renew(&self, _req: Request<RenewRequest>) -> Result<Response<RenewResponse>, Status> {
+        Err(Status::unimplemented("the fake collector has no CA"))
     }
 }
 
@@ -294,6 +304,7 @@ async fn copied_state_dir_enrols_afresh() {
         macs: vec!["de:ad:be:ef:00:01".into()],
         status_interval_secs: 0,
         heartbeat_interval_secs: 0,
+        ..Default::default()
     }
     .save(dir.path())
     .unwrap();

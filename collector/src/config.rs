@@ -31,6 +31,8 @@ pub struct Config {
     pub topology: crate::incidents::topology::TopologyConfig,
     pub school_hours: Option<crate::track::SchoolHoursConfig>,
     pub retention: crate::retention::RetentionConfig,
+    /// Internal CA, mTLS for agents, HTTPS (`pki`).
+    pub tls: crate::pki::TlsConfig,
     /// `school_hours`, validated by [`load`]; 24/7 when not configured.
     #[serde(skip)]
     pub hours: crate::track::SchoolHours,
@@ -53,6 +55,7 @@ impl Default for Config {
             topology: crate::incidents::topology::TopologyConfig::default(),
             school_hours: None,
             retention: crate::retention::RetentionConfig::default(),
+            tls: crate::pki::TlsConfig::default(),
             hours: crate::track::SchoolHours::always(),
         }
     }

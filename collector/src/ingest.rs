@@ -13,8 +13,8 @@ use std::sync::{Arc, Mutex};
 
 use caretaker_proto::v1::agent_service_server::AgentService;
 use caretaker_proto::v1::{
-    EnrollRequest, EnrollResponse, HeartbeatRequest, HeartbeatResponse, Report, SubmitRequest,
-    SubmitResponse, report,
+    EnrollRequest, EnrollResponse, HeartbeatRequest, HeartbeatResponse, RenewRequest,
+    RenewResponse, Report, SubmitRequest, SubmitResponse, report,
 };
 use time::OffsetDateTime;
 use tonic::{Request, Response, Status};
@@ -24,6 +24,8 @@ use crate::cmdb::EnrolmentHints;
 use crate::config::AgentsConfig;
 use crate::errors::Failure;
 use crate::model::AgentRecord;
+use crate::pki::listener::PeerInfo;
+use crate::pki::{Pki, TokenError};
 use crate::register::{Job, Register};
 use crate::secret;
 
@@ -34,7 +36,7 @@ pub use caretaker_proto::limits::{MAX_ENTRIES, MAX_SOFTWARE, MAX_SOFTWARE_ENTRY_
 /// The gRPC service. Cheap to clone.
 #[derive(Clone)]
 pub struct IngestService {
-    enroll_token: Arc<[u8; 32]>,
+    pki: Arc<Pki>,
     agents: Arc<Agents>,
     register: Register,
     config: AgentsConfig,
@@ -46,12 +48,12 @@ impl IngestService {
     pub fn new(
         register: Register,
         agents: Arc<Agents>,
-        enroll_token: &str,
+        pki: Arc<Pki>,
         config: AgentsConfig,
         stats: Arc<IngestStats>,
     ) -> Self {
         Self {
-            enroll_token: Arc::new(secret::sha256(enroll_token.as_bytes())),
+            pki,
             agents,
             register,
             config,
@@ -63,11 +65,36 @@ impl IngestService {
 
 impl IngestService {
     fn peer<T>(request: &Request<T>) -> Option<SocketAddr> {
-        request.remote_addr()
+        request
+            .extensions()
+            .get::<PeerInfo>()
+            .map(|p| p.addr)
+            .or_else(|| request.remote_addr())
+    }
+
+    /// The client certificate of a TLS connection (`Ok(None)` on an allowed plaintext one);
+    /// a plaintext connection the config does not allow is refused with what to do.
+    fn transport<'r, T>(
+        &self,
+        request: &'r Request<T>,
+    ) -> Result<Option<&'r tokio_rustls::rustls::pki_types::CertificateDer<'static>>, Status> {
+        match request.extensions().get::<PeerInfo>() {
+            Some(peer) if peer.tls => Ok(peer.cert.as_ref()),
+            Some(_) if !self.pki.settings().plaintext => Err(Status::unauthenticated(
+                "this collector accepts only TLS connections: give the agent an enrolment token \
+                 from `caretaker-collector token create` (it pins the collector's CA)",
+            )),
+            _ => Ok(None),
+        }
     }
 
     /// Logs a rejected credential once per source address, then only counts.
     fn reject<T>(&self, request: &Request<T>, what: &str) -> Status {
+        self.refuse(request, what, format!("{what} is wrong or missing"))
+    }
+
+    /// As [`Self::reject`], with the message the caller gets.
+    fn refuse<T>(&self, request: &Request<T>, what: &str, message: String) -> Status {
         self.stats
             .rejected_unauthenticated
             .fetch_add(1, Ordering::Relaxed);
@@ -79,14 +106,41 @@ impl IngestService {
                 .unwrap_or_else(|p| p.into_inner())
                 .insert(ip);
             if first {
-                tracing::warn!(peer = %ip, what, "Rejected an agent request with a wrong or missing credential (logged once per source)");
+                tracing::warn!(peer = %ip, what, reason = %message, "Rejected an agent request (logged once per source)");
             }
         }
-        Status::unauthenticated(format!("{what} is wrong or missing"))
+        Status::unauthenticated(message)
     }
 
-    /// Checks `authorization: Bearer <secret>` against the agent's stored hash.
-    fn authenticate<T>(&self, request: &Request<T>, agent_id: &str) -> Result<(), Status> {
+    /// Checks `authorization: Bearer <secret>` against the agent's stored hash and, over TLS,
+    /// that the client certificate names `agent_id` and is not revoked (on every call).
+    /// Returns whether the agent should renew its certificate now.
+    fn authenticate<T>(&self, request: &Request<T>, agent_id: &str) -> Result<bool, Status> {
+        let renew = match request.extensions().get::<PeerInfo>() {
+            Some(peer) if peer.tls => match self.pki.check_client(peer.cert.as_ref(), agent_id) {
+                Ok((_, renew)) => renew,
+                Err(refusal) => {
+                    let mut status =
+                        self.refuse(request, "client certificate", refusal.to_string());
+                    if matches!(
+                        refusal,
+                        crate::pki::CertRefusal::AgentRevoked(..)
+                            | crate::pki::CertRefusal::CertRevoked(..)
+                    ) {
+                        // The agent must not enrol itself again with its token.
+                        status.metadata_mut().insert(
+                            "x-caretaker-revoked",
+                            tonic::metadata::MetadataValue::from_static("1"),
+                        );
+                    }
+                    return Err(status);
+                }
+            },
+            _ => {
+                self.transport(request)?;
+                false
+            }
+        };
         let presented = request
             .metadata()
             .get("authorization")
@@ -94,9 +148,108 @@ impl IngestService {
             .and_then(|v| v.strip_prefix("Bearer "))
             .map(str::trim);
         match presented {
-            Some(secret) if self.agents.verify(agent_id, secret) => Ok(()),
+            Some(secret) if self.agents.verify(agent_id, secret) => Ok(renew),
             _ => Err(self.reject(request, "agent credential")),
         }
+    }
+}
+
+impl IngestService {
+    /// Enrolment once the token is taken: issues the certificate (over TLS), records the
+    /// agent, revokes the certificates of agents the PC had before (same asset).
+    async fn enroll_with(
+        &self,
+        request: Request<EnrollRequest>,
+        tls: bool,
+    ) -> Result<Response<EnrollResponse>, Status> {
+        let peer = Self::peer(&request)
+            .map(|p| p.to_string())
+            .unwrap_or_default();
+        let body = request.into_inner();
+        check_text("hostname", &body.hostname, 255)?;
+        check_text("csr_pem", &body.csr_pem, 16 * 1024)?;
+        if body.macs.len() > 256 {
+            return Err(Status::invalid_argument("too many MACs"));
+        }
+        if tls && body.csr_pem.trim().is_empty() {
+            return Err(Status::invalid_argument(
+                "enrolment over TLS needs a certificate signing request (csr_pem): upgrade the agent",
+            ));
+        }
+        let agent_id = secret::random_hex(8);
+        let issued = if tls {
+            let (pki, id, csr) = (self.pki.clone(), agent_id.clone(), body.csr_pem.clone());
+            let issued = tokio::task::spawn_blocking(move || pki.issue(&id, &csr))
+                .await
+                .map_err(|_| Status::internal("certificate issue failed"))?;
+            Some(issued.map_err(|e| match e {
+                crate::pki::PkiError::BadCsr(_) => Status::invalid_argument(e.to_string()),
+                other => {
+                    tracing::error!(error = %other, "Could not issue an agent certificate");
+                    Status::unavailable("the collector could not issue a certificate")
+                }
+            })?)
+        } else {
+            None
+        };
+        let agent_secret = secret::random_hex(32);
+        let secret_hash = secret::sha256(agent_secret.as_bytes());
+        let agent = AgentRecord {
+            agent_id: agent_id.clone(),
+            secret_sha256: hex::encode(secret_hash),
+            enrolled_at: OffsetDateTime::now_utc(),
+            hostname: body.hostname,
+            smbios_uuid: body.smbios_uuid.clone(),
+            macs: body.macs,
+            peer,
+            asset_id: None,
+            epoch: 0,
+        };
+        let hints = EnrolmentHints {
+            smbios_uuid: body.smbios_uuid,
+            serial: body.serial,
+            machine_id: body.machine_id,
+        };
+        let others = self
+            .register
+            .ask(|reply| Job::Enroll {
+                agent,
+                hints,
+                reply,
+            })
+            .await
+            .map_err(|e| Failure::from(e).grpc())?;
+        self.agents.admit(&agent_id, secret_hash);
+        if !others.is_empty() {
+            let (pki, id) = (self.pki.clone(), agent_id.clone());
+            let others_text = others.join(", ");
+            let revoked = tokio::task::spawn_blocking(move || {
+                others
+                    .iter()
+                    .map(|other| {
+                        pki.revoke_certs_of(other, &format!("the PC enrolled again as agent {id}"))
+                            .unwrap_or(0)
+                    })
+                    .sum::<usize>()
+            })
+            .await
+            .unwrap_or(0);
+            tracing::info!(%agent_id, previous = %others_text, certificates = revoked,
+                "A PC enrolled again: same asset, the old agents' certificates revoked");
+        }
+        tracing::info!(%agent_id, tls, "Agent enrolled");
+        Ok(Response::new(EnrollResponse {
+            agent_id,
+            agent_secret,
+            status_interval_secs: self.config.status_interval.as_secs() as u32,
+            heartbeat_interval_secs: self.config.heartbeat_interval.as_secs() as u32,
+            certificate_not_after: issued.as_ref().map(|i| to_timestamp(i.not_after)),
+            certificate_pem: issued
+                .as_ref()
+                .map(|i| i.certificate_pem.clone())
+                .unwrap_or_default(),
+            ca_pem: issued.map(|i| i.ca_pem).unwrap_or_default(),
+        }))
     }
 }
 
@@ -249,53 +402,33 @@ impl AgentService for IngestService {
         &self,
         request: Request<EnrollRequest>,
     ) -> Result<Response<EnrollResponse>, Status> {
-        let presented = secret::sha256(request.get_ref().enroll_token.trim().as_bytes());
-        if !secret::same(&presented, self.enroll_token.as_ref()) {
-            return Err(self.reject(&request, "enrolment token"));
-        }
-        let peer = Self::peer(&request)
-            .map(|p| p.to_string())
-            .unwrap_or_default();
-        let body = request.into_inner();
-        check_text("hostname", &body.hostname, 255)?;
-        if body.macs.len() > 256 {
-            return Err(Status::invalid_argument("too many MACs"));
-        }
-        let agent_id = secret::random_hex(8);
-        let agent_secret = secret::random_hex(32);
-        let secret_hash = secret::sha256(agent_secret.as_bytes());
-        let agent = AgentRecord {
-            agent_id: agent_id.clone(),
-            secret_sha256: hex::encode(secret_hash),
-            enrolled_at: OffsetDateTime::now_utc(),
-            hostname: body.hostname,
-            smbios_uuid: body.smbios_uuid.clone(),
-            macs: body.macs,
-            peer,
-            asset_id: None,
-            epoch: 0,
+        self.transport(&request)?;
+        let tls = request
+            .extensions()
+            .get::<PeerInfo>()
+            .is_some_and(|p| p.tls);
+        let presented = request.get_ref().enroll_token.clone();
+        let token_id = {
+            let pki = self.pki.clone();
+            tokio::task::spawn_blocking(move || pki.reserve(&presented))
+                .await
+                .map_err(|_| Status::internal("token check failed"))?
         };
-        let hints = EnrolmentHints {
-            smbios_uuid: body.smbios_uuid,
-            serial: body.serial,
-            machine_id: body.machine_id,
+        let token_id = match token_id {
+            Ok(id) => id,
+            Err(TokenError::Wrong) => return Err(self.reject(&request, "enrolment token")),
+            Err(refused) => {
+                return Err(self.refuse(&request, "enrolment token", refused.to_string()));
+            }
         };
-        self.register
-            .ask(|reply| Job::Enroll {
-                agent,
-                hints,
-                reply,
-            })
-            .await
-            .map_err(|e| Failure::from(e).grpc())?;
-        self.agents.admit(&agent_id, secret_hash);
-        tracing::info!(%agent_id, "Agent enrolled");
-        Ok(Response::new(EnrollResponse {
-            agent_id,
-            agent_secret,
-            status_interval_secs: self.config.status_interval.as_secs() as u32,
-            heartbeat_interval_secs: self.config.heartbeat_interval.as_secs() as u32,
-        }))
+        let result = self.enroll_with(request, tls).await;
+        if result.is_err() {
+            let pki = self.pki.clone();
+            let _ = tokio::task::spawn_blocking(move || pki.release(&token_id)).await;
+        } else {
+            tracing::info!(token = %token_id, "Enrolment token used");
+        }
+        result
     }
 
     async fn submit(
@@ -303,7 +436,7 @@ impl AgentService for IngestService {
         request: Request<SubmitRequest>,
     ) -> Result<Response<SubmitResponse>, Status> {
         let agent_id = request.get_ref().agent_id.clone();
-        self.authenticate(&request, &agent_id)?;
+        let renew_certificate = self.authenticate(&request, &agent_id)?;
         let body = request.into_inner();
         check_reports(&body.reports)?;
         let epoch = body.epoch;
@@ -319,7 +452,11 @@ impl AgentService for IngestService {
             .await
             .map_err(|e| Failure::from(e).grpc())?;
         match outcome {
-            Ok(acked_seq) => Ok(Response::new(SubmitResponse { acked_seq, epoch })),
+            Ok(acked_seq) => Ok(Response::new(SubmitResponse {
+                acked_seq,
+                epoch,
+                renew_certificate,
+            })),
             Err(refused) => {
                 tracing::warn!(%agent_id, %refused, "Refused an agent's reports");
                 Err(refusal(refused.to_string(), "sequence", None))
@@ -332,13 +469,46 @@ impl AgentService for IngestService {
         request: Request<HeartbeatRequest>,
     ) -> Result<Response<HeartbeatResponse>, Status> {
         let agent_id = request.get_ref().agent_id.clone();
-        self.authenticate(&request, &agent_id)?;
+        let renew_certificate = self.authenticate(&request, &agent_id)?;
         let now = OffsetDateTime::now_utc();
         self.agents.heard(&agent_id, now);
         // Heartbeats are lossy by design: if the writer is busy, this one is simply skipped.
         self.register.try_send(Job::Heartbeat { agent_id, at: now });
         Ok(Response::new(HeartbeatResponse {
             server_time: Some(to_timestamp(now)),
+            renew_certificate,
+        }))
+    }
+
+    async fn renew(
+        &self,
+        request: Request<RenewRequest>,
+    ) -> Result<Response<RenewResponse>, Status> {
+        let agent_id = request.get_ref().agent_id.clone();
+        if self.transport(&request)?.is_none() {
+            return Err(Status::unauthenticated(
+                "renewal needs the agent's current client certificate (mTLS)",
+            ));
+        }
+        self.authenticate(&request, &agent_id)?;
+        let csr = request.into_inner().csr_pem;
+        check_text("csr_pem", &csr, 16 * 1024)?;
+        let (pki, id) = (self.pki.clone(), agent_id.clone());
+        let issued = tokio::task::spawn_blocking(move || pki.issue(&id, &csr))
+            .await
+            .map_err(|_| Status::internal("certificate issue failed"))?
+            .map_err(|e| match e {
+                crate::pki::PkiError::BadCsr(_) => Status::invalid_argument(e.to_string()),
+                other => {
+                    tracing::error!(error = %other, "Could not renew an agent certificate");
+                    Status::unavailable("the collector could not issue a certificate")
+                }
+            })?;
+        tracing::info!(%agent_id, serial = %issued.serial, "Agent certificate renewed");
+        Ok(Response::new(RenewResponse {
+            certificate_pem: issued.certificate_pem,
+            ca_pem: issued.ca_pem,
+            certificate_not_after: Some(to_timestamp(issued.not_after)),
         }))
     }
 }

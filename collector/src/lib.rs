@@ -28,6 +28,7 @@ pub mod incidents;
 pub mod ingest;
 pub mod model;
 pub mod observe;
+pub mod pki;
 pub mod register;
 pub mod retention;
 pub mod rules;

@@ -53,6 +53,8 @@ pub enum AppError {
     },
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("the collector's PKI: {0}")]
+    Pki(#[source] crate::pki::PkiError),
     #[error("the {server} server failed: {message}")]
     Server {
         server: &'static str,
@@ -64,7 +66,10 @@ impl AppError {
     /// The process exit code for this failure (see STYLE.md).
     pub fn exit_code(&self) -> i32 {
         match self {
-            AppError::Store(_) | AppError::DataDir { .. } | AppError::Token { .. } => 74,
+            AppError::Store(_)
+            | AppError::DataDir { .. }
+            | AppError::Token { .. }
+            | AppError::Pki(_) => 74,
             AppError::Bind { .. } => 69,
             AppError::Server { .. } => 1,
         }
@@ -79,6 +84,7 @@ pub struct App {
     pub data_dir: PathBuf,
     pub store: Arc<dyn Store>,
     pub stats: Arc<IngestStats>,
+    pub pki: Arc<crate::pki::Pki>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
     failure: tokio::sync::mpsc::Receiver<AppError>,
@@ -92,10 +98,6 @@ impl App {
         let api_token = load_or_create_token(
             config.http.api_token_file.as_deref(),
             &data_dir.join("api-token"),
-        )?;
-        let enroll_token = load_or_create_token(
-            config.grpc.enroll_token_file.as_deref(),
-            &data_dir.join("enroll-token"),
         )?;
         let store_dir = data_dir.join("store");
         let store: Arc<dyn Store> = Arc::new(
@@ -118,20 +120,43 @@ impl App {
             .await
             .expect("register start task")?
         };
-        let service = IngestService::new(
-            register.clone(),
-            agents.clone(),
-            &enroll_token,
-            config.agents.clone(),
-            stats.clone(),
-        );
-
         let grpc_listener = tokio::net::TcpListener::bind(config.grpc.listen)
             .await
             .map_err(|source| AppError::Bind {
                 addr: config.grpc.listen,
                 source,
             })?;
+        let pki = {
+            let (dir, tls, port) = (
+                data_dir.clone(),
+                config.tls.clone(),
+                grpc_listener.local_addr().map(|a| a.port()).unwrap_or(0),
+            );
+            let configured = config.grpc.enroll_token_file.clone();
+            tokio::task::spawn_blocking(move || {
+                let pki = crate::pki::Pki::open(&dir, tls, port)?;
+                let token = pki.file_token(configured.as_deref(), &dir.join("enroll-token"))?;
+                Ok::<_, crate::pki::PkiError>((Arc::new(pki), token))
+            })
+            .await
+            .expect("pki open task")
+        };
+        let (pki, enroll_token) = pki.map_err(AppError::Pki)?;
+        if config.tls.plaintext {
+            tracing::warn!(
+                "[tls] plaintext = true: the gRPC port also accepts PLAINTEXT connections; \
+                 enrolment tokens, agent secrets and reports can then cross the network \
+                 unencrypted and unauthenticated by certificate. Use this only to move old \
+                 agents over."
+            );
+        }
+        let service = IngestService::new(
+            register.clone(),
+            agents.clone(),
+            pki.clone(),
+            config.agents.clone(),
+            stats.clone(),
+        );
         let http_listener = tokio::net::TcpListener::bind(config.http.listen)
             .await
             .map_err(|source| AppError::Bind {
@@ -162,9 +187,11 @@ impl App {
         {
             let token = shutdown.clone();
             let fail = fail_tx.clone();
+            let pki = pki.clone();
             tracker.spawn(
                 async move {
-                    let incoming = tokio_stream::wrappers::TcpListenerStream::new(grpc_listener);
+                    let incoming =
+                        crate::pki::listener::incoming(grpc_listener, pki, token.clone());
                     if let Err(error) = grpc
                         .serve_with_incoming_shutdown(incoming, token.cancelled())
                         .await
@@ -280,6 +307,7 @@ impl App {
             data_dir,
             store,
             stats,
+            pki,
             shutdown,
             tracker,
             failure,

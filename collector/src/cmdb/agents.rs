@@ -61,10 +61,27 @@ pub struct Submitted {
 impl Cmdb {
     /// Registers a newly enrolled agent, bound to the asset its hardware hints match or to a
     /// new asset (the first inventory fills in the rest).
-    pub fn enrol(&mut self, mut agent: AgentRecord, hints: EnrolmentHints, out: &mut WriteSet) {
+    /// Returns the other agents bound to the same asset (a PC enrolled again, e.g. after a
+    /// reimage: their certificates are to be revoked).
+    pub fn enrol(
+        &mut self,
+        mut agent: AgentRecord,
+        hints: EnrolmentHints,
+        out: &mut WriteSet,
+    ) -> Vec<AgentId> {
         self.bind_enrolling(&mut agent, hints, out);
+        let others = match &agent.asset_id {
+            Some(asset) => self
+                .agents
+                .values()
+                .filter(|a| a.asset_id.as_ref() == Some(asset) && a.agent_id != agent.agent_id)
+                .map(|a| a.agent_id.clone())
+                .collect(),
+            None => Vec::new(),
+        };
         out.agents.push(agent.clone());
         self.agents.insert(agent.agent_id.clone(), agent);
+        others
     }
 
     /// Whether `agent_id` is enrolled.

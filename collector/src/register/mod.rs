@@ -78,7 +78,8 @@ pub enum Job {
     Enroll {
         agent: AgentRecord,
         hints: EnrolmentHints,
-        reply: Reply<()>,
+        /// The other agents bound to the same asset (a PC enrolled again).
+        reply: Reply<Vec<AgentId>>,
     },
     Submit {
         agent_id: AgentId,
@@ -408,8 +409,8 @@ impl State {
                 hints,
                 reply,
             } => {
-                self.cmdb.enrol(agent, hints, &mut set);
-                batch.accept(set, reply, ());
+                let others = self.cmdb.enrol(agent, hints, &mut set);
+                batch.accept(set, reply, others);
             }
             Job::Submit {
                 agent_id,

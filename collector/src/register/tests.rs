@@ -78,7 +78,7 @@ fn inventory(seq: u64, hostname: &str) -> Report {
 
 type Answer<T> = oneshot::Receiver<Result<T, RegisterError>>;
 
-fn enrol(id: &str) -> (Job, Answer<()>) {
+fn enrol(id: &str) -> (Job, Answer<Vec<String>>) {
     let (reply, answer) = oneshot::channel();
     let job = Job::Enroll {
         agent: agent(id),
