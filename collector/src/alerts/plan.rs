@@ -415,7 +415,10 @@ pub fn plan(policy: &Policy, input: &PlanInput<'_>) -> Vec<OutboxEntry> {
                 let _ = automatic;
                 MailKind::Recovery
             }
-            IncidentEventKind::Noted { .. } | IncidentEventKind::Closed => continue,
+            IncidentEventKind::Noted { .. }
+            | IncidentEventKind::Assigned { .. }
+            | IncidentEventKind::Held { .. }
+            | IncidentEventKind::Closed => continue,
         };
         for recipient in recipients(policy, incident) {
             mails.push((event.seq, recipient, kind.clone(), incident));
@@ -561,6 +564,7 @@ mod tests {
             problem_id: None,
             clear_since: None,
             transitions: Vec::new(),
+            desk: Default::default(),
         }
     }
 
@@ -964,6 +968,7 @@ mod tests {
                     before: Some("1.0".to_owned()),
                     after: Some("1.1".to_owned()),
                     clock_suspect: false,
+                    expected_by: None,
                 }],
                 location: Some("Building B, room 12".to_owned()),
             },
