@@ -31,6 +31,8 @@ pub struct Config {
     pub topology: crate::incidents::topology::TopologyConfig,
     pub school_hours: Option<crate::track::SchoolHoursConfig>,
     pub retention: crate::retention::RetentionConfig,
+    /// `[web]`: the dashboard's sessions and the staff form's limits.
+    pub web: crate::web::WebConfig,
     /// `school_hours`, validated by [`load`]; 24/7 when not configured.
     #[serde(skip)]
     pub hours: crate::track::SchoolHours,
@@ -53,6 +55,7 @@ impl Default for Config {
             topology: crate::incidents::topology::TopologyConfig::default(),
             school_hours: None,
             retention: crate::retention::RetentionConfig::default(),
+            web: crate::web::WebConfig::default(),
             hours: crate::track::SchoolHours::always(),
         }
     }

@@ -461,6 +461,38 @@ pub fn plan(policy: &Policy, input: &PlanInput<'_>) -> Vec<OutboxEntry> {
         let id = format!("{prefix}-{seq:012}-{recipient}");
         planner.mail(id, recipient, kind, incident, storm);
     }
+    // A member of staff who reported an incident on `/report` hears when it is resolved
+    // (one short mail, outside the technicians' storm and rate rules).
+    for event in input.events {
+        let Some(incident) = input.incidents.get(&event.incident_id) else {
+            continue;
+        };
+        let Some(reporter) = &incident.desk.reporter else {
+            continue;
+        };
+        if !matches!(event.kind, IncidentEventKind::Resolved { .. })
+            || !reporter.email.contains('@')
+        {
+            continue;
+        }
+        let rendered = render::reporter_resolved(policy, incident);
+        let mut entry = planner.blank(
+            format!("rep-{:012}-{}", event.seq, reporter.email),
+            &reporter.email,
+            input.now,
+        );
+        entry.subject = rendered.subject;
+        entry.text = rendered.text;
+        entry.html = rendered.html;
+        entry.incident_ids = vec![incident.id.clone()];
+        let hash = Sha256::digest(entry.id.as_bytes());
+        entry.message_id = format!(
+            "<{}.{}@caretaker>",
+            incident.number,
+            hex::encode(&hash[..8])
+        );
+        planner.put(entry);
+    }
     planner.into_changes()
 }
 
