@@ -43,7 +43,7 @@ pub fn unavailable(config: &Config, error: &std::io::Error) -> ExitCode {
 
 /// Where the daemon's API listens: what the running collector wrote to its data directory
 /// (so a config with port 0, like the demo's, works), else the configured address.
-fn api_addr(config: &Config) -> SocketAddr {
+pub fn api_addr(config: &Config) -> SocketAddr {
     let mut addr =
         Listening::read(&config.data_dir).map_or(config.http.listen, |listening| listening.http);
     if addr.ip().is_unspecified() {

@@ -33,6 +33,8 @@ pub struct Config {
     pub retention: crate::retention::RetentionConfig,
     /// Internal CA, mTLS for agents, HTTPS (`pki`).
     pub tls: crate::pki::TlsConfig,
+    /// `[web]`: the dashboard's sessions and the staff form's limits.
+    pub web: crate::web::WebConfig,
     /// `school_hours`, validated by [`load`]; 24/7 when not configured.
     #[serde(skip)]
     pub hours: crate::track::SchoolHours,
@@ -56,6 +58,7 @@ impl Default for Config {
             school_hours: None,
             retention: crate::retention::RetentionConfig::default(),
             tls: crate::pki::TlsConfig::default(),
+            web: crate::web::WebConfig::default(),
             hours: crate::track::SchoolHours::always(),
         }
     }

@@ -111,6 +111,13 @@ enum Command {
         #[arg(long, env = "USER", default_value = "technician")]
         by: String,
     },
+    /// Dashboard accounts in the running collector: add, list, disable, passwd.
+    User {
+        #[arg(long, env = "CARETAKER_CONFIG", global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        action: UserAction,
+    },
     /// Start a collector and an agent for this machine on embedded defaults (loopback only);
     /// writes DIR/collector.toml for the other subcommands' --config.
     Demo {
@@ -123,6 +130,29 @@ enum Command {
         /// Where the JSON API (and later the dashboard) listens (port 0: any free port).
         #[arg(long, default_value = "127.0.0.1:8080")]
         http: std::net::SocketAddr,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserAction {
+    /// Add a user; without --password-file, prints a one-time link to set the password.
+    Add {
+        name: String,
+        #[arg(long, value_parser = ["admin", "technician", "read-only"])]
+        role: String,
+        #[arg(long)]
+        password_file: Option<PathBuf>,
+    },
+    List,
+    /// Disable a user and end their sessions.
+    Disable {
+        name: String,
+    },
+    /// Set a user's password (from --password-file or the first line of standard input).
+    Passwd {
+        name: String,
+        #[arg(long)]
+        password_file: Option<PathBuf>,
     },
 }
 
@@ -149,6 +179,7 @@ mod cli_api;
 mod cli_demo;
 mod cli_incidents;
 mod cli_scan;
+mod cli_users;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -213,6 +244,25 @@ fn main() -> ExitCode {
             text,
             by,
         } => cli_incidents::act(&config, &action, &id, text, &by),
+        Command::User { config, action } => {
+            let Some(config) = config else {
+                eprintln!("caretaker-collector: user commands need --config (or CARETAKER_CONFIG)");
+                return ExitCode::from(2);
+            };
+            match action {
+                UserAction::Add {
+                    name,
+                    role,
+                    password_file,
+                } => cli_users::add(&config, &name, &role, password_file.as_deref()),
+                UserAction::List => cli_users::list(&config),
+                UserAction::Disable { name } => cli_users::disable(&config, &name),
+                UserAction::Passwd {
+                    name,
+                    password_file,
+                } => cli_users::passwd(&config, &name, password_file.as_deref()),
+            }
+        }
         Command::Scan {
             ranges,
             snmp,

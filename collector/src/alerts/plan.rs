@@ -415,7 +415,10 @@ pub fn plan(policy: &Policy, input: &PlanInput<'_>) -> Vec<OutboxEntry> {
                 let _ = automatic;
                 MailKind::Recovery
             }
-            IncidentEventKind::Noted { .. } | IncidentEventKind::Closed => continue,
+            IncidentEventKind::Noted { .. }
+            | IncidentEventKind::Assigned { .. }
+            | IncidentEventKind::Held { .. }
+            | IncidentEventKind::Closed => continue,
         };
         for recipient in recipients(policy, incident) {
             mails.push((event.seq, recipient, kind.clone(), incident));
@@ -457,6 +460,38 @@ pub fn plan(policy: &Policy, input: &PlanInput<'_>) -> Vec<OutboxEntry> {
         };
         let id = format!("{prefix}-{seq:012}-{recipient}");
         planner.mail(id, recipient, kind, incident, storm);
+    }
+    // A member of staff who reported an incident on `/report` hears when it is resolved
+    // (one short mail, outside the technicians' storm and rate rules).
+    for event in input.events {
+        let Some(incident) = input.incidents.get(&event.incident_id) else {
+            continue;
+        };
+        let Some(reporter) = &incident.desk.reporter else {
+            continue;
+        };
+        if !matches!(event.kind, IncidentEventKind::Resolved { .. })
+            || !reporter.email.contains('@')
+        {
+            continue;
+        }
+        let rendered = render::reporter_resolved(policy, incident);
+        let mut entry = planner.blank(
+            format!("rep-{:012}-{}", event.seq, reporter.email),
+            &reporter.email,
+            input.now,
+        );
+        entry.subject = rendered.subject;
+        entry.text = rendered.text;
+        entry.html = rendered.html;
+        entry.incident_ids = vec![incident.id.clone()];
+        let hash = Sha256::digest(entry.id.as_bytes());
+        entry.message_id = format!(
+            "<{}.{}@caretaker>",
+            incident.number,
+            hex::encode(&hash[..8])
+        );
+        planner.put(entry);
     }
     planner.into_changes()
 }
@@ -561,6 +596,7 @@ mod tests {
             problem_id: None,
             clear_since: None,
             transitions: Vec::new(),
+            desk: Default::default(),
         }
     }
 
@@ -964,6 +1000,7 @@ mod tests {
                     before: Some("1.0".to_owned()),
                     after: Some("1.1".to_owned()),
                     clock_suspect: false,
+                    expected_by: None,
                 }],
                 location: Some("Building B, room 12".to_owned()),
             },

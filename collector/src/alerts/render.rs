@@ -229,6 +229,14 @@ pub fn incident_mail(
         sections.push(("Recent history of the asset".to_owned(), lines));
     }
 
+    if let Some(base) = &policy.base_url {
+        let mut links = vec![format!("Incident: {base}/incidents/{}", incident.id)];
+        if !incident.asset_id.is_empty() {
+            links.push(format!("Asset: {base}/assets/{}", incident.asset_id));
+        }
+        sections.push(("Open in the dashboard".to_owned(), links));
+    }
+
     if incident.state.is_open() && incident.acknowledged_at.is_none() {
         let api = policy.base_url.as_ref().map_or_else(
             || format!("POST /api/v1/incidents/{}/ack", incident.id),
@@ -266,6 +274,40 @@ pub fn incident_mail(
     }
 }
 
+/// To the member of staff who reported `incident` on `/report`: it is resolved.
+pub fn reporter_resolved(policy: &Policy, incident: &Incident) -> Rendered {
+    let name = incident
+        .desk
+        .reporter
+        .as_ref()
+        .map_or("", |r| r.name.as_str());
+    let last_note = incident
+        .notes
+        .last()
+        .map(|n| n.text.clone())
+        .unwrap_or_default();
+    let resolved = incident
+        .resolved_at
+        .map(|at| local_time(policy, at))
+        .unwrap_or_default();
+    let text = format!(
+        "Hello {name},\n\nyour report {} (\"{}\") was resolved on {resolved}.\n\n{last_note}\n\n\
+         If the problem is still there, report it again and mention {}.\n\n-- \nCaretaker, the ICT service desk\n",
+        incident.number,
+        incident.description.lines().next().unwrap_or_default(),
+        incident.number
+    );
+    let html = format!(
+        "<!DOCTYPE html><html><body style=\"font-family:sans-serif\"><pre style=\"font-family:inherit;white-space:pre-wrap\">{}</pre></body></html>\n",
+        escape(&text)
+    );
+    Rendered {
+        subject: format!("[Caretaker] Your report {} is resolved", incident.number),
+        text,
+        html,
+    }
+}
+
 /// A digest: many incidents in one mail.
 pub fn digest(
     policy: &Policy,
@@ -297,6 +339,9 @@ pub fn digest(
             "  {}  [P{}] {} — {} — opened {opened} — {state}",
             incident.number, incident.priority, incident.title, incident.asset_name
         );
+        if let Some(base) = &policy.base_url {
+            let _ = writeln!(text, "      {base}/incidents/{}", incident.id);
+        }
         let asset = escape(&incident.asset_name);
         let _ = writeln!(
             html,

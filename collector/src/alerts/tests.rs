@@ -122,6 +122,7 @@ fn incident(n: u32, priority: u8) -> Incident {
         problem_id: None,
         clear_since: None,
         transitions: Vec::new(),
+        desk: Default::default(),
     }
 }
 

@@ -208,6 +208,7 @@ impl App {
             );
         }
         {
+            let web = crate::web::Web::new(&config, store.clone(), register.clone(), http_addr)?;
             let state = ApiState {
                 store: store.clone(),
                 agents,
@@ -218,6 +219,7 @@ impl App {
                 reach_stale_after: config.agents.stale_after.max(config.scan.interval * 3),
                 register: register.clone(),
                 school_hours: Arc::new(config.hours.clone()),
+                web,
             };
             let token = shutdown.clone();
             tracker.spawn(

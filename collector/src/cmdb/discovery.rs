@@ -82,6 +82,7 @@ impl Cmdb {
                         before,
                         after,
                         clock_suspect: false,
+                        expected_by: None,
                     });
                 };
             if existing.is_none() {
@@ -240,6 +241,7 @@ impl Cmdb {
                     before: Some(asset.ips.join(" ")),
                     after: Some(keep.join(" ")),
                     clock_suspect: false,
+                    expected_by: None,
                 });
                 asset.ips = keep;
                 updated.push(asset);
@@ -293,6 +295,7 @@ impl Cmdb {
                 before: (kind == "removed").then(|| asset.name.clone()),
                 after: (kind == "returned").then(|| asset.name.clone()),
                 clock_suspect: false,
+                expected_by: None,
             });
             out.meta.push((gone_key(&asset.id), mark));
             marks.push((asset.id.clone(), mark));

@@ -280,6 +280,7 @@ impl Cmdb {
             before,
             after,
             clock_suspect: report.clock_suspect,
+            expected_by: None,
         };
         match &previous {
             Some(previous) => {

@@ -49,6 +49,8 @@ pub struct ApiState {
     pub school_hours: std::sync::Arc<crate::track::SchoolHours>,
     /// For actions that change the register (incident actions).
     pub register: crate::register::Register,
+    /// The dashboard: users, sessions, and the read cache the lists come from.
+    pub web: Arc<crate::web::Web>,
 }
 
 /// An API error: a [`Failure`] answered as `{"error": "..."}` with the status the one
@@ -90,6 +92,15 @@ pub fn router(state: ApiState) -> Router {
         .route("/availability", get(tracking::availability))
         .route("/outbox", get(incidents::outbox))
         .route("/problems/{id}", post(incidents::update_problem))
+        .route(
+            "/users",
+            get(crate::web::auth::api_list).post(crate::web::auth::api_add),
+        )
+        .route("/users/{name}/disable", post(crate::web::auth::api_disable))
+        .route(
+            "/users/{name}/password",
+            post(crate::web::auth::api_password),
+        )
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token))
         .route("/health", get(health))
         .method_not_allowed_fallback(|| async {
@@ -101,9 +112,19 @@ pub fn router(state: ApiState) -> Router {
         .layer(middleware::map_response(json_errors));
     Router::new()
         .nest("/api/v1", api)
-        .fallback(|| async { Failure::not_found("route") })
+        .merge(crate::web::routes())
+        .fallback(fallback)
         .layer(DefaultBodyLimit::max(64 * 1024))
         .with_state(state)
+}
+
+/// Unknown addresses: JSON under `/api/`, the dashboard's 404 page elsewhere.
+async fn fallback(uri: axum::http::Uri) -> Response {
+    if uri.path().starts_with("/api/") {
+        Failure::not_found("route").into_response()
+    } else {
+        crate::web::not_found().await
+    }
 }
 
 /// Every API error answers `{"error": "..."}`, also those axum's extractors produce

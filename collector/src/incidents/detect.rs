@@ -98,6 +98,17 @@ impl Detector {
         self.engine.act(store, now, id, action, out)
     }
 
+    /// A member of staff's report: a new incident.
+    pub fn report(
+        &mut self,
+        now: OffsetDateTime,
+        report: super::StaffReport,
+        asset_name: String,
+        out: &mut WriteSet,
+    ) -> Incident {
+        self.engine.report(now, report, asset_name, out)
+    }
+
     /// A technician's update of a problem's root cause or known-error flag.
     pub fn update_problem(
         &mut self,

@@ -134,9 +134,43 @@ pub enum ActionError {
 /// A technician's action on an incident.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
-    Acknowledge { by: String },
-    Note { by: String, text: String },
-    Resolve { by: String, text: Option<String> },
+    Acknowledge {
+        by: String,
+    },
+    Note {
+        by: String,
+        text: String,
+    },
+    Resolve {
+        by: String,
+        text: Option<String>,
+    },
+    /// Give the incident to a technician (empty `to`: unassign).
+    Assign {
+        by: String,
+        to: String,
+    },
+    /// Put it on hold (waiting for a part, a supplier, the user), with the reason.
+    Hold {
+        by: String,
+        reason: String,
+    },
+    /// Open a resolved incident again.
+    Reopen {
+        by: String,
+        text: Option<String>,
+    },
+}
+
+/// A member of staff's report from `/report`: becomes an incident of its own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StaffReport {
+    pub name: String,
+    pub email: String,
+    pub room: String,
+    pub text: String,
+    /// The device it is about, when the reporter picked one.
+    pub asset_id: Option<AssetId>,
 }
 
 pub struct Engine {
@@ -191,6 +225,12 @@ impl Engine {
     }
 
     fn index(&mut self, incident: Incident) {
+        if incident.rule == crate::model::STAFF_RULE {
+            // Staff reports are no rule's condition: nothing resolves or reopens them by
+            // itself, so they live outside the (rule, asset) maps.
+            self.live.insert(incident.id.clone(), incident);
+            return;
+        }
         let key = (incident.rule.clone(), incident.asset_id.clone());
         if incident.state.is_open() {
             self.open.insert(key, incident.id.clone());
@@ -458,6 +498,7 @@ impl Engine {
             problem_id: None,
             clear_since: None,
             transitions: vec![now.unix_timestamp()],
+            desk: Default::default(),
         };
         self.resolved
             .remove(&(incident.rule.clone(), incident.asset_id.clone()));
@@ -589,7 +630,9 @@ impl Engine {
                 });
                 self.open.remove(&key);
                 // Until the condition clears once, it must not reopen what a person resolved.
-                self.held_resolved.insert(key);
+                if incident.rule != crate::model::STAFF_RULE {
+                    self.held_resolved.insert(key);
+                }
                 self.event(
                     now,
                     &incident.id,
@@ -597,10 +640,148 @@ impl Engine {
                     out,
                 );
             }
+            Action::Assign { by, to } => {
+                if !incident.state.is_open() {
+                    return Ok(Err(conflict(&incident, "assigned")));
+                }
+                let to = to.trim().to_owned();
+                if to.len() > 200 {
+                    return Ok(Err(ActionError::Invalid(
+                        "an assignee's name is limited to 200 bytes".to_owned(),
+                    )));
+                }
+                incident.desk.assigned_to = (!to.is_empty()).then(|| to.clone());
+                if incident.state == IncidentState::New && !to.is_empty() {
+                    incident.state = IncidentState::InProgress;
+                }
+                incident.notes.push(Note {
+                    at: now,
+                    author: by.clone(),
+                    text: if to.is_empty() {
+                        "Unassigned.".to_owned()
+                    } else {
+                        format!("Assigned to {to}.")
+                    },
+                });
+                self.event(
+                    now,
+                    &incident.id,
+                    IncidentEventKind::Assigned { by, to },
+                    out,
+                );
+            }
+            Action::Hold { by, reason } => {
+                if !incident.state.is_open() {
+                    return Ok(Err(conflict(&incident, "put on hold")));
+                }
+                let reason = reason.trim().to_owned();
+                if reason.is_empty() {
+                    return Ok(Err(ActionError::Invalid(
+                        "putting an incident on hold needs a reason".to_owned(),
+                    )));
+                }
+                if reason.len() > 10_000 {
+                    return Ok(Err(ActionError::Invalid(
+                        "a reason is limited to 10,000 bytes".to_owned(),
+                    )));
+                }
+                incident.state = IncidentState::OnHold;
+                incident.desk.hold_reason = Some(reason.clone());
+                incident.notes.push(Note {
+                    at: now,
+                    author: by.clone(),
+                    text: format!("On hold: {reason}"),
+                });
+                self.event(now, &incident.id, IncidentEventKind::Held { by }, out);
+            }
+            Action::Reopen { by, text } => {
+                if incident.state != IncidentState::Resolved {
+                    return Ok(Err(conflict(&incident, "reopened")));
+                }
+                let key = (incident.rule.clone(), incident.asset_id.clone());
+                if incident.rule != crate::model::STAFF_RULE && self.open.contains_key(&key) {
+                    return Ok(Err(ActionError::Invalid(format!(
+                        "{} cannot be reopened: a newer incident is open for the same condition",
+                        incident.number
+                    ))));
+                }
+                incident.state = IncidentState::InProgress;
+                incident.resolved_at = None;
+                incident.desk.hold_reason = None;
+                push_transition(&mut incident, now);
+                incident.notes.push(Note {
+                    at: now,
+                    author: by,
+                    text: text.unwrap_or_else(|| "Reopened by hand.".to_owned()),
+                });
+                if incident.rule != crate::model::STAFF_RULE {
+                    self.held_resolved.remove(&key);
+                    if self.resolved.get(&key) == Some(&incident.id) {
+                        self.resolved.remove(&key);
+                    }
+                    self.open.insert(key, incident.id.clone());
+                }
+                self.event(now, &incident.id, IncidentEventKind::Reopened, out);
+            }
         }
         incident.updated_at = now;
         self.save(incident.clone(), out);
         Ok(Ok(incident))
+    }
+
+    /// Opens an incident for a member of staff's report; its number is the reference they see.
+    pub fn report(
+        &mut self,
+        now: OffsetDateTime,
+        report: StaffReport,
+        asset_name: String,
+        out: &mut WriteSet,
+    ) -> Incident {
+        let number = format!("INC{:07}", self.next_number);
+        self.next_number += 1;
+        let id = format!("{:016x}", rand::random::<u64>());
+        let first_line = report.text.lines().next().unwrap_or_default();
+        let mut title: String = first_line.chars().take(80).collect();
+        if title.len() < first_line.len() {
+            title.push('…');
+        }
+        let incident = Incident {
+            id: id.clone(),
+            number,
+            asset_id: report.asset_id.clone().unwrap_or_default(),
+            asset_name,
+            rule: crate::model::STAFF_RULE.to_owned(),
+            title: format!("Reported by {}: {title}", report.name),
+            description: report.text,
+            impact: 3,
+            urgency: 2,
+            priority: priority(3, 2),
+            state: IncidentState::New,
+            opened_at: now,
+            updated_at: now,
+            acknowledged_at: None,
+            resolved_at: None,
+            closed_at: None,
+            occurrences: 1,
+            notes: Vec::new(),
+            affected: Vec::new(),
+            flapping: false,
+            measured: serde_json::json!({"room": report.room}),
+            problem_id: None,
+            clear_since: None,
+            transitions: vec![now.unix_timestamp()],
+            desk: crate::model::Desk {
+                reporter: Some(crate::model::Reporter {
+                    name: report.name,
+                    email: report.email,
+                    room: report.room,
+                }),
+                ..Default::default()
+            },
+        };
+        self.event(now, &id, IncidentEventKind::Opened, out);
+        self.save(incident.clone(), out);
+        incident
     }
 
     /// Sets a problem's root cause / known-error flag.
@@ -621,6 +802,9 @@ fn action_name(action: &Action) -> &'static str {
         Action::Acknowledge { .. } => "acknowledged",
         Action::Note { .. } => "noted",
         Action::Resolve { .. } => "resolved",
+        Action::Assign { .. } => "assigned",
+        Action::Hold { .. } => "put on hold",
+        Action::Reopen { .. } => "reopened",
     }
 }
 

@@ -134,6 +134,9 @@ pub struct Change {
     /// The report's clock was not trusted; `at` is when we received it.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub clock_suspect: bool,
+    /// Who marked the change as expected (planned), from the dashboard.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_by: Option<String>,
 }
 
 /// The latest merged inventory of an asset, as the agent sent it (protobuf), with provenance.
@@ -258,6 +261,89 @@ pub struct Incident {
     /// Every open/close of the condition, newest last, bounded (flap detection).
     #[serde(default)]
     pub transitions: Vec<i64>,
+    /// The service desk's fields: assignee, hold reason, who reported it.
+    #[serde(default)]
+    pub desk: Desk,
+}
+
+/// What the service desk adds to an incident.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Desk {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assigned_to: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hold_reason: Option<String>,
+    /// A member of staff who reported it on `/report` (emailed when it is resolved).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reporter: Option<Reporter>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Reporter {
+    pub name: String,
+    pub email: String,
+    pub room: String,
+}
+
+/// The rule name of incidents that staff reported on `/report`.
+pub const STAFF_RULE: &str = "staff-report";
+
+/// A dashboard user's role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Role {
+    Admin,
+    Technician,
+    ReadOnly,
+}
+
+impl Role {
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Technician => "technician",
+            Role::ReadOnly => "read-only",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "admin" => Some(Role::Admin),
+            "technician" => Some(Role::Technician),
+            "read-only" => Some(Role::ReadOnly),
+            _ => None,
+        }
+    }
+
+    /// Whether the role may change anything (every POST but logging in and out).
+    pub fn can_act(self) -> bool {
+        !matches!(self, Role::ReadOnly)
+    }
+}
+
+/// A dashboard user. Only the argon2id hash of the password is kept.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct User {
+    pub name: String,
+    pub role: Role,
+    /// PHC string (`$argon2id$...`); empty while the user has no password yet.
+    pub password_hash: String,
+    pub disabled: bool,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+}
+
+/// A logged-in browser. Keyed by the SHA-256 of the cookie's token (the token is never stored).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Session {
+    pub token_sha256: String,
+    pub user: String,
+    /// The form token every POST of this session must carry.
+    pub csrf: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub expires_at: OffsetDateTime,
 }
 
 /// Something that happened to an incident; the alerting side reads these in order.
@@ -279,6 +365,8 @@ pub enum IncidentEventKind {
     PriorityChanged { from: u8, to: u8 },
     Acknowledged { by: String },
     Noted { by: String },
+    Assigned { by: String, to: String },
+    Held { by: String },
     Resolved { automatic: bool },
     Closed,
 }

@@ -113,6 +113,17 @@ pub enum Job {
         action: Action,
         reply: Reply<Result<Incident, ActionError>>,
     },
+    /// A member of staff's report from `/report`: a new incident.
+    Report {
+        report: crate::incidents::StaffReport,
+        reply: Reply<Incident>,
+    },
+    /// Dashboard records the web layer decided on (users, sessions, a change marked
+    /// expected): committed as they are, in order with everything else.
+    Records {
+        set: Box<WebRecords>,
+        reply: Reply<()>,
+    },
     /// A technician's update to a problem.
     Problem {
         id: String,
@@ -120,6 +131,65 @@ pub enum Job {
         known_error: Option<bool>,
         reply: Reply<Result<Problem, ActionError>>,
     },
+}
+
+/// What a [`Job::Records`] writes.
+#[derive(Debug, Default)]
+pub struct WebRecords {
+    pub users: Vec<crate::model::User>,
+    pub sessions: Vec<(String, Option<crate::model::Session>)>,
+    pub changes: Vec<crate::model::Change>,
+}
+
+/// What recent commits touched, for the read side's caches (the dashboard's catalog): the
+/// writer adds after each durable commit, one reader drains.
+#[derive(Debug, Default)]
+pub struct Touched {
+    generation: std::sync::atomic::AtomicU64,
+    sets: std::sync::Mutex<TouchedSets>,
+}
+
+#[derive(Debug, Default)]
+pub struct TouchedSets {
+    pub assets: std::collections::HashSet<AssetId>,
+    pub incidents: std::collections::HashSet<String>,
+}
+
+impl Touched {
+    /// Increases with every commit that touched something.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// What was touched since the last call.
+    pub fn take(&self) -> TouchedSets {
+        std::mem::take(&mut *self.sets.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Records what a durable commit of `set` touched.
+    fn add(&self, set: &WriteSet) {
+        let mut sets = self.sets.lock().unwrap_or_else(|p| p.into_inner());
+        let assets = set
+            .assets
+            .iter()
+            .map(|a| &a.id)
+            .chain(set.inventories.iter().map(|(a, _)| a))
+            .chain(set.snmp.iter().map(|(a, _)| a))
+            .chain(set.reach.iter().map(|(a, _)| a))
+            .chain(set.last_seen.iter().map(|(a, _)| a))
+            .chain(set.samples.iter().map(|s| &s.asset_id))
+            .chain(set.levels.iter().map(|(a, _, _)| a));
+        for asset in assets {
+            if !sets.assets.contains(asset) {
+                sets.assets.insert(asset.clone());
+            }
+        }
+        for incident in &set.incidents {
+            sets.incidents.insert(incident.id.clone());
+        }
+        drop(sets);
+        self.generation.fetch_add(1, Ordering::AcqRel);
+    }
 }
 
 /// What travels on the writer's channel.
@@ -133,9 +203,15 @@ enum Message {
 #[derive(Clone)]
 pub struct Register {
     jobs: mpsc::Sender<Message>,
+    touched: Arc<Touched>,
 }
 
 impl Register {
+    /// What the writer's commits touched (for read-side caches).
+    pub fn touched(&self) -> Arc<Touched> {
+        self.touched.clone()
+    }
+
     /// Queues a job, waiting for room.
     pub async fn send(&self, job: Job) -> Result<(), RegisterError> {
         self.jobs
@@ -209,13 +285,17 @@ pub fn start(
 ) -> Result<(Register, Writer), StoreError> {
     let mut state = State::load(store, options, agents, stats)?;
     state.health = health;
+    let touched = state.touched.clone();
     let (jobs, rx) = mpsc::channel(JOB_QUEUE);
     let thread = std::thread::Builder::new()
         .name("register-writer".to_owned())
         .spawn(move || state.run(rx))
         .expect("spawning a thread");
     Ok((
-        Register { jobs: jobs.clone() },
+        Register {
+            jobs: jobs.clone(),
+            touched,
+        },
         Writer {
             thread,
             control: jobs,
@@ -232,6 +312,7 @@ struct State {
     shared: Arc<Agents>,
     stats: Arc<IngestStats>,
     health: Arc<Health>,
+    touched: Arc<Touched>,
     /// The error of the commit that failed last, while the state is stale.
     last_failure: Option<Arc<StoreError>>,
     /// The last commit failed and the in-memory state could not yet be reloaded from the
@@ -307,6 +388,7 @@ impl State {
             shared,
             stats,
             health: Arc::default(),
+            touched: Arc::default(),
             last_failure: None,
             stale: false,
             last_recover: None,
@@ -371,6 +453,9 @@ impl State {
                 );
             }
         }
+        // Taken before the commit consumes the set; recorded only once it is durable.
+        let written = Touched::default();
+        written.add(&batch.set);
         let result = if batch.set.is_empty() {
             Ok(())
         } else {
@@ -378,6 +463,12 @@ impl State {
         };
         match result {
             Ok(()) => {
+                let sets = written.take();
+                let mut shared = self.touched.sets.lock().unwrap_or_else(|p| p.into_inner());
+                shared.assets.extend(sets.assets);
+                shared.incidents.extend(sets.incidents);
+                drop(shared);
+                self.touched.generation.fetch_add(1, Ordering::AcqRel);
                 self.committed(&batch);
                 for answer in batch.pending {
                     answer(Ok(()));
@@ -478,6 +569,31 @@ impl State {
                     Ok(outcome) => batch.accept(set, reply, outcome),
                     Err(error) => batch.refuse(reply, error),
                 }
+            }
+            Job::Report { report, reply } => {
+                let now = OffsetDateTime::now_utc();
+                let asset_name = report
+                    .asset_id
+                    .as_deref()
+                    .and_then(|id| self.cmdb.assets().find(|a| a.id == id))
+                    .map(|a| a.name.clone())
+                    .unwrap_or_default();
+                let incident = self.detector.report(now, report, asset_name, &mut set);
+                batch.accept(set, reply, incident);
+            }
+            Job::Records {
+                set: records,
+                reply,
+            } => {
+                let WebRecords {
+                    users,
+                    sessions,
+                    changes,
+                } = *records;
+                set.users = users;
+                set.sessions = sessions;
+                set.changes = changes;
+                batch.accept(set, reply, ());
             }
             Job::Problem {
                 id,
@@ -600,6 +716,8 @@ fn refuse(job: Job, error: &RegisterError) {
         Job::Discovery { reply, .. } => drop(reply.send(Err(error.clone()))),
         Job::Act { reply, .. } => drop(reply.send(Err(error.clone()))),
         Job::Problem { reply, .. } => drop(reply.send(Err(error.clone()))),
+        Job::Report { reply, .. } => drop(reply.send(Err(error.clone()))),
+        Job::Records { reply, .. } => drop(reply.send(Err(error.clone()))),
         Job::Heartbeat { .. } | Job::Watch { .. } | Job::Tick { .. } => {}
     }
 }

@@ -248,6 +248,7 @@ fn change(field: &str, kind: &str, at: OffsetDateTime) -> Change {
         before: Some("1".to_owned()),
         after: None,
         clock_suspect: false,
+        expected_by: None,
     }
 }
 

@@ -45,6 +45,7 @@ fn change(id: &str, asset: &str, at: OffsetDateTime) -> Change {
         before: None,
         after: Some("1.0".to_owned()),
         clock_suspect: false,
+        expected_by: None,
     }
 }
 
@@ -161,6 +162,7 @@ fn incidents_events_and_outbox(store: &dyn Store) {
         problem_id: None,
         clear_since: None,
         transitions: vec![1],
+        desk: Default::default(),
     };
     let event = |seq: u64| IncidentEvent {
         seq,

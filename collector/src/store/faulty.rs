@@ -135,6 +135,14 @@ impl Store for FaultyStore {
         self.read()?;
         self.inner.problems()
     }
+    fn users(&self) -> Result<Vec<crate::model::User>, StoreError> {
+        self.read()?;
+        self.inner.users()
+    }
+    fn sessions(&self) -> Result<Vec<crate::model::Session>, StoreError> {
+        self.read()?;
+        self.inner.sessions()
+    }
     fn outbox(&self) -> Result<Vec<OutboxEntry>, StoreError> {
         self.read()?;
         self.inner.outbox()

@@ -9,7 +9,8 @@ use super::codec;
 use super::{ChangeQuery, Store, StoreError, WriteSet};
 use crate::model::{
     AgentId, AgentRecord, Asset, AssetId, Change, Incident, IncidentEvent, InventoryRecord,
-    OutboxEntry, Problem, ReachSample, SnmpSnapshot, StatusSample, SupplyLevels, unix_millis,
+    OutboxEntry, Problem, ReachSample, Session, SnmpSnapshot, StatusSample, SupplyLevels, User,
+    unix_millis,
 };
 
 #[derive(Default)]
@@ -35,6 +36,8 @@ struct Inner {
     meta: HashMap<String, u64>,
     rollups: BTreeMap<(AssetId, i64), serde_json::Value>,
     levels: BTreeMap<(AssetId, i64), SupplyLevels>,
+    users: BTreeMap<String, User>,
+    sessions: BTreeMap<String, Session>,
 }
 
 impl MemoryStore {
@@ -92,6 +95,15 @@ impl Store for MemoryStore {
         }
         inner.last_seen.extend(set.last_seen);
         inner.agent_seq.extend(set.agent_seqs);
+        for user in set.users {
+            inner.users.insert(user.name.clone(), user);
+        }
+        for (key, session) in set.sessions {
+            match session {
+                Some(session) => inner.sessions.insert(key, session),
+                None => inner.sessions.remove(&key),
+            };
+        }
         Ok(())
     }
 
@@ -277,6 +289,14 @@ impl Store for MemoryStore {
 
     fn agent_seqs(&self) -> Result<HashMap<AgentId, u64>, StoreError> {
         Ok(self.lock().agent_seq.clone())
+    }
+
+    fn users(&self) -> Result<Vec<User>, StoreError> {
+        Ok(self.lock().users.values().cloned().collect())
+    }
+
+    fn sessions(&self) -> Result<Vec<Session>, StoreError> {
+        Ok(self.lock().sessions.values().cloned().collect())
     }
 
     fn size_on_disk(&self) -> Result<u64, StoreError> {

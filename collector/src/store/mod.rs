@@ -23,7 +23,7 @@ use time::OffsetDateTime;
 
 use crate::model::{
     AgentId, AgentRecord, Asset, AssetId, Change, Incident, IncidentEvent, InventoryRecord,
-    OutboxEntry, Problem, ReachSample, SnmpSnapshot, StatusSample, SupplyLevels,
+    OutboxEntry, Problem, ReachSample, Session, SnmpSnapshot, StatusSample, SupplyLevels, User,
 };
 
 pub use self::sled::SledStore;
@@ -101,6 +101,10 @@ pub struct WriteSet {
     pub meta: Vec<(String, u64)>,
     /// Highest durable report sequence per agent: written last, it is the acknowledgement.
     pub agent_seqs: Vec<(AgentId, u64)>,
+    /// Dashboard users (by name).
+    pub users: Vec<User>,
+    /// Dashboard sessions by token hash; `None` removes one.
+    pub sessions: Vec<(String, Option<Session>)>,
 }
 
 impl WriteSet {
@@ -122,6 +126,8 @@ impl WriteSet {
             outbox,
             meta,
             agent_seqs,
+            users,
+            sessions,
         } = other;
         self.samples.extend(samples);
         self.reach.extend(reach);
@@ -138,6 +144,8 @@ impl WriteSet {
         self.outbox.extend(outbox);
         self.meta.extend(meta);
         self.agent_seqs.extend(agent_seqs);
+        self.users.extend(users);
+        self.sessions.extend(sessions);
     }
 
     pub fn is_empty(&self) -> bool {
@@ -156,6 +164,8 @@ impl WriteSet {
             && self.problems.is_empty()
             && self.outbox.is_empty()
             && self.meta.is_empty()
+            && self.users.is_empty()
+            && self.sessions.is_empty()
     }
 }
 
@@ -266,6 +276,11 @@ pub trait Store: Send + Sync + 'static {
 
     fn agents(&self) -> Result<Vec<AgentRecord>, StoreError>;
     fn agent_seqs(&self) -> Result<HashMap<AgentId, u64>, StoreError>;
+
+    /// Dashboard users, by name.
+    fn users(&self) -> Result<Vec<User>, StoreError>;
+    /// Dashboard sessions (expired ones included; the web layer drops them).
+    fn sessions(&self) -> Result<Vec<Session>, StoreError>;
 
     /// Bytes the store occupies on disk (0 for in-memory stores).
     fn size_on_disk(&self) -> Result<u64, StoreError>;

@@ -123,6 +123,12 @@ impl Store for Reopening {
     fn problems(&self) -> Result<Vec<Problem>, StoreError> {
         self.get()?.problems()
     }
+    fn users(&self) -> Result<Vec<crate::model::User>, StoreError> {
+        self.get()?.users()
+    }
+    fn sessions(&self) -> Result<Vec<crate::model::Session>, StoreError> {
+        self.get()?.sessions()
+    }
     fn outbox(&self) -> Result<Vec<OutboxEntry>, StoreError> {
         self.get()?.outbox()
     }

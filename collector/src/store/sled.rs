@@ -14,8 +14,8 @@ use super::codec;
 use super::{ChangeQuery, Store, StoreError, WriteSet};
 use crate::model::{
     AgentId, AgentRecord, Asset, AssetId, Change, Incident, IncidentEvent, InventoryRecord,
-    OutboxEntry, Problem, ReachSample, SnmpSnapshot, StatusSample, SupplyLevels, from_unix_millis,
-    unix_millis,
+    OutboxEntry, Problem, ReachSample, Session, SnmpSnapshot, StatusSample, SupplyLevels, User,
+    from_unix_millis, unix_millis,
 };
 
 pub struct SledStore {
@@ -37,6 +37,8 @@ pub struct SledStore {
     meta: sled::Tree,
     rollups: sled::Tree,
     levels: sled::Tree,
+    users: sled::Tree,
+    sessions: sled::Tree,
 }
 
 /// sled 0.34.7 writes a snapshot to `snap.N.generating` and renames it when complete, but
@@ -115,6 +117,8 @@ impl SledStore {
             meta: tree("meta")?,
             rollups: tree("rollups")?,
             levels: tree("levels")?,
+            users: tree("users")?,
+            sessions: tree("sessions")?,
             db,
         })
     }
@@ -303,6 +307,22 @@ impl Store for SledStore {
             batch.insert(key.as_bytes(), &value.to_be_bytes()[..]);
         }
         self.meta.apply_batch(batch).map_err(io("write meta"))?;
+
+        let mut batch = sled::Batch::default();
+        for user in &set.users {
+            batch.insert(user.name.as_bytes(), json(user));
+        }
+        self.users.apply_batch(batch).map_err(io("write users"))?;
+        let mut batch = sled::Batch::default();
+        for (key, session) in &set.sessions {
+            match session {
+                Some(session) => batch.insert(key.as_bytes(), json(session)),
+                None => batch.remove(key.as_bytes()),
+            }
+        }
+        self.sessions
+            .apply_batch(batch)
+            .map_err(io("write sessions"))?;
 
         let mut batch = sled::Batch::default();
         for (agent, seq) in &set.agent_seqs {
@@ -589,6 +609,14 @@ impl Store for SledStore {
                 Ok((String::from_utf8_lossy(&key).into_owned(), seq))
             })
             .collect()
+    }
+
+    fn users(&self) -> Result<Vec<User>, StoreError> {
+        Self::json_values(&self.users, "users")
+    }
+
+    fn sessions(&self) -> Result<Vec<Session>, StoreError> {
+        Self::json_values(&self.sessions, "sessions")
     }
 
     fn size_on_disk(&self) -> Result<u64, StoreError> {

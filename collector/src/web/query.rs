@@ -1,0 +1,380 @@
+//! The queries both the dashboard and the JSON API answer from: asset and incident lists
+//! (search, filters, sort, pages) and the overview's figures, over the [`Catalog`].
+//!
+//! [`Catalog`]: super::catalog::Catalog
+
+use std::collections::{BTreeMap, HashMap};
+
+use time::OffsetDateTime;
+
+use super::catalog::{Entry, status_of};
+use crate::errors::Failure;
+use crate::http::{ApiState, blocking};
+use crate::model::{Asset, Incident, IncidentState, Status};
+
+/// One row of the asset list.
+#[derive(Debug, Clone)]
+pub struct Listed {
+    pub asset: Asset,
+    pub status: Status,
+    pub last_seen: Option<OffsetDateTime>,
+    pub location: String,
+    pub users: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct AssetQuery {
+    /// Words that must all match (name, hostname, IP, MAC, serial, user, room, software).
+    pub q: String,
+    pub kind: String,
+    pub status: String,
+    pub source: String,
+    /// Part of the room / location.
+    pub location: String,
+    /// `name` (default), `kind`, `status`, `ip`, `last_seen`.
+    pub sort: String,
+    pub desc: bool,
+    pub offset: usize,
+    /// 0: all.
+    pub limit: usize,
+}
+
+fn kind_name(asset: &Asset) -> String {
+    serde_json::to_value(asset.kind)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+pub fn status_name(status: Status) -> &'static str {
+    match status {
+        Status::Up => "up",
+        Status::Down => "down",
+        Status::Unknown => "unknown",
+    }
+}
+
+/// Every word is in the asset's search text or in one of its software titles.
+fn matches(entry: &Entry, words: &[(String, std::collections::HashSet<u32>)]) -> bool {
+    words.iter().all(|(word, titles)| {
+        entry.haystack.contains(word.as_str()) || entry.software.iter().any(|t| titles.contains(t))
+    })
+}
+
+/// Every asset matching `query`, sorted, with the total before paging.
+pub async fn assets(state: &ApiState, query: AssetQuery) -> Result<(Vec<Listed>, usize), Failure> {
+    let web = state.web.clone();
+    let heard = state.agents.last_heard();
+    let (stale, reach_stale) = (state.stale_after, state.reach_stale_after);
+    blocking(move || {
+        let now = OffsetDateTime::now_utc();
+        let listed = web.catalog.read(|data| {
+            let words: Vec<(String, std::collections::HashSet<u32>)> = query
+                .q
+                .split_whitespace()
+                .map(|w| {
+                    let w = w.to_lowercase();
+                    let titles = data.titles_matching(&w);
+                    (w, titles)
+                })
+                .collect();
+            let location = query.location.to_lowercase();
+            let mut rows: Vec<Listed> = Vec::new();
+            for entry in data.assets.values() {
+                if !query.kind.is_empty() && kind_name(&entry.asset) != query.kind {
+                    continue;
+                }
+                if !query.source.is_empty()
+                    && !entry.asset.sources.iter().any(|s| {
+                        serde_json::to_value(s)
+                            .ok()
+                            .and_then(|v| v.as_str().map(|x| x == query.source))
+                            .unwrap_or(false)
+                    })
+                {
+                    continue;
+                }
+                if !location.is_empty() && !entry.location.to_lowercase().contains(&location) {
+                    continue;
+                }
+                if !words.is_empty() && !matches(entry, &words) {
+                    continue;
+                }
+                let (status, last_seen) = status_of(
+                    &entry.asset,
+                    entry.last_seen,
+                    &heard,
+                    entry.reach,
+                    stale,
+                    reach_stale,
+                    now,
+                );
+                if !query.status.is_empty() && status_name(status) != query.status {
+                    continue;
+                }
+                rows.push(Listed {
+                    asset: entry.asset.clone(),
+                    status,
+                    last_seen,
+                    location: entry.location.clone(),
+                    users: entry.users.clone(),
+                });
+            }
+            rows
+        })?;
+        let mut rows = listed;
+        let name = |l: &Listed| l.asset.name.to_lowercase();
+        match query.sort.as_str() {
+            "kind" => rows.sort_by_cached_key(|l| (kind_name(&l.asset), name(l))),
+            "status" => rows.sort_by_cached_key(|l| (status_name(l.status), name(l))),
+            "ip" => rows.sort_by_cached_key(|l| {
+                (
+                    l.asset
+                        .ips
+                        .first()
+                        .and_then(|ip| ip.parse::<std::net::IpAddr>().ok()),
+                    name(l),
+                )
+            }),
+            "last_seen" => rows.sort_by_cached_key(|l| (l.last_seen, name(l))),
+            _ => rows.sort_by_cached_key(|l| (name(l), l.asset.id.clone())),
+        }
+        if query.desc {
+            rows.reverse();
+        }
+        let total = rows.len();
+        let rows: Vec<Listed> = if query.limit == 0 {
+            rows
+        } else {
+            rows.into_iter()
+                .skip(query.offset)
+                .take(query.limit)
+                .collect()
+        };
+        Ok((rows, total))
+    })
+    .await
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct IncidentQuery {
+    /// `open` (default), `resolved` (and closed), `all`.
+    pub status: String,
+    pub asset: Option<String>,
+    pub priority: Option<u8>,
+    /// Words matched against number, title, asset name, assignee.
+    pub q: String,
+    pub offset: usize,
+    /// 0: all.
+    pub limit: usize,
+}
+
+/// Incidents matching `query`, most urgent first, then newest; with the total.
+pub async fn incidents(
+    state: &ApiState,
+    query: IncidentQuery,
+) -> Result<(Vec<Incident>, usize), Failure> {
+    let keep: fn(IncidentState) -> bool = match query.status.as_str() {
+        "" | "open" => IncidentState::is_open,
+        "resolved" => |s| matches!(s, IncidentState::Resolved | IncidentState::Closed),
+        "all" => |_| true,
+        other => {
+            return Err(Failure::invalid(format!(
+                "status {other:?} is not open, resolved or all"
+            )));
+        }
+    };
+    let web = state.web.clone();
+    blocking(move || {
+        let words: Vec<String> = query.q.split_whitespace().map(str::to_lowercase).collect();
+        Ok(web.catalog.read(|data| {
+            let mut found: Vec<&Incident> = data
+                .incidents
+                .values()
+                .filter(|i| {
+                    keep(i.state)
+                        && query.asset.as_ref().is_none_or(|a| *a == i.asset_id)
+                        && query.priority.is_none_or(|p| p == i.priority)
+                        && (words.is_empty() || {
+                            let text = format!(
+                                "{} {} {} {}",
+                                i.number,
+                                i.title,
+                                i.asset_name,
+                                i.desk.assigned_to.as_deref().unwrap_or_default()
+                            )
+                            .to_lowercase();
+                            words.iter().all(|w| text.contains(w.as_str()))
+                        })
+                })
+                .collect();
+            let total = found.len();
+            let take = if query.limit == 0 {
+                usize::MAX
+            } else {
+                query.offset.saturating_add(query.limit)
+            };
+            let order = |a: &&Incident, b: &&Incident| {
+                a.priority
+                    .cmp(&b.priority)
+                    .then_with(|| b.opened_at.cmp(&a.opened_at))
+                    .then_with(|| a.id.cmp(&b.id))
+            };
+            if take < found.len() {
+                found.select_nth_unstable_by(take, order);
+                found.truncate(take);
+            }
+            found.sort_unstable_by(order);
+            let page = found
+                .into_iter()
+                .skip(query.offset)
+                .cloned()
+                .collect::<Vec<_>>();
+            (page, total)
+        })?)
+    })
+    .await
+}
+
+/// One incident by id or `INC…` number.
+pub async fn incident(state: &ApiState, key: String) -> Result<Option<Incident>, Failure> {
+    let web = state.web.clone();
+    blocking(move || Ok(web.catalog.read(|data| data.incident(&key).cloned())?)).await
+}
+
+/// The overview's figures.
+#[derive(Debug, Default)]
+pub struct Overview {
+    /// Per kind: `(kind, up, down, unknown)`.
+    pub by_kind: Vec<(String, usize, usize, usize)>,
+    pub totals: (usize, usize, usize),
+    /// Per priority 1–5: `(count, oldest opened_at)`.
+    pub by_priority: Vec<(u8, usize, Option<OffsetDateTime>)>,
+    /// The most urgent open incidents (at most 10).
+    pub urgent: Vec<Incident>,
+    /// `(asset id, asset name, what)`.
+    pub capacity: Vec<(String, String, String)>,
+    pub last_sweep: Option<OffsetDateTime>,
+    /// `(agents heard within stale_after, agents that ever reported)`.
+    pub agents: (usize, usize),
+}
+
+pub async fn overview(state: &ApiState) -> Result<Overview, Failure> {
+    let web = state.web.clone();
+    let heard = state.agents.last_heard();
+    let (stale, reach_stale) = (state.stale_after, state.reach_stale_after);
+    blocking(move || {
+        let now = OffsetDateTime::now_utc();
+        Ok(web.catalog.read(|data| {
+            let mut out = Overview::default();
+            let mut kinds: BTreeMap<String, (usize, usize, usize)> = BTreeMap::new();
+            let mut agents_total = 0;
+            let mut agents_fresh = 0;
+            for entry in data.assets.values() {
+                let (status, last_seen) = status_of(
+                    &entry.asset,
+                    entry.last_seen,
+                    &heard,
+                    entry.reach,
+                    stale,
+                    reach_stale,
+                    now,
+                );
+                let counts = kinds.entry(kind_name(&entry.asset)).or_default();
+                match status {
+                    Status::Up => counts.0 += 1,
+                    Status::Down => counts.1 += 1,
+                    Status::Unknown => counts.2 += 1,
+                }
+                if !entry.asset.agent_ids.is_empty() {
+                    agents_total += 1;
+                    let fresh = last_seen.is_some_and(|at| {
+                        now - at <= time::Duration::try_from(stale).unwrap_or(time::Duration::MAX)
+                    });
+                    agents_fresh += usize::from(fresh);
+                }
+                for (mount, used) in &entry.volumes {
+                    if *used >= 90.0 {
+                        out.capacity.push((
+                            entry.asset.id.clone(),
+                            entry.asset.name.clone(),
+                            format!("disk {mount} {used:.0}% full"),
+                        ));
+                    }
+                }
+                for (supply, percent) in &entry.supplies {
+                    if *percent <= 15.0 {
+                        out.capacity.push((
+                            entry.asset.id.clone(),
+                            entry.asset.name.clone(),
+                            format!("{supply} at {percent:.0}%"),
+                        ));
+                    }
+                }
+                if let Some((on_battery, charge, replace)) = entry.ups {
+                    if on_battery {
+                        out.capacity.push((
+                            entry.asset.id.clone(),
+                            entry.asset.name.clone(),
+                            "UPS on battery".to_owned(),
+                        ));
+                    }
+                    if replace {
+                        out.capacity.push((
+                            entry.asset.id.clone(),
+                            entry.asset.name.clone(),
+                            "UPS battery needs replacing".to_owned(),
+                        ));
+                    }
+                    if let Some(c) = charge.filter(|c| *c < 50.0) {
+                        out.capacity.push((
+                            entry.asset.id.clone(),
+                            entry.asset.name.clone(),
+                            format!("UPS charge {c:.0}%"),
+                        ));
+                    }
+                }
+            }
+            out.capacity.sort();
+            out.capacity.truncate(50);
+            for (kind, (up, down, unknown)) in kinds {
+                out.totals.0 += up;
+                out.totals.1 += down;
+                out.totals.2 += unknown;
+                out.by_kind.push((kind, up, down, unknown));
+            }
+            let mut by_priority: HashMap<u8, (usize, Option<OffsetDateTime>)> = HashMap::new();
+            let mut open: Vec<&Incident> = Vec::new();
+            for incident in data.incidents.values().filter(|i| i.state.is_open()) {
+                let slot = by_priority.entry(incident.priority).or_default();
+                slot.0 += 1;
+                slot.1 = Some(
+                    slot.1
+                        .map_or(incident.opened_at, |o| o.min(incident.opened_at)),
+                );
+                open.push(incident);
+            }
+            out.by_priority = (1..=5)
+                .map(|p| {
+                    let (n, oldest) = by_priority.get(&p).copied().unwrap_or_default();
+                    (p, n, oldest)
+                })
+                .collect();
+            let order = |a: &&Incident, b: &&Incident| {
+                a.priority
+                    .cmp(&b.priority)
+                    .then_with(|| a.opened_at.cmp(&b.opened_at))
+            };
+            if open.len() > 10 {
+                open.select_nth_unstable_by(10, order);
+                open.truncate(10);
+            }
+            open.sort_by(order);
+            out.urgent = open.into_iter().cloned().collect();
+            out.last_sweep = data.last_reach;
+            out.agents = (agents_fresh, agents_total);
+            out
+        })?)
+    })
+    .await
+}
