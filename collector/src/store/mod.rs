@@ -12,6 +12,7 @@ mod codec;
 pub mod conformance;
 #[cfg(test)]
 pub mod faulty;
+pub mod format;
 pub mod memory;
 pub mod reopen;
 pub mod sled;
@@ -44,6 +45,16 @@ pub enum StoreError {
         #[source]
         source: ::sled::Error,
     },
+    #[error(
+        "the store at {path} has format {found}, newer than this release reads (up to {supported}): \
+         it was written by a later Caretaker; install that release (or newer) again, or restore a \
+         backup made with this one into a new data directory"
+    )]
+    TooNew {
+        path: PathBuf,
+        found: u64,
+        supported: u64,
+    },
     #[error("store unavailable: {0}")]
     Unavailable(&'static str),
     #[error("a store task failed: {0}")]
@@ -64,9 +75,10 @@ impl StoreError {
                 ::sled::Error::Io(io) => Some(io),
                 _ => None,
             },
-            StoreError::Unavailable(_) | StoreError::TaskFailed(_) | StoreError::Corrupt { .. } => {
-                None
-            }
+            StoreError::Unavailable(_)
+            | StoreError::TaskFailed(_)
+            | StoreError::Corrupt { .. }
+            | StoreError::TooNew { .. } => None,
         };
         io.is_some_and(|e| {
             matches!(
