@@ -112,6 +112,8 @@ pub enum Job {
         action: Action,
         reply: Reply<Result<Incident, ActionError>>,
     },
+    /// Run `work` between commits (see [`Exclusive`]).
+    Exclusive { work: Exclusive },
     /// A technician's update to a problem.
     Problem {
         id: String,
@@ -120,6 +122,11 @@ pub enum Job {
         reply: Reply<Result<Problem, ActionError>>,
     },
 }
+
+/// Work that must see the store between two commits (a backup's snapshot), run on the
+/// writer thread after the batch it arrived in is committed, so nothing the writer does
+/// interleaves with it. It gets the store error instead if that batch's commit failed.
+pub type Exclusive = Box<dyn FnOnce(Result<&dyn Store, RegisterError>) + Send>;
 
 /// What travels on the writer's channel.
 enum Message {
@@ -263,6 +270,8 @@ struct Batch {
     clock_suspect: u64,
     /// A job failed part-way: reload the in-memory state from the store after the commit.
     reload: bool,
+    /// Run after the commit, in order.
+    exclusive: Vec<Exclusive>,
 }
 
 impl Batch {
@@ -384,6 +393,9 @@ impl State {
                 if batch.reload {
                     self.reload();
                 }
+                for work in batch.exclusive {
+                    work(Ok(self.store.as_ref()));
+                }
             }
             Err(error) => {
                 let error = Arc::new(error);
@@ -391,6 +403,9 @@ impl State {
                 self.cmdb.restore_seqs(batch.seqs_before);
                 for answer in batch.pending {
                     answer(Err(RegisterError::Store(error.clone())));
+                }
+                for work in batch.exclusive {
+                    work(Err(RegisterError::Store(error.clone())));
                 }
                 self.last_failure = Some(error);
                 self.stale = true;
@@ -471,6 +486,7 @@ impl State {
                 batch.evaluate_at(at);
             }
             Job::Tick { at } => batch.evaluate_at(at),
+            Job::Exclusive { work } => batch.exclusive.push(work),
             Job::Act { id, action, reply } => {
                 let now = OffsetDateTime::now_utc();
                 match self.detector.act(store, now, &id, action, &mut set) {
@@ -599,6 +615,7 @@ fn refuse(job: Job, error: &RegisterError) {
         Job::Discovery { reply, .. } => drop(reply.send(Err(error.clone()))),
         Job::Act { reply, .. } => drop(reply.send(Err(error.clone()))),
         Job::Problem { reply, .. } => drop(reply.send(Err(error.clone()))),
+        Job::Exclusive { work } => work(Err(error.clone())),
         Job::Heartbeat { .. } | Job::Watch { .. } | Job::Tick { .. } => {}
     }
 }

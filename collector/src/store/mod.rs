@@ -55,6 +55,8 @@ pub enum StoreError {
         found: u64,
         supported: u64,
     },
+    #[error("cannot write the store's records out: {0}")]
+    Export(#[source] std::io::Error),
     #[error("store unavailable: {0}")]
     Unavailable(&'static str),
     #[error("a store task failed: {0}")]
@@ -79,6 +81,7 @@ impl StoreError {
             | StoreError::TaskFailed(_)
             | StoreError::Corrupt { .. }
             | StoreError::TooNew { .. } => None,
+            StoreError::Export(io) => Some(io),
         };
         io.is_some_and(|e| {
             matches!(
@@ -183,6 +186,13 @@ where
     }
 }
 
+/// One item of [`Store::dump`].
+#[derive(Debug, Clone, Copy)]
+pub enum Dump<'a> {
+    Tree(&'a [u8]),
+    Entry(&'a [u8], &'a [u8]),
+}
+
 /// Which change records to list, newest first.
 #[derive(Debug, Clone, Default)]
 pub struct ChangeQuery {
@@ -278,6 +288,18 @@ pub trait Store: Send + Sync + 'static {
 
     fn agents(&self) -> Result<Vec<AgentRecord>, StoreError>;
     fn agent_seqs(&self) -> Result<HashMap<AgentId, u64>, StoreError>;
+
+    /// Every record of every tree, for backups (`backup`): `visit(Dump::Tree(name))` starts a
+    /// tree, then `visit(Dump::Entry(key, value))` for each record in key order. Generic over
+    /// trees, so a tree another module adds is backed up without changes here. Stores that
+    /// cannot do this say so.
+    fn dump(
+        &self,
+        visit: &mut dyn FnMut(Dump<'_>) -> std::io::Result<()>,
+    ) -> Result<(), StoreError> {
+        let _ = visit;
+        Err(StoreError::Unavailable("this store cannot be backed up"))
+    }
 
     /// Bytes the store occupies on disk (0 for in-memory stores).
     fn size_on_disk(&self) -> Result<u64, StoreError>;

@@ -151,6 +151,20 @@ impl SledStore {
         })
     }
 
+    /// Writes raw records into the tree `name` (created if new): how `restore` refills a new
+    /// store from a backup. Durable after [`Store::flush`].
+    pub fn import(&self, name: &[u8], entries: &[(Vec<u8>, Vec<u8>)]) -> Result<(), StoreError> {
+        let tree = self
+            .db
+            .open_tree(name)
+            .map_err(io("open a tree to restore"))?;
+        let mut batch = sled::Batch::default();
+        for (key, value) in entries {
+            batch.insert(&key[..], &value[..]);
+        }
+        tree.apply_batch(batch).map_err(io("restore records"))
+    }
+
     /// JSON values keyed `asset \0 time`, in `[from, to)`.
     fn timed_json<T: serde::de::DeserializeOwned>(
         tree: &sled::Tree,
@@ -625,6 +639,24 @@ impl Store for SledStore {
 
     fn size_on_disk(&self) -> Result<u64, StoreError> {
         self.db.size_on_disk().map_err(io("measure size"))
+    }
+
+    fn dump(
+        &self,
+        visit: &mut dyn FnMut(super::Dump<'_>) -> std::io::Result<()>,
+    ) -> Result<(), StoreError> {
+        for name in self.db.tree_names() {
+            let tree = self
+                .db
+                .open_tree(&name)
+                .map_err(io("open a tree to back up"))?;
+            visit(super::Dump::Tree(&name)).map_err(StoreError::Export)?;
+            for entry in tree.iter() {
+                let (key, value) = entry.map_err(io("read a tree to back up"))?;
+                visit(super::Dump::Entry(&key, &value)).map_err(StoreError::Export)?;
+            }
+        }
+        Ok(())
     }
 }
 
