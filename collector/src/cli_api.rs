@@ -43,13 +43,25 @@ pub fn unavailable(config: &Config, error: &std::io::Error) -> ExitCode {
 
 /// Where the daemon's API listens: what the running collector wrote to its data directory
 /// (so a config with port 0, like the demo's, works), else the configured address.
-fn api_addr(config: &Config) -> SocketAddr {
+pub fn api_addr(config: &Config) -> SocketAddr {
     let mut addr =
         Listening::read(&config.data_dir).map_or(config.http.listen, |listening| listening.http);
     if addr.ip().is_unspecified() {
         addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
     }
     addr
+}
+
+/// The API token the daemon uses, from its file.
+pub fn token(config: &Config) -> std::io::Result<String> {
+    let token_path = config
+        .http
+        .api_token_file
+        .clone()
+        .unwrap_or_else(|| config.data_dir.join("api-token"));
+    let token = std::fs::read_to_string(&token_path)
+        .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", token_path.display())))?;
+    Ok(token.trim().to_owned())
 }
 
 /// One HTTP/1.1 request to the daemon's API with its bearer token.

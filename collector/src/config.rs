@@ -31,6 +31,8 @@ pub struct Config {
     pub topology: crate::incidents::topology::TopologyConfig,
     pub school_hours: Option<crate::track::SchoolHoursConfig>,
     pub retention: crate::retention::RetentionConfig,
+    /// Daily backups; none unless the section is present.
+    pub backup: Option<crate::backup::BackupConfig>,
     /// `school_hours`, validated by [`load`]; 24/7 when not configured.
     #[serde(skip)]
     pub hours: crate::track::SchoolHours,
@@ -53,6 +55,7 @@ impl Default for Config {
             topology: crate::incidents::topology::TopologyConfig::default(),
             school_hours: None,
             retention: crate::retention::RetentionConfig::default(),
+            backup: None,
             hours: crate::track::SchoolHours::always(),
         }
     }
@@ -542,6 +545,11 @@ fn validate(config: &mut Config) -> Vec<(&'static str, &'static str, String)> {
                 "child",
                 format!("{:?} is not a valid IPv4 range", rule.child),
             ));
+        }
+    }
+    if let Some(backup) = &config.backup {
+        for (key, problem) in backup.problems() {
+            issues.push(("backup", key, problem));
         }
     }
     if config.grpc.max_concurrent_requests == 0 {

@@ -29,6 +29,7 @@ pub mod incidents;
 pub mod ingest;
 pub mod model;
 pub mod observe;
+pub mod ops;
 pub mod register;
 pub mod retention;
 pub mod rules;

@@ -111,6 +111,30 @@ enum Command {
         #[arg(long, env = "USER", default_value = "technician")]
         by: String,
     },
+    /// Write a point-in-time backup of everything the collector keeps to FILE (from the
+    /// running collector, or from the store when none runs).
+    Backup {
+        #[arg(long, env = "CARETAKER_CONFIG")]
+        config: PathBuf,
+        #[arg(long)]
+        to: PathBuf,
+        /// Encrypt with the passphrase in this file (default: [backup] passphrase_file).
+        #[arg(long)]
+        passphrase_file: Option<PathBuf>,
+    },
+    /// Restore a backup into a new or empty data directory.
+    Restore {
+        #[arg(long)]
+        from: PathBuf,
+        /// Where to restore (default: the config's data_dir).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        #[arg(long, env = "CARETAKER_CONFIG")]
+        config: Option<PathBuf>,
+        /// The passphrase of an encrypted backup.
+        #[arg(long)]
+        passphrase_file: Option<PathBuf>,
+    },
     /// Start a collector and an agent for this machine on embedded defaults (loopback only);
     /// writes DIR/collector.toml for the other subcommands' --config.
     Demo {
@@ -146,6 +170,7 @@ fn parse_ports(text: &str) -> Result<Ports, String> {
 }
 
 mod cli_api;
+mod cli_backup;
 mod cli_demo;
 mod cli_incidents;
 mod cli_scan;
@@ -173,6 +198,22 @@ fn main() -> ExitCode {
                 app.wait().await
             })
         }
+        Command::Backup {
+            config,
+            to,
+            passphrase_file,
+        } => cli_backup::backup(&config, &to, passphrase_file.as_deref()),
+        Command::Restore {
+            from,
+            data_dir,
+            config,
+            passphrase_file,
+        } => cli_backup::restore(
+            &from,
+            data_dir,
+            config.as_deref(),
+            passphrase_file.as_deref(),
+        ),
         Command::Demo { dir, grpc, http } => cli_demo::run(&dir, grpc, http),
         Command::TestEmail { config, to } => {
             let config = match config::load(&config) {

@@ -180,8 +180,23 @@ impl App {
                 .instrument(tracing::info_span!("grpc", addr = %grpc_addr)),
             );
         }
+        let snapshots = Arc::new(crate::backup::Snapshots {
+            data_dir: data_dir.clone(),
+            skip: config.backup.iter().map(|b| b.dir(&data_dir)).collect(),
+            register: register.clone(),
+        });
+        let ops = Arc::new(crate::ops::Ops {
+            snapshots: snapshots.clone(),
+        });
+        if let Some(backup) = &config.backup {
+            tracker.spawn(
+                crate::backup::run_daily(snapshots.clone(), backup.clone(), shutdown.clone())
+                    .instrument(tracing::info_span!("backup")),
+            );
+        }
         {
             let state = ApiState {
+                ops: ops.clone(),
                 store: store.clone(),
                 agents,
                 stats: stats.clone(),

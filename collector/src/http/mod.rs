@@ -6,6 +6,7 @@
 
 mod assets;
 mod incidents;
+mod ops;
 mod tracking;
 
 use std::net::SocketAddr;
@@ -49,6 +50,8 @@ pub struct ApiState {
     pub school_hours: std::sync::Arc<crate::track::SchoolHours>,
     /// For actions that change the register (incident actions).
     pub register: crate::register::Register,
+    /// Backups (and the other operations routes).
+    pub ops: Arc<crate::ops::Ops>,
 }
 
 /// An API error: a [`Failure`] answered as `{"error": "..."}` with the status the one
@@ -90,6 +93,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/availability", get(tracking::availability))
         .route("/outbox", get(incidents::outbox))
         .route("/problems/{id}", post(incidents::update_problem))
+        .route("/backup", post(ops::backup))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token))
         .route("/health", get(health))
         .method_not_allowed_fallback(|| async {
