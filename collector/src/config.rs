@@ -33,6 +33,8 @@ pub struct Config {
     pub retention: crate::retention::RetentionConfig,
     /// Daily backups; none unless the section is present.
     pub backup: Option<crate::backup::BackupConfig>,
+    /// Who may scrape `/metrics`.
+    pub metrics: crate::metrics::MetricsConfig,
     /// `school_hours`, validated by [`load`]; 24/7 when not configured.
     #[serde(skip)]
     pub hours: crate::track::SchoolHours,
@@ -56,6 +58,7 @@ impl Default for Config {
             school_hours: None,
             retention: crate::retention::RetentionConfig::default(),
             backup: None,
+            metrics: crate::metrics::MetricsConfig::default(),
             hours: crate::track::SchoolHours::always(),
         }
     }
@@ -546,6 +549,9 @@ fn validate(config: &mut Config) -> Vec<(&'static str, &'static str, String)> {
                 format!("{:?} is not a valid IPv4 range", rule.child),
             ));
         }
+    }
+    for (key, problem) in config.metrics.problems() {
+        issues.push(("metrics", key, problem));
     }
     if let Some(backup) = &config.backup {
         for (key, problem) in backup.problems() {

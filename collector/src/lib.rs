@@ -27,6 +27,7 @@ pub mod health;
 pub mod http;
 pub mod incidents;
 pub mod ingest;
+pub mod metrics;
 pub mod model;
 pub mod observe;
 pub mod ops;

@@ -7,4 +7,6 @@ use std::sync::Arc;
 pub struct Ops {
     /// Point-in-time backups through the register writer.
     pub snapshots: Arc<crate::backup::Snapshots>,
+    /// Who may scrape `/metrics`.
+    pub metrics: crate::metrics::MetricsConfig,
 }

@@ -187,6 +187,7 @@ impl App {
         });
         let ops = Arc::new(crate::ops::Ops {
             snapshots: snapshots.clone(),
+            metrics: config.metrics.clone(),
         });
         if let Some(backup) = &config.backup {
             tracker.spawn(

@@ -104,6 +104,7 @@ pub fn router(state: ApiState) -> Router {
         })
         .layer(middleware::map_response(json_errors));
     Router::new()
+        .route("/metrics", get(ops::metrics))
         .nest("/api/v1", api)
         .fallback(|| async { Failure::not_found("route") })
         .layer(DefaultBodyLimit::max(64 * 1024))

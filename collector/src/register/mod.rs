@@ -150,6 +150,11 @@ impl Register {
             .map_err(|_| RegisterError::WriterGone)
     }
 
+    /// Jobs waiting in the queue now.
+    pub fn queue_depth(&self) -> usize {
+        self.jobs.max_capacity() - self.jobs.capacity()
+    }
+
     /// Queues a job if there is room, else drops it (heartbeats, rule ticks).
     pub fn try_send(&self, job: Job) {
         let _ = self.jobs.try_send(Message::Job(Box::new(job)));
@@ -382,7 +387,13 @@ impl State {
         let result = if batch.set.is_empty() {
             Ok(())
         } else {
-            self.store.commit(std::mem::take(&mut batch.set))
+            let started = Instant::now();
+            let result = self.store.commit(std::mem::take(&mut batch.set));
+            self.stats
+                .writer
+                .commit_seconds
+                .observe(started.elapsed().as_secs_f64());
+            result
         };
         match result {
             Ok(()) => {
@@ -434,6 +445,7 @@ impl State {
                 reply,
             } => {
                 let before = self.cmdb.acked_seq(&agent_id);
+                let kinds = report_kinds(&reports);
                 match self
                     .cmdb
                     .submit(store, &agent_id, epoch, reports, received_at, &mut set)
@@ -450,6 +462,12 @@ impl State {
                         batch.stored += done.stored;
                         batch.duplicates += done.duplicates;
                         batch.clock_suspect += done.clock_suspect;
+                        let writer = &self.stats.writer;
+                        writer
+                            .inventory_reports
+                            .fetch_add(kinds.0, Ordering::Relaxed);
+                        writer.status_reports.fetch_add(kinds.1, Ordering::Relaxed);
+                        writer.other_reports.fetch_add(kinds.2, Ordering::Relaxed);
                         batch.accept(set, reply, Ok(done.acked));
                     }
                     Err(error) => batch.refuse(reply, error),
@@ -466,6 +484,7 @@ impl State {
                 let last_up = |id: &str| obs.assets.get(id).and_then(|o| o.ping.last_up_at);
                 match self.cmdb.apply_sweep(store, &sweep, &last_up, &mut set) {
                     Ok(summary) => {
+                        self.stats.writer.sweep(&sweep);
                         batch.swept = true;
                         batch.evaluate_at(sweep.finished_at);
                         batch.accept(set, reply, summary);
@@ -605,6 +624,20 @@ impl State {
             }
         }
     }
+}
+
+/// `(inventory, status, other)` reports in a submit.
+fn report_kinds(reports: &[Report]) -> (u64, u64, u64) {
+    use caretaker_proto::v1::report::Body;
+    let mut kinds = (0, 0, 0);
+    for report in reports {
+        match report.body {
+            Some(Body::Inventory(_)) => kinds.0 += 1,
+            Some(Body::Status(_)) => kinds.1 += 1,
+            _ => kinds.2 += 1,
+        }
+    }
+    kinds
 }
 
 /// Answers a job the writer cannot take while its state is not known to match the store.
