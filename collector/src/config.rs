@@ -35,6 +35,9 @@ pub struct Config {
     pub backup: Option<crate::backup::BackupConfig>,
     /// Who may scrape `/metrics`.
     pub metrics: crate::metrics::MetricsConfig,
+    /// The file this was loaded from (for live reload); set by [`load`].
+    #[serde(skip)]
+    pub source: Option<PathBuf>,
     /// `school_hours`, validated by [`load`]; 24/7 when not configured.
     #[serde(skip)]
     pub hours: crate::track::SchoolHours,
@@ -59,6 +62,7 @@ impl Default for Config {
             retention: crate::retention::RetentionConfig::default(),
             backup: None,
             metrics: crate::metrics::MetricsConfig::default(),
+            source: None,
             hours: crate::track::SchoolHours::always(),
         }
     }
@@ -375,7 +379,8 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
             }]));
         }
     };
-    let config = parse(path, &text)?;
+    let mut config = parse(path, &text)?;
+    config.source = Some(path.to_owned());
     let issues: Vec<ConfigIssue> = check_files(&config)
         .into_iter()
         .map(|(section, key, message)| {

@@ -32,6 +32,7 @@ pub mod model;
 pub mod observe;
 pub mod ops;
 pub mod register;
+pub mod reload;
 pub mod retention;
 pub mod rules;
 pub mod scan;

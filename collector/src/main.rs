@@ -122,6 +122,12 @@ enum Command {
         #[arg(long)]
         passphrase_file: Option<PathBuf>,
     },
+    /// Make the running collector read its config again (rules, windows, school hours, SMTP,
+    /// scan ranges); a bad file keeps the old config (exit 78 with the reason).
+    Reload {
+        #[arg(long, env = "CARETAKER_CONFIG")]
+        config: PathBuf,
+    },
     /// Restore a backup into a new or empty data directory.
     Restore {
         #[arg(long)]
@@ -173,6 +179,7 @@ mod cli_api;
 mod cli_backup;
 mod cli_demo;
 mod cli_incidents;
+mod cli_ops;
 mod cli_scan;
 
 fn main() -> ExitCode {
@@ -203,6 +210,7 @@ fn main() -> ExitCode {
             to,
             passphrase_file,
         } => cli_backup::backup(&config, &to, passphrase_file.as_deref()),
+        Command::Reload { config } => cli_ops::reload(&config),
         Command::Restore {
             from,
             data_dir,

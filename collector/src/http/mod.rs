@@ -94,6 +94,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/outbox", get(incidents::outbox))
         .route("/problems/{id}", post(incidents::update_problem))
         .route("/backup", post(ops::backup))
+        .route("/reload", post(ops::reload))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token))
         .route("/health", get(health))
         .method_not_allowed_fallback(|| async {

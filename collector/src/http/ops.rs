@@ -98,3 +98,18 @@ pub async fn metrics(
     )
         .into_response())
 }
+
+/// `POST /api/v1/reload`: reads the config file again; 200 with what was applied, or 400
+/// with why not (the old config stays).
+pub async fn reload(State(state): State<ApiState>) -> Result<Response, ApiError> {
+    match state.ops.reloader.reload().await {
+        Ok(outcome) => Ok((StatusCode::OK, axum::Json(outcome)).into_response()),
+        Err(error @ crate::reload::ReloadError::Register(_)) => {
+            Err(Failure::new(Kind::StoreUnavailable, error.to_string()))
+        }
+        Err(error) => {
+            tracing::error!(%error, "Config not reloaded");
+            Err(Failure::new(Kind::Invalid, error.to_string()))
+        }
+    }
+}

@@ -112,6 +112,12 @@ pub enum Job {
         action: Action,
         reply: Reply<Result<Incident, ActionError>>,
     },
+    /// New rule, incident, maintenance, change-window and topology settings (live reload):
+    /// the detector is rebuilt with them from the store once the batch is committed.
+    Reconfigure {
+        detection: Box<Detection>,
+        reply: Reply<()>,
+    },
     /// Run `work` between commits (see [`Exclusive`]).
     Exclusive { work: Exclusive },
     /// A technician's update to a problem.
@@ -277,6 +283,8 @@ struct Batch {
     reload: bool,
     /// Run after the commit, in order.
     exclusive: Vec<Exclusive>,
+    /// Rebuild the detector with `options.detection` after the commit.
+    reconfigure: bool,
 }
 
 impl Batch {
@@ -404,6 +412,9 @@ impl State {
                 if batch.reload {
                     self.reload();
                 }
+                if batch.reconfigure {
+                    self.rebuild_detector();
+                }
                 for work in batch.exclusive {
                     work(Ok(self.store.as_ref()));
                 }
@@ -506,6 +517,11 @@ impl State {
             }
             Job::Tick { at } => batch.evaluate_at(at),
             Job::Exclusive { work } => batch.exclusive.push(work),
+            Job::Reconfigure { detection, reply } => {
+                self.options.detection = *detection;
+                batch.reconfigure = true;
+                batch.accept(set, reply, ());
+            }
             Job::Act { id, action, reply } => {
                 let now = OffsetDateTime::now_utc();
                 match self.detector.act(store, now, &id, action, &mut set) {
@@ -596,6 +612,26 @@ impl State {
         self.reload()
     }
 
+    /// Rebuilds the detector with the current detection settings (live reload), keeping the
+    /// old one if the store cannot be read.
+    fn rebuild_detector(&mut self) {
+        let assets: Vec<Asset> = self.cmdb.assets().cloned().collect();
+        match Detector::load(
+            self.store.as_ref(),
+            self.options.detection.clone(),
+            &assets,
+            &self.obs,
+        ) {
+            Ok(detector) => {
+                self.detector = detector;
+                tracing::info!("Rules, windows and incident settings reloaded");
+            }
+            Err(error) => {
+                tracing::error!(%error, "Could not apply the reloaded rules; the old ones stay");
+            }
+        }
+    }
+
     /// Rebuilds the in-memory register from what the store holds. Returns whether it could.
     fn reload(&mut self) -> bool {
         let reloaded = (|| -> Result<(), StoreError> {
@@ -649,6 +685,7 @@ fn refuse(job: Job, error: &RegisterError) {
         Job::Act { reply, .. } => drop(reply.send(Err(error.clone()))),
         Job::Problem { reply, .. } => drop(reply.send(Err(error.clone()))),
         Job::Exclusive { work } => work(Err(error.clone())),
+        Job::Reconfigure { reply, .. } => drop(reply.send(Err(error.clone()))),
         Job::Heartbeat { .. } | Job::Watch { .. } | Job::Tick { .. } => {}
     }
 }
