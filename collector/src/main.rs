@@ -128,6 +128,12 @@ enum Command {
         #[arg(long, env = "CARETAKER_CONFIG")]
         config: PathBuf,
     },
+    /// Check this machine for what the collector needs (raw sockets, neighbour table, disk,
+    /// agents' clocks, SMTP, SNMP coverage, certificates): OK/WARN/FAIL, exit 0/1/2.
+    Doctor {
+        #[arg(long, env = "CARETAKER_CONFIG")]
+        config: PathBuf,
+    },
     /// Restore a backup into a new or empty data directory.
     Restore {
         #[arg(long)]
@@ -178,6 +184,7 @@ fn parse_ports(text: &str) -> Result<Ports, String> {
 mod cli_api;
 mod cli_backup;
 mod cli_demo;
+mod cli_doctor;
 mod cli_incidents;
 mod cli_ops;
 mod cli_scan;
@@ -211,6 +218,7 @@ fn main() -> ExitCode {
             passphrase_file,
         } => cli_backup::backup(&config, &to, passphrase_file.as_deref()),
         Command::Reload { config } => cli_ops::reload(&config),
+        Command::Doctor { config } => cli_doctor::run(&config),
         Command::Restore {
             from,
             data_dir,
