@@ -440,7 +440,8 @@ mod tests {
     #[test]
     fn disk_levels() {
         assert_eq!(disk_level(100 << 30, 200 << 30), Level::Ok);
-        assert_eq!(disk_level(1 << 30, 200 << 30), Level::Warn);
+        assert_eq!(disk_level(1 << 30, 8 << 30), Level::Warn);
+        assert_eq!(disk_level(15 << 30, 200 << 30), Level::Warn);
         assert_eq!(disk_level(100 << 20, 200 << 30), Level::Fail);
         assert!(Level::Fail > Level::Warn && Level::Warn > Level::Ok && Level::Ok > Level::Skip);
     }
