@@ -90,6 +90,8 @@ pub struct IngestStats {
     pub commits_failed: AtomicU64,
     /// Requests refused for a wrong or missing credential.
     pub rejected_unauthenticated: AtomicU64,
+    /// Commit latency, reports by kind and the last sweep, for `/metrics`.
+    pub writer: crate::metrics::WriterMetrics,
 }
 
 impl IngestStats {

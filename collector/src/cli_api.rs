@@ -52,6 +52,18 @@ pub fn api_addr(config: &Config) -> SocketAddr {
     addr
 }
 
+/// The API token the daemon uses, from its file.
+pub fn token(config: &Config) -> std::io::Result<String> {
+    let token_path = config
+        .http
+        .api_token_file
+        .clone()
+        .unwrap_or_else(|| config.data_dir.join("api-token"));
+    let token = std::fs::read_to_string(&token_path)
+        .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", token_path.display())))?;
+    Ok(token.trim().to_owned())
+}
+
 /// One HTTP/1.1 request to the daemon's API with its bearer token.
 pub fn request(
     config: &Config,

@@ -35,6 +35,13 @@ pub struct Config {
     pub tls: crate::pki::TlsConfig,
     /// `[web]`: the dashboard's sessions and the staff form's limits.
     pub web: crate::web::WebConfig,
+    /// Daily backups; none unless the section is present.
+    pub backup: Option<crate::backup::BackupConfig>,
+    /// Who may scrape `/metrics`.
+    pub metrics: crate::metrics::MetricsConfig,
+    /// The file this was loaded from (for live reload); set by [`load`].
+    #[serde(skip)]
+    pub source: Option<PathBuf>,
     /// `school_hours`, validated by [`load`]; 24/7 when not configured.
     #[serde(skip)]
     pub hours: crate::track::SchoolHours,
@@ -59,6 +66,9 @@ impl Default for Config {
             retention: crate::retention::RetentionConfig::default(),
             tls: crate::pki::TlsConfig::default(),
             web: crate::web::WebConfig::default(),
+            backup: None,
+            metrics: crate::metrics::MetricsConfig::default(),
+            source: None,
             hours: crate::track::SchoolHours::always(),
         }
     }
@@ -375,7 +385,8 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
             }]));
         }
     };
-    let config = parse(path, &text)?;
+    let mut config = parse(path, &text)?;
+    config.source = Some(path.to_owned());
     let issues: Vec<ConfigIssue> = check_files(&config)
         .into_iter()
         .map(|(section, key, message)| {
@@ -548,6 +559,14 @@ fn validate(config: &mut Config) -> Vec<(&'static str, &'static str, String)> {
                 "child",
                 format!("{:?} is not a valid IPv4 range", rule.child),
             ));
+        }
+    }
+    for (key, problem) in config.metrics.problems() {
+        issues.push(("metrics", key, problem));
+    }
+    if let Some(backup) = &config.backup {
+        for (key, problem) in backup.problems() {
+            issues.push(("backup", key, problem));
         }
     }
     if config.grpc.max_concurrent_requests == 0 {

@@ -118,6 +118,42 @@ enum Command {
         #[command(subcommand)]
         action: UserAction,
     },
+    /// Write a point-in-time backup of everything the collector keeps to FILE (from the
+    /// running collector, or from the store when none runs).
+    Backup {
+        #[arg(long, env = "CARETAKER_CONFIG")]
+        config: PathBuf,
+        #[arg(long)]
+        to: PathBuf,
+        /// Encrypt with the passphrase in this file (default: [backup] passphrase_file).
+        #[arg(long)]
+        passphrase_file: Option<PathBuf>,
+    },
+    /// Make the running collector read its config again (rules, windows, school hours, SMTP,
+    /// scan ranges); a bad file keeps the old config (exit 78 with the reason).
+    Reload {
+        #[arg(long, env = "CARETAKER_CONFIG")]
+        config: PathBuf,
+    },
+    /// Check this machine for what the collector needs (raw sockets, neighbour table, disk,
+    /// agents' clocks, SMTP, SNMP coverage, certificates): OK/WARN/FAIL, exit 0/1/2.
+    Doctor {
+        #[arg(long, env = "CARETAKER_CONFIG")]
+        config: PathBuf,
+    },
+    /// Restore a backup into a new or empty data directory.
+    Restore {
+        #[arg(long)]
+        from: PathBuf,
+        /// Where to restore (default: the config's data_dir).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        #[arg(long, env = "CARETAKER_CONFIG")]
+        config: Option<PathBuf>,
+        /// The passphrase of an encrypted backup.
+        #[arg(long)]
+        passphrase_file: Option<PathBuf>,
+    },
     /// Start a collector and an agent for this machine on embedded defaults (loopback only);
     /// writes DIR/collector.toml for the other subcommands' --config.
     Demo {
@@ -176,8 +212,11 @@ fn parse_ports(text: &str) -> Result<Ports, String> {
 }
 
 mod cli_api;
+mod cli_backup;
 mod cli_demo;
+mod cli_doctor;
 mod cli_incidents;
+mod cli_ops;
 mod cli_scan;
 mod cli_users;
 
@@ -204,6 +243,24 @@ fn main() -> ExitCode {
                 app.wait().await
             })
         }
+        Command::Backup {
+            config,
+            to,
+            passphrase_file,
+        } => cli_backup::backup(&config, &to, passphrase_file.as_deref()),
+        Command::Reload { config } => cli_ops::reload(&config),
+        Command::Doctor { config } => cli_doctor::run(&config),
+        Command::Restore {
+            from,
+            data_dir,
+            config,
+            passphrase_file,
+        } => cli_backup::restore(
+            &from,
+            data_dir,
+            config.as_deref(),
+            passphrase_file.as_deref(),
+        ),
         Command::Demo { dir, grpc, http } => cli_demo::run(&dir, grpc, http),
         Command::TestEmail { config, to } => {
             let config = match config::load(&config) {

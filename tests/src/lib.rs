@@ -165,13 +165,19 @@ impl Collector {
     /// 0; the config is then rewritten with the ports it got, so [`restart`](Self::restart)
     /// comes back where agents expect it.
     pub fn start_with(dir: &Path, extra: &str) -> Self {
-        std::fs::create_dir_all(dir).expect("collector dir");
         let any: SocketAddr = "127.0.0.1:0".parse().expect("addr");
+        Self::start_at(dir, extra, any, any)
+    }
+
+    /// Like `start_with`, listening on the given addresses (e.g. where a stopped collector
+    /// listened, as a replacement server would).
+    pub fn start_at(dir: &Path, extra: &str, grpc: SocketAddr, http: SocketAddr) -> Self {
+        std::fs::create_dir_all(dir).expect("collector dir");
         let mut collector = Self {
             dir: dir.to_owned(),
             config: dir.join("collector.toml"),
-            grpc: any,
-            http: any,
+            grpc,
+            http,
             extra: extra.to_owned(),
             child: None,
         };
@@ -474,6 +480,18 @@ impl AgentProcess {
             .expect("start agent");
         Self { child }
     }
+}
+
+/// A long-running agent with exactly `args` after `caretaker-agent`, killed on drop.
+pub fn agent_process(args: &[&str]) -> AgentProcess {
+    let child = Command::new(bin("caretaker-agent"))
+        .args(args)
+        .env("CARETAKER_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start agent");
+    AgentProcess { child }
 }
 
 impl Drop for AgentProcess {

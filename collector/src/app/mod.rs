@@ -207,9 +207,109 @@ impl App {
                 .instrument(tracing::info_span!("grpc", addr = %grpc_addr)),
             );
         }
+        let snapshots = Arc::new(crate::backup::Snapshots {
+            data_dir: data_dir.clone(),
+            skip: config.backup.iter().map(|b| b.dir(&data_dir)).collect(),
+            register: register.clone(),
+        });
+        // Sweeps and alerts run under tokens of their own, so a reload can restart them.
+        let spawn_scan: crate::reload::Spawn = {
+            let (tracker, store, register) = (tracker.clone(), store.clone(), register.clone());
+            Box::new(move |config: &Config, token: CancellationToken| {
+                if config.scan.scope.ranges().is_empty() {
+                    tracing::info!("No [scan] ranges: nothing is swept");
+                    return;
+                }
+                let scope = config.scan.scope.clone();
+                let options = scan_options(config);
+                tracker.spawn(
+                    discovery::watch(
+                        scope.clone(),
+                        options.sweep.clone(),
+                        config.scan.watch_interval,
+                        store.clone(),
+                        register.clone(),
+                        token.clone(),
+                    )
+                    .instrument(tracing::info_span!("watch")),
+                );
+                tracker.spawn(
+                    discovery::run(
+                        scope,
+                        options,
+                        config.scan.interval,
+                        register.clone(),
+                        token,
+                    )
+                    .instrument(tracing::info_span!("scan")),
+                );
+            })
+        };
+        let spawn_alerts: crate::reload::Spawn = {
+            let (tracker, store) = (tracker.clone(), store.clone());
+            Box::new(
+                move |config: &Config, token: CancellationToken| match &config.smtp {
+                    Some(smtp) => {
+                        crate::alerts::spawn(&tracker, store.clone(), smtp.clone(), token)
+                    }
+                    None => {
+                        tracing::warn!(
+                            "No [smtp] section: incidents are opened but nobody is emailed"
+                        );
+                    }
+                },
+            )
+        };
+        let school_hours = Arc::new(std::sync::RwLock::new(Arc::new(config.hours.clone())));
+        let reloader = crate::reload::Reloader::start(
+            config.clone(),
+            register.clone(),
+            school_hours.clone(),
+            spawn_scan,
+            spawn_alerts,
+            shutdown.clone(),
+        );
+        #[cfg(unix)]
+        {
+            let (reloader, token) = (reloader.clone(), shutdown.clone());
+            tracker.spawn(
+                async move {
+                    use tokio::signal::unix::{SignalKind, signal};
+                    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+                        tracing::warn!(
+                            "Cannot listen for SIGHUP; use `caretaker-collector reload`"
+                        );
+                        return;
+                    };
+                    loop {
+                        tokio::select! {
+                            () = token.cancelled() => return,
+                            _ = hup.recv() => {}
+                        }
+                        if let Err(error) = reloader.reload().await {
+                            tracing::error!(%error, "SIGHUP: config not reloaded");
+                        }
+                    }
+                }
+                .instrument(tracing::info_span!("reload")),
+            );
+        }
+        let ops = Arc::new(crate::ops::Ops {
+            reloader,
+            school_hours,
+            snapshots: snapshots.clone(),
+            metrics: config.metrics.clone(),
+        });
+        if let Some(backup) = &config.backup {
+            tracker.spawn(
+                crate::backup::run_daily(snapshots.clone(), backup.clone(), shutdown.clone())
+                    .instrument(tracing::info_span!("backup")),
+            );
+        }
         {
             let web = crate::web::Web::new(&config, store.clone(), register.clone(), http_addr)?;
             let state = ApiState {
+                ops: ops.clone(),
                 store: store.clone(),
                 agents,
                 stats: stats.clone(),
@@ -234,28 +334,6 @@ impl App {
                     }
                 }
                 .instrument(tracing::info_span!("http", addr = %http_addr)),
-            );
-        }
-        if !config.scan.scope.ranges().is_empty() {
-            let scope = config.scan.scope.clone();
-            let options = scan_options(&config);
-            let token = shutdown.clone();
-            let register = register.clone();
-            let interval = config.scan.interval;
-            tracker.spawn(
-                discovery::watch(
-                    scope.clone(),
-                    options.sweep.clone(),
-                    config.scan.watch_interval,
-                    store.clone(),
-                    register.clone(),
-                    token.clone(),
-                )
-                .instrument(tracing::info_span!("watch")),
-            );
-            tracker.spawn(
-                discovery::run(scope, options, interval, register.clone(), token)
-                    .instrument(tracing::info_span!("scan")),
             );
         }
         {
@@ -285,12 +363,6 @@ impl App {
             crate::retention::run(store.clone(), config.retention.clone(), shutdown.clone())
                 .instrument(tracing::info_span!("retention")),
         );
-        match &config.smtp {
-            Some(smtp) => {
-                crate::alerts::spawn(&tracker, store.clone(), smtp.clone(), shutdown.clone())
-            }
-            None => tracing::warn!("No [smtp] section: incidents are opened but nobody is emailed"),
-        }
         drop(register);
         tracker.close();
         Listening {
@@ -360,13 +432,7 @@ fn register_options(config: &Config) -> register::Options {
             gone_after: duration(config.scan.gone_after),
             address_misses: config.rules.host_down.misses,
         },
-        detection: crate::incidents::Detection {
-            rules: config.rules.clone(),
-            incidents: config.incidents.clone(),
-            maintenance: config.maintenance.clone(),
-            topology: config.topology.clone(),
-            change_windows: config.change_windows.clone(),
-        },
+        detection: crate::reload::detection(config),
         reach_refresh: time::Duration::minutes(15),
         recover_every: std::time::Duration::from_secs(1),
     }

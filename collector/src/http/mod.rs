@@ -6,6 +6,7 @@
 
 mod assets;
 mod incidents;
+mod ops;
 mod tracking;
 
 use std::net::SocketAddr;
@@ -51,6 +52,8 @@ pub struct ApiState {
     pub register: crate::register::Register,
     /// The dashboard: users, sessions, and the read cache the lists come from.
     pub web: Arc<crate::web::Web>,
+    /// Backups (and the other operations routes).
+    pub ops: Arc<crate::ops::Ops>,
 }
 
 /// An API error: a [`Failure`] answered as `{"error": "..."}` with the status the one
@@ -101,6 +104,8 @@ pub fn router(state: ApiState) -> Router {
             "/users/{name}/password",
             post(crate::web::auth::api_password),
         )
+        .route("/backup", post(ops::backup))
+        .route("/reload", post(ops::reload))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token))
         .route("/health", get(health))
         .method_not_allowed_fallback(|| async {
@@ -111,6 +116,7 @@ pub fn router(state: ApiState) -> Router {
         })
         .layer(middleware::map_response(json_errors));
     Router::new()
+        .route("/metrics", get(ops::metrics))
         .nest("/api/v1", api)
         .merge(crate::web::routes())
         .fallback(fallback)

@@ -71,8 +71,9 @@ pub async fn availability(
         .collect();
     let (mtbf, mttr) = track::mtbf_mttr(&outages, from, now);
     let around = track::availability(&samples, from, now, MAX_GAP, &SchoolHours::always());
-    let school = (!state.school_hours.is_always())
-        .then(|| track::availability(&samples, from, now, MAX_GAP, &state.school_hours));
+    let hours = state.ops.school_hours();
+    let school =
+        (!hours.is_always()).then(|| track::availability(&samples, from, now, MAX_GAP, &hours));
     let rfc = |t: OffsetDateTime| {
         t.format(&time::format_description::well_known::Rfc3339)
             .ok()

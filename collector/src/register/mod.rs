@@ -124,6 +124,14 @@ pub enum Job {
         set: Box<WebRecords>,
         reply: Reply<()>,
     },
+    /// New rule, incident, maintenance, change-window and topology settings (live reload):
+    /// the detector is rebuilt with them from the store once the batch is committed.
+    Reconfigure {
+        detection: Box<Detection>,
+        reply: Reply<()>,
+    },
+    /// Run `work` between commits (see [`Exclusive`]).
+    Exclusive { work: Exclusive },
     /// A technician's update to a problem.
     Problem {
         id: String,
@@ -191,6 +199,10 @@ impl Touched {
         self.generation.fetch_add(1, Ordering::AcqRel);
     }
 }
+/// Work that must see the store between two commits (a backup's snapshot), run on the
+/// writer thread after the batch it arrived in is committed, so nothing the writer does
+/// interleaves with it. It gets the store error instead if that batch's commit failed.
+pub type Exclusive = Box<dyn FnOnce(Result<&dyn Store, RegisterError>) + Send>;
 
 /// What travels on the writer's channel.
 enum Message {
@@ -218,6 +230,11 @@ impl Register {
             .send(Message::Job(Box::new(job)))
             .await
             .map_err(|_| RegisterError::WriterGone)
+    }
+
+    /// Jobs waiting in the queue now.
+    pub fn queue_depth(&self) -> usize {
+        self.jobs.max_capacity() - self.jobs.capacity()
     }
 
     /// Queues a job if there is room, else drops it (heartbeats, rule ticks).
@@ -345,6 +362,10 @@ struct Batch {
     clock_suspect: u64,
     /// A job failed part-way: reload the in-memory state from the store after the commit.
     reload: bool,
+    /// Run after the commit, in order.
+    exclusive: Vec<Exclusive>,
+    /// Rebuild the detector with `options.detection` after the commit.
+    reconfigure: bool,
 }
 
 impl Batch {
@@ -459,7 +480,13 @@ impl State {
         let result = if batch.set.is_empty() {
             Ok(())
         } else {
-            self.store.commit(std::mem::take(&mut batch.set))
+            let started = Instant::now();
+            let result = self.store.commit(std::mem::take(&mut batch.set));
+            self.stats
+                .writer
+                .commit_seconds
+                .observe(started.elapsed().as_secs_f64());
+            result
         };
         match result {
             Ok(()) => {
@@ -476,6 +503,12 @@ impl State {
                 if batch.reload {
                     self.reload();
                 }
+                if batch.reconfigure {
+                    self.rebuild_detector();
+                }
+                for work in batch.exclusive {
+                    work(Ok(self.store.as_ref()));
+                }
             }
             Err(error) => {
                 let error = Arc::new(error);
@@ -483,6 +516,9 @@ impl State {
                 self.cmdb.restore_seqs(batch.seqs_before);
                 for answer in batch.pending {
                     answer(Err(RegisterError::Store(error.clone())));
+                }
+                for work in batch.exclusive {
+                    work(Err(RegisterError::Store(error.clone())));
                 }
                 self.last_failure = Some(error);
                 self.stale = true;
@@ -511,6 +547,7 @@ impl State {
                 reply,
             } => {
                 let before = self.cmdb.acked_seq(&agent_id);
+                let kinds = report_kinds(&reports);
                 match self
                     .cmdb
                     .submit(store, &agent_id, epoch, reports, received_at, &mut set)
@@ -527,6 +564,12 @@ impl State {
                         batch.stored += done.stored;
                         batch.duplicates += done.duplicates;
                         batch.clock_suspect += done.clock_suspect;
+                        let writer = &self.stats.writer;
+                        writer
+                            .inventory_reports
+                            .fetch_add(kinds.0, Ordering::Relaxed);
+                        writer.status_reports.fetch_add(kinds.1, Ordering::Relaxed);
+                        writer.other_reports.fetch_add(kinds.2, Ordering::Relaxed);
                         batch.accept(set, reply, Ok(done.acked));
                     }
                     Err(error) => batch.refuse(reply, error),
@@ -543,6 +586,7 @@ impl State {
                 let last_up = |id: &str| obs.assets.get(id).and_then(|o| o.ping.last_up_at);
                 match self.cmdb.apply_sweep(store, &sweep, &last_up, &mut set) {
                     Ok(summary) => {
+                        self.stats.writer.sweep(&sweep);
                         batch.swept = true;
                         batch.evaluate_at(sweep.finished_at);
                         batch.accept(set, reply, summary);
@@ -563,6 +607,12 @@ impl State {
                 batch.evaluate_at(at);
             }
             Job::Tick { at } => batch.evaluate_at(at),
+            Job::Exclusive { work } => batch.exclusive.push(work),
+            Job::Reconfigure { detection, reply } => {
+                self.options.detection = *detection;
+                batch.reconfigure = true;
+                batch.accept(set, reply, ());
+            }
             Job::Act { id, action, reply } => {
                 let now = OffsetDateTime::now_utc();
                 match self.detector.act(store, now, &id, action, &mut set) {
@@ -678,6 +728,26 @@ impl State {
         self.reload()
     }
 
+    /// Rebuilds the detector with the current detection settings (live reload), keeping the
+    /// old one if the store cannot be read.
+    fn rebuild_detector(&mut self) {
+        let assets: Vec<Asset> = self.cmdb.assets().cloned().collect();
+        match Detector::load(
+            self.store.as_ref(),
+            self.options.detection.clone(),
+            &assets,
+            &self.obs,
+        ) {
+            Ok(detector) => {
+                self.detector = detector;
+                tracing::info!("Rules, windows and incident settings reloaded");
+            }
+            Err(error) => {
+                tracing::error!(%error, "Could not apply the reloaded rules; the old ones stay");
+            }
+        }
+    }
+
     /// Rebuilds the in-memory register from what the store holds. Returns whether it could.
     fn reload(&mut self) -> bool {
         let reloaded = (|| -> Result<(), StoreError> {
@@ -708,6 +778,20 @@ impl State {
     }
 }
 
+/// `(inventory, status, other)` reports in a submit.
+fn report_kinds(reports: &[Report]) -> (u64, u64, u64) {
+    use caretaker_proto::v1::report::Body;
+    let mut kinds = (0, 0, 0);
+    for report in reports {
+        match report.body {
+            Some(Body::Inventory(_)) => kinds.0 += 1,
+            Some(Body::Status(_)) => kinds.1 += 1,
+            _ => kinds.2 += 1,
+        }
+    }
+    kinds
+}
+
 /// Answers a job the writer cannot take while its state is not known to match the store.
 fn refuse(job: Job, error: &RegisterError) {
     match job {
@@ -718,6 +802,8 @@ fn refuse(job: Job, error: &RegisterError) {
         Job::Problem { reply, .. } => drop(reply.send(Err(error.clone()))),
         Job::Report { reply, .. } => drop(reply.send(Err(error.clone()))),
         Job::Records { reply, .. } => drop(reply.send(Err(error.clone()))),
+        Job::Exclusive { work } => work(Err(error.clone())),
+        Job::Reconfigure { reply, .. } => drop(reply.send(Err(error.clone()))),
         Job::Heartbeat { .. } | Job::Watch { .. } | Job::Tick { .. } => {}
     }
 }

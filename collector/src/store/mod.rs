@@ -12,6 +12,7 @@ mod codec;
 pub mod conformance;
 #[cfg(test)]
 pub mod faulty;
+pub mod format;
 pub mod memory;
 pub mod reopen;
 pub mod sled;
@@ -44,6 +45,18 @@ pub enum StoreError {
         #[source]
         source: ::sled::Error,
     },
+    #[error(
+        "the store at {path} has format {found}, newer than this release reads (up to {supported}): \
+         it was written by a later Caretaker; install that release (or newer) again, or restore a \
+         backup made with this one into a new data directory"
+    )]
+    TooNew {
+        path: PathBuf,
+        found: u64,
+        supported: u64,
+    },
+    #[error("cannot write the store's records out: {0}")]
+    Export(#[source] std::io::Error),
     #[error("store unavailable: {0}")]
     Unavailable(&'static str),
     #[error("a store task failed: {0}")]
@@ -64,9 +77,11 @@ impl StoreError {
                 ::sled::Error::Io(io) => Some(io),
                 _ => None,
             },
-            StoreError::Unavailable(_) | StoreError::TaskFailed(_) | StoreError::Corrupt { .. } => {
-                None
-            }
+            StoreError::Unavailable(_)
+            | StoreError::TaskFailed(_)
+            | StoreError::Corrupt { .. }
+            | StoreError::TooNew { .. } => None,
+            StoreError::Export(io) => Some(io),
         };
         io.is_some_and(|e| {
             matches!(
@@ -181,6 +196,13 @@ where
     }
 }
 
+/// One item of [`Store::dump`].
+#[derive(Debug, Clone, Copy)]
+pub enum Dump<'a> {
+    Tree(&'a [u8]),
+    Entry(&'a [u8], &'a [u8]),
+}
+
 /// Which change records to list, newest first.
 #[derive(Debug, Clone, Default)]
 pub struct ChangeQuery {
@@ -281,6 +303,17 @@ pub trait Store: Send + Sync + 'static {
     fn users(&self) -> Result<Vec<User>, StoreError>;
     /// Dashboard sessions (expired ones included; the web layer drops them).
     fn sessions(&self) -> Result<Vec<Session>, StoreError>;
+    /// Every record of every tree, for backups (`backup`): `visit(Dump::Tree(name))` starts a
+    /// tree, then `visit(Dump::Entry(key, value))` for each record in key order. Generic over
+    /// trees, so a tree another module adds is backed up without changes here. Stores that
+    /// cannot do this say so.
+    fn dump(
+        &self,
+        visit: &mut dyn FnMut(Dump<'_>) -> std::io::Result<()>,
+    ) -> Result<(), StoreError> {
+        let _ = visit;
+        Err(StoreError::Unavailable("this store cannot be backed up"))
+    }
 
     /// Bytes the store occupies on disk (0 for in-memory stores).
     fn size_on_disk(&self) -> Result<u64, StoreError>;

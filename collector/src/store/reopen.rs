@@ -172,6 +172,12 @@ impl Store for Reopening {
     fn size_on_disk(&self) -> Result<u64, StoreError> {
         self.get()?.size_on_disk()
     }
+    fn dump(
+        &self,
+        visit: &mut dyn FnMut(super::Dump<'_>) -> std::io::Result<()>,
+    ) -> Result<(), StoreError> {
+        self.get()?.dump(visit)
+    }
 }
 
 #[cfg(test)]
