@@ -252,7 +252,7 @@ impl SnmpConfig {
             inline, file,
         ) {
             (Some(s), _) => Ok(Some(s.expose().to_owned())),
-            (None, Some(path)) => match std::fs::read_to_string(path) {
+            (None, Some(path)) => match read_secret_file(path) {
                 Ok(text) if !text.trim().is_empty() => Ok(Some(text.trim().to_owned())),
                 Ok(_) => Err((key, format!("{} is empty", path.display()))),
                 Err(e) => Err((key, format!("cannot read {}: {e}", path.display()))),
@@ -345,31 +345,11 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
     };
     let size = std::fs::metadata(path).map_err(read_error)?.len();
     if size > MAX_FILE_BYTES {
-        return Err(ConfigError::Invalid(vec![ConfigIssue {
-            file: path.to_owned(),
-            line: 1,
-            column: 1,
-            message: format!(
-                "the file is {size} bytes; a config file is at most {MAX_FILE_BYTES} bytes"
-            ),
-        }]));
+        return Err(too_big(path, size));
     }
     let bytes = std::fs::read(path).map_err(read_error)?;
-    let text = match String::from_utf8(bytes) {
-        Ok(text) => text,
-        Err(error) => {
-            let valid = &error.as_bytes()[..error.utf8_error().valid_up_to()];
-            let valid = std::str::from_utf8(valid).unwrap_or_default();
-            let (line, column) = line_column(valid, valid.len());
-            return Err(ConfigError::Invalid(vec![ConfigIssue {
-                file: path.to_owned(),
-                line,
-                column,
-                message: "not UTF-8 text (is this a binary file?)".to_owned(),
-            }]));
-        }
-    };
-    let config = parse(path, &text)?;
+    let config = parse_bytes(path, &bytes)?;
+    let text = String::from_utf8_lossy(&bytes);
     let issues: Vec<ConfigIssue> = check_files(&config)
         .into_iter()
         .map(|(section, key, message)| {
@@ -446,6 +426,60 @@ fn writable_dir(dir: &Path) -> Result<(), String> {
             existing.display()
         )),
     }
+}
+
+/// Largest secret file read (a password or key is a few bytes; this keeps a mistaken path
+/// such as `/dev/zero` or a log file from being read without end).
+pub const MAX_SECRET_FILE_BYTES: u64 = 64 * 1024;
+
+/// Reads a `*_file` secret, refusing files past [`MAX_SECRET_FILE_BYTES`].
+pub fn read_secret_file(path: &Path) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut text = String::new();
+    std::fs::File::open(path)?
+        .take(MAX_SECRET_FILE_BYTES + 1)
+        .read_to_string(&mut text)?;
+    if text.len() as u64 > MAX_SECRET_FILE_BYTES {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("larger than {MAX_SECRET_FILE_BYTES} bytes; not a secret file"),
+        ));
+    }
+    Ok(text)
+}
+
+fn too_big(path: &Path, size: u64) -> ConfigError {
+    ConfigError::Invalid(vec![ConfigIssue {
+        file: path.to_owned(),
+        line: 1,
+        column: 1,
+        message: format!(
+            "the file is {size} bytes; a config file is at most {MAX_FILE_BYTES} bytes"
+        ),
+    }])
+}
+
+/// Parses and validates the bytes of a config file (at most [`MAX_FILE_BYTES`], UTF-8), as
+/// [`load`] does before it checks the files the config names. `path` only names the file in
+/// errors. The `config` fuzz target calls this.
+pub fn parse_bytes(path: &Path, bytes: &[u8]) -> Result<Config, ConfigError> {
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(too_big(path, bytes.len() as u64));
+    }
+    let text = match std::str::from_utf8(bytes) {
+        Ok(text) => text,
+        Err(error) => {
+            let valid = std::str::from_utf8(&bytes[..error.valid_up_to()]).unwrap_or_default();
+            let (line, column) = line_column(valid, valid.len());
+            return Err(ConfigError::Invalid(vec![ConfigIssue {
+                file: path.to_owned(),
+                line,
+                column,
+                message: "not UTF-8 text (is this a binary file?)".to_owned(),
+            }]));
+        }
+    };
+    parse(path, text)
 }
 
 /// Parses and validates config text; `path` is only used to name the file in errors.
@@ -776,6 +810,24 @@ mod tests {
             Err(ConfigError::Invalid(issues)) => issues,
             Err(other) => panic!("unexpected error {other}"),
         }
+    }
+
+    #[test]
+    fn a_secret_file_that_never_ends_is_refused_not_read_forever() {
+        let text = "data_dir = \"/tmp/x\"\n[[snmp.v3]]\nuser = \"u\"\nauth_protocol = \"sha256\"\nauth_password_file = \"/dev/zero\"\n";
+        let found = issues(text);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].message.contains("not a secret file"), "{found:?}");
+    }
+
+    #[test]
+    fn bytes_that_are_not_text_get_a_position() {
+        let Err(ConfigError::Invalid(found)) =
+            parse_bytes(Path::new("c.toml"), b"data_dir = \"/x\"\n\xff\xfe")
+        else {
+            panic!("binary accepted");
+        };
+        assert_eq!((found[0].line, found[0].column), (2, 1), "{found:?}");
     }
 
     #[test]

@@ -35,3 +35,4 @@ pub mod scan;
 pub mod secret;
 pub mod store;
 pub mod track;
+pub mod wire;
