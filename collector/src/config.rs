@@ -68,6 +68,38 @@ pub struct GrpcConfig {
     pub max_concurrent_requests: usize,
     /// File holding the enrolment token; `<data_dir>/enroll-token` is created when unset.
     pub enroll_token_file: Option<PathBuf>,
+    /// A new connection must have sent its first request's headers by then (see `conn`).
+    #[serde(with = "humantime_serde")]
+    pub header_timeout: Duration,
+    /// A connection with no request in flight for this long is closed.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// One call unanswered for this long ends (CANCELLED; agents retry).
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// HTTP/2 pings on each connection this often; a peer silent `keepalive_timeout` after
+    /// one is dropped.
+    #[serde(with = "humantime_serde")]
+    pub keepalive_interval: Duration,
+    #[serde(with = "humantime_serde")]
+    pub keepalive_timeout: Duration,
+    /// Calls in flight on one connection.
+    pub max_concurrent_streams: u32,
+}
+
+impl GrpcConfig {
+    pub fn limits(&self) -> crate::conn::GrpcLimits {
+        crate::conn::GrpcLimits {
+            timeouts: crate::conn::Timeouts {
+                header: self.header_timeout,
+                idle: self.idle_timeout,
+            },
+            request_timeout: self.request_timeout,
+            keepalive_interval: self.keepalive_interval,
+            keepalive_timeout: self.keepalive_timeout,
+            max_concurrent_streams: self.max_concurrent_streams,
+        }
+    }
 }
 
 impl Default for GrpcConfig {
@@ -77,6 +109,12 @@ impl Default for GrpcConfig {
             max_message_bytes: 4 * 1024 * 1024,
             max_concurrent_requests: 2048,
             enroll_token_file: None,
+            header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(300),
+            request_timeout: Duration::from_secs(60),
+            keepalive_interval: Duration::from_secs(60),
+            keepalive_timeout: Duration::from_secs(20),
+            max_concurrent_streams: 256,
         }
     }
 }
@@ -87,6 +125,27 @@ pub struct HttpConfig {
     pub listen: SocketAddr,
     /// File holding the API bearer token; `<data_dir>/api-token` is created when unset.
     pub api_token_file: Option<PathBuf>,
+    /// A new connection must have sent its first request's headers by then (see `conn`).
+    #[serde(with = "humantime_serde")]
+    pub header_timeout: Duration,
+    /// A connection with no request in flight for this long is closed.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// A request unanswered for this long gets 503.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+}
+
+impl HttpConfig {
+    pub fn limits(&self) -> crate::conn::HttpLimits {
+        crate::conn::HttpLimits {
+            timeouts: crate::conn::Timeouts {
+                header: self.header_timeout,
+                idle: self.idle_timeout,
+            },
+            request_timeout: self.request_timeout,
+        }
+    }
 }
 
 impl Default for HttpConfig {
@@ -94,6 +153,9 @@ impl Default for HttpConfig {
         Self {
             listen: "127.0.0.1:8080".parse().expect("valid default"),
             api_token_file: None,
+            header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            request_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -577,6 +639,27 @@ fn validate(config: &mut Config) -> Vec<(&'static str, &'static str, String)> {
                 format!("{:?} is not a valid IPv4 range", rule.child),
             ));
         }
+    }
+    for (section, key, value) in [
+        ("grpc", "header_timeout", config.grpc.header_timeout),
+        ("grpc", "idle_timeout", config.grpc.idle_timeout),
+        ("grpc", "request_timeout", config.grpc.request_timeout),
+        ("grpc", "keepalive_interval", config.grpc.keepalive_interval),
+        ("grpc", "keepalive_timeout", config.grpc.keepalive_timeout),
+        ("http", "header_timeout", config.http.header_timeout),
+        ("http", "idle_timeout", config.http.idle_timeout),
+        ("http", "request_timeout", config.http.request_timeout),
+    ] {
+        if value.is_zero() {
+            issues.push((section, key, "must be longer than 0s".to_owned()));
+        }
+    }
+    if config.grpc.max_concurrent_streams == 0 {
+        issues.push((
+            "grpc",
+            "max_concurrent_streams",
+            "must be at least 1".to_owned(),
+        ));
     }
     if config.grpc.max_concurrent_requests == 0 {
         issues.push((

@@ -513,3 +513,83 @@ fn every_api_error_is_json_with_the_documented_status() {
         assert!(value["error"].is_string(), "{shown}: {body}");
     }
 }
+
+/// Reads until the peer closes the connection: true when it did (end of file or reset),
+/// false when our own generous read timeout ran out first (the collector kept it open).
+fn closed_by_peer(stream: &mut std::net::TcpStream) -> bool {
+    use std::io::Read;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    let mut buf = [0u8; 4096];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                return false;
+            }
+            Err(_) => return true,
+        }
+    }
+}
+
+#[test]
+fn silent_half_sent_and_idle_connections_are_closed_while_others_are_served() {
+    use std::io::Write;
+    use std::net::TcpStream;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let keys = "header_timeout = \"1s\"\nidle_timeout = \"2s\"";
+    let collector = Collector::start_with_sections(dir.path(), "", keys, keys);
+    let connect = |addr| TcpStream::connect(addr).expect("connect");
+
+    let mut hanging: Vec<(&str, TcpStream)> = Vec::new();
+    hanging.push(("gRPC, nothing sent", connect(collector.grpc)));
+    let mut half_preface = connect(collector.grpc);
+    half_preface
+        .write_all(b"PRI * HTTP/2.0\r\n")
+        .expect("write");
+    hanging.push(("gRPC, half the HTTP/2 preface", half_preface));
+    hanging.push(("HTTP, nothing sent", connect(collector.http)));
+    let mut half_header = connect(collector.http);
+    half_header
+        .write_all(b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        .expect("write");
+    hanging.push(("HTTP, half a header", half_header));
+    let mut kept_alive = connect(collector.http);
+    kept_alive
+        .write_all(b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\n\r\n")
+        .expect("write");
+    hanging.push(("HTTP, idle after one request", kept_alive));
+
+    // While those hang, everyone else is served on both listeners.
+    let (code, _) = get_raw(collector.http, "/api/v1/health", None).expect("health");
+    assert_eq!(code, 200);
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        grpc_client(&collector)
+            .await
+            .enroll(EnrollRequest {
+                enroll_token: collector.enroll_token(),
+                hostname: "PATIENT".to_owned(),
+                ..Default::default()
+            })
+            .await
+            .expect("enrol while others hang");
+    });
+
+    for (what, mut stream) in hanging {
+        assert!(
+            closed_by_peer(&mut stream),
+            "{what}: the collector kept the connection open"
+        );
+    }
+    // And still serving afterwards.
+    let (code, _) = get_raw(collector.http, "/api/v1/health", None).expect("health");
+    assert_eq!(code, 200);
+}

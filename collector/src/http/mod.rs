@@ -8,7 +8,6 @@ mod assets;
 mod incidents;
 mod tracking;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -186,13 +185,27 @@ async fn require_token(State(state): State<ApiState>, request: Request, next: Ne
     }
 }
 
-/// Serves the API on `listener` until `shutdown` fires.
+/// Serves the API on `listener` until `shutdown` fires, with the connection limits of
+/// `crate::conn` (timeouts, request deadline, URI and header caps).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: ApiState,
+    limits: crate::conn::HttpLimits,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    let connections = crate::conn::Connections::new(limits.timeouts);
+    let app = router(state)
+        .layer(middleware::from_fn_with_state(
+            limits.request_timeout,
+            crate::conn::request_deadline,
+        ))
+        .layer(middleware::from_fn(crate::conn::request_limits))
+        .layer(connections.layer(crate::conn::http_peer))
+        .into_make_service_with_connect_info::<crate::conn::Peer>();
+    let listener = crate::conn::GuardedListener {
+        listener,
+        connections,
+    };
     axum::serve(listener, app)
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await
