@@ -6,10 +6,9 @@
 //! recognised and dropped. When the writer's queue is full handlers wait (agents feel it as
 //! latency), and after `QUEUE_WAIT` they answer `UNAVAILABLE` so the agent backs off.
 
-use std::collections::HashSet;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
 
 use caretaker_proto::v1::agent_service_server::AgentService;
 use caretaker_proto::v1::{
@@ -40,7 +39,7 @@ pub struct IngestService {
     register: Register,
     config: AgentsConfig,
     stats: Arc<IngestStats>,
-    unauthenticated_sources: Arc<Mutex<HashSet<IpAddr>>>,
+    unauthenticated: Arc<crate::authlog::FailedAuth>,
 }
 
 impl IngestService {
@@ -57,7 +56,7 @@ impl IngestService {
             register,
             config,
             stats,
-            unauthenticated_sources: Arc::default(),
+            unauthenticated: Arc::default(),
         }
     }
 }
@@ -67,22 +66,13 @@ impl IngestService {
         request.remote_addr()
     }
 
-    /// Logs a rejected credential once per source address, then only counts.
+    /// Counts a rejected credential and logs it, rate-limited with its source (`authlog`).
     fn reject<T>(&self, request: &Request<T>, what: &str) -> Status {
         self.stats
             .rejected_unauthenticated
             .fetch_add(1, Ordering::Relaxed);
-        let ip = Self::peer(request).map(|p| p.ip());
-        if let Some(ip) = ip {
-            let first = self
-                .unauthenticated_sources
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(ip);
-            if first {
-                tracing::warn!(peer = %ip, what, "Rejected an agent request with a wrong or missing credential (logged once per source)");
-            }
-        }
+        self.unauthenticated
+            .log(Self::peer(request).map(|p| p.ip()), what);
         Status::unauthenticated(format!("{what} is wrong or missing"))
     }
 

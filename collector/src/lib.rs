@@ -19,6 +19,7 @@
 pub mod agents;
 pub mod alerts;
 pub mod app;
+pub mod authlog;
 pub mod cmdb;
 pub mod config;
 pub mod conn;

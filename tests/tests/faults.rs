@@ -490,6 +490,24 @@ fn every_api_error_is_json_with_the_documented_status() {
             },
             400,
         ),
+        // A request target past the API's 8 KiB.
+        (
+            format!(
+                "GET /api/v1/assets?x={} HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n\r\n",
+                "a".repeat(10 * 1024)
+            )
+            .into_bytes(),
+            414,
+        ),
+        // Headers past the API's 32 KiB.
+        (
+            format!(
+                "GET /api/v1/assets HTTP/1.1\r\nHost: x\r\n{auth}X-Big: {}\r\nConnection: close\r\n\r\n",
+                "b".repeat(40 * 1024)
+            )
+            .into_bytes(),
+            431,
+        ),
         // A body past the limit.
         (
             {
@@ -592,4 +610,47 @@ fn silent_half_sent_and_idle_connections_are_closed_while_others_are_served() {
     // And still serving afterwards.
     let (code, _) = get_raw(collector.http, "/api/v1/health", None).expect("health");
     assert_eq!(code, 200);
+}
+
+#[test]
+fn a_thousand_bad_api_tokens_are_a_few_log_lines_naming_the_source() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let collector = Collector::start(dir.path());
+    for i in 0..1000 {
+        let token = if i % 2 == 0 { Some("wrong") } else { None };
+        let (code, body) = get_raw(collector.http, "/api/v1/assets", token).expect("answered");
+        assert_eq!(code, 401, "{body}");
+    }
+    // The right token still works, and is not logged as a failure.
+    let (code, _) = get_raw(
+        collector.http,
+        "/api/v1/assets",
+        Some(&collector.api_token()),
+    )
+    .expect("answered");
+    assert_eq!(code, 200);
+    let log = collector.log();
+    let lines: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("wrong or missing credential"))
+        .collect();
+    assert!(
+        !lines.is_empty(),
+        "failed authentications leave a trace:\n{log}"
+    );
+    assert!(
+        lines.len() <= 3,
+        "{} lines for 1,000 failures:\n{log}",
+        lines.len()
+    );
+    assert!(
+        lines
+            .iter()
+            .all(|l| l.contains("127.0.0.1") || l.contains("failures=")),
+        "each line names the source or counts: {lines:#?}"
+    );
+    assert!(
+        lines.iter().any(|l| l.contains("peer=127.0.0.1")),
+        "{lines:#?}"
+    );
 }

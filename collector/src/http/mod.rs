@@ -169,6 +169,10 @@ async fn health(State(state): State<ApiState>) -> Response {
         .into_response()
 }
 
+/// Failed API authentications, logged rate-limited with their source (see `authlog`).
+static API_AUTH_FAILURES: std::sync::LazyLock<crate::authlog::FailedAuth> =
+    std::sync::LazyLock::new(Default::default);
+
 async fn require_token(State(state): State<ApiState>, request: Request, next: Next) -> Response {
     let presented = request
         .headers()
@@ -181,6 +185,11 @@ async fn require_token(State(state): State<ApiState>, request: Request, next: Ne
     if ok {
         next.run(request).await
     } else {
+        let peer = request
+            .extensions()
+            .get::<axum::extract::ConnectInfo<crate::conn::Peer>>()
+            .map(|info| info.0.0.ip());
+        API_AUTH_FAILURES.log(peer, "API bearer token");
         Failure::new(Kind::Unauthenticated, "missing or wrong bearer token").into_response()
     }
 }
