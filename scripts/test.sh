@@ -44,5 +44,7 @@ ls -l target/x86_64-pc-windows-gnu/release/caretaker-agent.exe
 echo "== Windows unit tests of the agent, under Wine"
 CARGO_TARGET_X86_64_PC_WINDOWS_GNU_RUNNER="$PWD/tests/wine/run.sh" \
   cargo test --target x86_64-pc-windows-gnu -p caretaker-agent --lib --locked
+echo "== fuzz every parser of untrusted bytes briefly (scripts/fuzz.sh --long for longer)"
+./scripts/fuzz.sh "${CARETAKER_FUZZ_SECONDS:-20}"
 echo "== tests"
 cargo test --workspace --locked --no-fail-fast -- --test-threads="${CARETAKER_TEST_THREADS:-4}"

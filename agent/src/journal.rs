@@ -148,7 +148,8 @@ impl Journal {
         };
         std::fs::create_dir_all(dir).map_err(open_err)?;
         let (mut meta, mut trusted) = read_meta(&dir.join(META)).map_err(open_err)?;
-        if trusted && meta.next_seq != 0 && meta.acked_seq >= meta.next_seq {
+        let acks_the_future = meta.next_seq != 0 && meta.acked_seq >= meta.next_seq;
+        if trusted && (acks_the_future || meta.acked_seq > MAX_SANE_SEQ) {
             tracing::warn!(
                 acked_seq = meta.acked_seq,
                 next_seq = meta.next_seq,
@@ -846,6 +847,26 @@ mod tests {
         std::fs::write(&meta, value.to_string()).unwrap();
         let mut j = Journal::open(dir.path(), 1 << 20).unwrap();
         assert_eq!(seqs(&mut j), vec![1, 2, 3], "pending reports kept");
+    }
+
+    #[test]
+    fn metadata_acknowledging_everything_with_no_next_seq_drops_nothing() {
+        // `acked_seq` at the end of its range with `next_seq` 0 overflowed (a panic; in
+        // release every report was taken as acknowledged and never sent).
+        let dir = tempfile::tempdir().unwrap();
+        let mut j = Journal::open(dir.path(), 1 << 20).unwrap();
+        for n in 1..=2 {
+            j.append(status(n)).unwrap();
+        }
+        drop(j);
+        let meta = format!(
+            r#"{{"acked_seq":{},"next_seq":0,"dropped_total":0,"epoch":7}}"#,
+            u64::MAX
+        );
+        std::fs::write(dir.path().join(META), meta).unwrap();
+        let mut j = Journal::open(dir.path(), 1 << 20).unwrap();
+        assert_eq!(seqs(&mut j), vec![1, 2], "pending reports kept");
+        assert_eq!(j.append(status(3)).unwrap(), 3);
     }
 
     #[test]

@@ -84,6 +84,38 @@ pub struct GrpcConfig {
     pub max_concurrent_requests: usize,
     /// File holding the enrolment token; `<data_dir>/enroll-token` is created when unset.
     pub enroll_token_file: Option<PathBuf>,
+    /// A new connection must have sent its first request's headers by then (see `conn`).
+    #[serde(with = "humantime_serde")]
+    pub header_timeout: Duration,
+    /// A connection with no request in flight for this long is closed.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// One call unanswered for this long ends (CANCELLED; agents retry).
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// HTTP/2 pings on each connection this often; a peer silent `keepalive_timeout` after
+    /// one is dropped.
+    #[serde(with = "humantime_serde")]
+    pub keepalive_interval: Duration,
+    #[serde(with = "humantime_serde")]
+    pub keepalive_timeout: Duration,
+    /// Calls in flight on one connection.
+    pub max_concurrent_streams: u32,
+}
+
+impl GrpcConfig {
+    pub fn limits(&self) -> crate::conn::GrpcLimits {
+        crate::conn::GrpcLimits {
+            timeouts: crate::conn::Timeouts {
+                header: self.header_timeout,
+                idle: self.idle_timeout,
+            },
+            request_timeout: self.request_timeout,
+            keepalive_interval: self.keepalive_interval,
+            keepalive_timeout: self.keepalive_timeout,
+            max_concurrent_streams: self.max_concurrent_streams,
+        }
+    }
 }
 
 impl Default for GrpcConfig {
@@ -93,6 +125,12 @@ impl Default for GrpcConfig {
             max_message_bytes: 4 * 1024 * 1024,
             max_concurrent_requests: 2048,
             enroll_token_file: None,
+            header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(300),
+            request_timeout: Duration::from_secs(60),
+            keepalive_interval: Duration::from_secs(60),
+            keepalive_timeout: Duration::from_secs(20),
+            max_concurrent_streams: 256,
         }
     }
 }
@@ -103,6 +141,27 @@ pub struct HttpConfig {
     pub listen: SocketAddr,
     /// File holding the API bearer token; `<data_dir>/api-token` is created when unset.
     pub api_token_file: Option<PathBuf>,
+    /// A new connection must have sent its first request's headers by then (see `conn`).
+    #[serde(with = "humantime_serde")]
+    pub header_timeout: Duration,
+    /// A connection with no request in flight for this long is closed.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// A request unanswered for this long gets 503.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+}
+
+impl HttpConfig {
+    pub fn limits(&self) -> crate::conn::HttpLimits {
+        crate::conn::HttpLimits {
+            timeouts: crate::conn::Timeouts {
+                header: self.header_timeout,
+                idle: self.idle_timeout,
+            },
+            request_timeout: self.request_timeout,
+        }
+    }
 }
 
 impl Default for HttpConfig {
@@ -110,6 +169,9 @@ impl Default for HttpConfig {
         Self {
             listen: "127.0.0.1:8080".parse().expect("valid default"),
             api_token_file: None,
+            header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            request_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -268,7 +330,7 @@ impl SnmpConfig {
             inline, file,
         ) {
             (Some(s), _) => Ok(Some(s.expose().to_owned())),
-            (None, Some(path)) => match std::fs::read_to_string(path) {
+            (None, Some(path)) => match read_secret_file(path) {
                 Ok(text) if !text.trim().is_empty() => Ok(Some(text.trim().to_owned())),
                 Ok(_) => Err((key, format!("{} is empty", path.display()))),
                 Err(e) => Err((key, format!("cannot read {}: {e}", path.display()))),
@@ -361,32 +423,12 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
     };
     let size = std::fs::metadata(path).map_err(read_error)?.len();
     if size > MAX_FILE_BYTES {
-        return Err(ConfigError::Invalid(vec![ConfigIssue {
-            file: path.to_owned(),
-            line: 1,
-            column: 1,
-            message: format!(
-                "the file is {size} bytes; a config file is at most {MAX_FILE_BYTES} bytes"
-            ),
-        }]));
+        return Err(too_big(path, size));
     }
     let bytes = std::fs::read(path).map_err(read_error)?;
-    let text = match String::from_utf8(bytes) {
-        Ok(text) => text,
-        Err(error) => {
-            let valid = &error.as_bytes()[..error.utf8_error().valid_up_to()];
-            let valid = std::str::from_utf8(valid).unwrap_or_default();
-            let (line, column) = line_column(valid, valid.len());
-            return Err(ConfigError::Invalid(vec![ConfigIssue {
-                file: path.to_owned(),
-                line,
-                column,
-                message: "not UTF-8 text (is this a binary file?)".to_owned(),
-            }]));
-        }
-    };
-    let mut config = parse(path, &text)?;
+    let mut config = parse_bytes(path, &bytes)?;
     config.source = Some(path.to_owned());
+    let text = String::from_utf8_lossy(&bytes);
     let issues: Vec<ConfigIssue> = check_files(&config)
         .into_iter()
         .map(|(section, key, message)| {
@@ -463,6 +505,60 @@ fn writable_dir(dir: &Path) -> Result<(), String> {
             existing.display()
         )),
     }
+}
+
+/// Largest secret file read (a password or key is a few bytes; this keeps a mistaken path
+/// such as `/dev/zero` or a log file from being read without end).
+pub const MAX_SECRET_FILE_BYTES: u64 = 64 * 1024;
+
+/// Reads a `*_file` secret, refusing files past [`MAX_SECRET_FILE_BYTES`].
+pub fn read_secret_file(path: &Path) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut text = String::new();
+    std::fs::File::open(path)?
+        .take(MAX_SECRET_FILE_BYTES + 1)
+        .read_to_string(&mut text)?;
+    if text.len() as u64 > MAX_SECRET_FILE_BYTES {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("larger than {MAX_SECRET_FILE_BYTES} bytes; not a secret file"),
+        ));
+    }
+    Ok(text)
+}
+
+fn too_big(path: &Path, size: u64) -> ConfigError {
+    ConfigError::Invalid(vec![ConfigIssue {
+        file: path.to_owned(),
+        line: 1,
+        column: 1,
+        message: format!(
+            "the file is {size} bytes; a config file is at most {MAX_FILE_BYTES} bytes"
+        ),
+    }])
+}
+
+/// Parses and validates the bytes of a config file (at most [`MAX_FILE_BYTES`], UTF-8), as
+/// [`load`] does before it checks the files the config names. `path` only names the file in
+/// errors. The `config` fuzz target calls this.
+pub fn parse_bytes(path: &Path, bytes: &[u8]) -> Result<Config, ConfigError> {
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(too_big(path, bytes.len() as u64));
+    }
+    let text = match std::str::from_utf8(bytes) {
+        Ok(text) => text,
+        Err(error) => {
+            let valid = std::str::from_utf8(&bytes[..error.valid_up_to()]).unwrap_or_default();
+            let (line, column) = line_column(valid, valid.len());
+            return Err(ConfigError::Invalid(vec![ConfigIssue {
+                file: path.to_owned(),
+                line,
+                column,
+                message: "not UTF-8 text (is this a binary file?)".to_owned(),
+            }]));
+        }
+    };
+    parse(path, text)
 }
 
 /// Parses and validates config text; `path` is only used to name the file in errors.
@@ -568,6 +664,27 @@ fn validate(config: &mut Config) -> Vec<(&'static str, &'static str, String)> {
         for (key, problem) in backup.problems() {
             issues.push(("backup", key, problem));
         }
+    }
+    for (section, key, value) in [
+        ("grpc", "header_timeout", config.grpc.header_timeout),
+        ("grpc", "idle_timeout", config.grpc.idle_timeout),
+        ("grpc", "request_timeout", config.grpc.request_timeout),
+        ("grpc", "keepalive_interval", config.grpc.keepalive_interval),
+        ("grpc", "keepalive_timeout", config.grpc.keepalive_timeout),
+        ("http", "header_timeout", config.http.header_timeout),
+        ("http", "idle_timeout", config.http.idle_timeout),
+        ("http", "request_timeout", config.http.request_timeout),
+    ] {
+        if value.is_zero() {
+            issues.push((section, key, "must be longer than 0s".to_owned()));
+        }
+    }
+    if config.grpc.max_concurrent_streams == 0 {
+        issues.push((
+            "grpc",
+            "max_concurrent_streams",
+            "must be at least 1".to_owned(),
+        ));
     }
     if config.grpc.max_concurrent_requests == 0 {
         issues.push((
@@ -801,6 +918,24 @@ mod tests {
             Err(ConfigError::Invalid(issues)) => issues,
             Err(other) => panic!("unexpected error {other}"),
         }
+    }
+
+    #[test]
+    fn a_secret_file_that_never_ends_is_refused_not_read_forever() {
+        let text = "data_dir = \"/tmp/x\"\n[[snmp.v3]]\nuser = \"u\"\nauth_protocol = \"sha256\"\nauth_password_file = \"/dev/zero\"\n";
+        let found = issues(text);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].message.contains("not a secret file"), "{found:?}");
+    }
+
+    #[test]
+    fn bytes_that_are_not_text_get_a_position() {
+        let Err(ConfigError::Invalid(found)) =
+            parse_bytes(Path::new("c.toml"), b"data_dir = \"/x\"\n\xff\xfe")
+        else {
+            panic!("binary accepted");
+        };
+        assert_eq!((found[0].line, found[0].column), (2, 1), "{found:?}");
     }
 
     #[test]

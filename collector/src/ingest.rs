@@ -6,15 +6,14 @@
 //! recognised and dropped. When the writer's queue is full handlers wait (agents feel it as
 //! latency), and after `QUEUE_WAIT` they answer `UNAVAILABLE` so the agent backs off.
 
-use std::collections::HashSet;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
 
 use caretaker_proto::v1::agent_service_server::AgentService;
 use caretaker_proto::v1::{
     EnrollRequest, EnrollResponse, HeartbeatRequest, HeartbeatResponse, RenewRequest,
-    RenewResponse, Report, SubmitRequest, SubmitResponse, report,
+    RenewResponse, SubmitRequest, SubmitResponse,
 };
 use time::OffsetDateTime;
 use tonic::{Request, Response, Status};
@@ -29,9 +28,10 @@ use crate::pki::{Pki, TokenError};
 use crate::register::{Job, Register};
 use crate::secret;
 
-/// Reports one Submit may carry.
-pub const MAX_REPORTS_PER_SUBMIT: usize = 256;
-pub use caretaker_proto::limits::{MAX_ENTRIES, MAX_SOFTWARE, MAX_SOFTWARE_ENTRY_BYTES};
+use crate::wire::refusal;
+pub use crate::wire::{
+    MAX_ENTRIES, MAX_REPORTS_PER_SUBMIT, MAX_SOFTWARE, MAX_SOFTWARE_ENTRY_BYTES, check_reports,
+};
 
 /// The gRPC service. Cheap to clone.
 #[derive(Clone)]
@@ -41,7 +41,7 @@ pub struct IngestService {
     register: Register,
     config: AgentsConfig,
     stats: Arc<IngestStats>,
-    unauthenticated_sources: Arc<Mutex<HashSet<IpAddr>>>,
+    unauthenticated: Arc<crate::authlog::FailedAuth>,
 }
 
 impl IngestService {
@@ -58,7 +58,7 @@ impl IngestService {
             register,
             config,
             stats,
-            unauthenticated_sources: Arc::default(),
+            unauthenticated: Arc::default(),
         }
     }
 }
@@ -88,7 +88,7 @@ impl IngestService {
         }
     }
 
-    /// Logs a rejected credential once per source address, then only counts.
+    /// Counts a rejected credential and logs it, rate-limited with its source (`authlog`).
     fn reject<T>(&self, request: &Request<T>, what: &str) -> Status {
         self.refuse(request, what, format!("{what} is wrong or missing"))
     }
@@ -98,17 +98,8 @@ impl IngestService {
         self.stats
             .rejected_unauthenticated
             .fetch_add(1, Ordering::Relaxed);
-        let ip = Self::peer(request).map(|p| p.ip());
-        if let Some(ip) = ip {
-            let first = self
-                .unauthenticated_sources
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(ip);
-            if first {
-                tracing::warn!(peer = %ip, what, reason = %message, "Rejected an agent request (logged once per source)");
-            }
-        }
+        self.unauthenticated
+            .log(Self::peer(request).map(|p| p.ip()), what);
         Status::unauthenticated(message)
     }
 
@@ -285,105 +276,6 @@ fn rewrite_status(
         headers.insert("grpc-status", value);
     }
     response
-}
-
-/// INVALID_ARGUMENT with what the agent should do about it (see `SubmitResponse` in the
-/// proto): drop one report, or start a new sequence epoch.
-fn refusal(message: String, what: &'static str, seq: Option<u64>) -> Status {
-    let mut metadata = tonic::metadata::MetadataMap::new();
-    metadata.insert(
-        "x-caretaker-refused",
-        tonic::metadata::MetadataValue::from_static(what),
-    );
-    if let Some(seq) = seq
-        && let Ok(value) = seq.to_string().parse()
-    {
-        metadata.insert("x-caretaker-seq", value);
-    }
-    Status::with_metadata(tonic::Code::InvalidArgument, message, metadata)
-}
-
-fn check_reports(reports: &[Report]) -> Result<(), Status> {
-    if reports.is_empty() {
-        return Err(Status::invalid_argument(
-            "a submit needs at least one report",
-        ));
-    }
-    if reports.len() > MAX_REPORTS_PER_SUBMIT {
-        return Err(Status::invalid_argument(format!(
-            "at most {MAX_REPORTS_PER_SUBMIT} reports per submit"
-        )));
-    }
-    let mut previous = 0;
-    for report in reports {
-        if report.seq == 0 {
-            return Err(Status::invalid_argument("report seq must start at 1"));
-        }
-        if report.seq <= previous {
-            return Err(Status::invalid_argument(
-                "reports must be in increasing seq order",
-            ));
-        }
-        previous = report.seq;
-        if report.collected_at.is_none() {
-            return Err(Status::invalid_argument(format!(
-                "report {} has no collected_at",
-                report.seq
-            )));
-        }
-        if report.body.is_none() {
-            return Err(Status::invalid_argument(format!(
-                "report {} has no body",
-                report.seq
-            )));
-        }
-        check_entries(report)
-            .map_err(|what| Status::invalid_argument(format!("report {}: {what}", report.seq)))?;
-    }
-    Ok(())
-}
-
-/// The per-report bounds on repeated entries: what is wrong, in a few words.
-fn check_entries(report: &Report) -> Result<(), String> {
-    let bound = |what: &str, n: usize, max: usize| {
-        if n > max {
-            Err(format!("{n} {what}, at most {max}"))
-        } else {
-            Ok(())
-        }
-    };
-    bound("missing sections", report.missing.len(), 16)?;
-    match &report.body {
-        Some(report::Body::Inventory(inventory)) => {
-            bound("programs", inventory.software.len(), MAX_SOFTWARE)?;
-            bound("disks", inventory.disks.len(), MAX_ENTRIES)?;
-            bound("volumes", inventory.volumes.len(), MAX_ENTRIES)?;
-            bound("interfaces", inventory.interfaces.len(), MAX_ENTRIES)?;
-            for nic in &inventory.interfaces {
-                bound(
-                    "addresses on one interface",
-                    nic.ipv4.len() + nic.ipv6.len(),
-                    MAX_ENTRIES,
-                )?;
-            }
-            if let Some(big) = inventory
-                .software
-                .iter()
-                .find(|s| prost::Message::encoded_len(*s) > MAX_SOFTWARE_ENTRY_BYTES)
-            {
-                return Err(format!(
-                    "program {:?} takes more than {MAX_SOFTWARE_ENTRY_BYTES} bytes",
-                    big.name.chars().take(64).collect::<String>()
-                ));
-            }
-        }
-        Some(report::Body::Status(status)) => {
-            bound("volumes", status.volumes.len(), MAX_ENTRIES)?;
-            bound("logged-on users", status.logged_on_users.len(), MAX_ENTRIES)?;
-        }
-        None => {}
-    }
-    Ok(())
 }
 
 fn check_text(field: &str, value: &str, max: usize) -> Result<(), Status> {

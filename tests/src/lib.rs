@@ -152,6 +152,9 @@ pub struct Collector {
     pub grpc: SocketAddr,
     pub http: SocketAddr,
     extra: String,
+    /// Extra keys for the `[grpc]` and `[http]` sections.
+    grpc_keys: String,
+    http_keys: String,
     child: Option<Child>,
 }
 
@@ -165,13 +168,29 @@ impl Collector {
     /// 0; the config is then rewritten with the ports it got, so [`restart`](Self::restart)
     /// comes back where agents expect it.
     pub fn start_with(dir: &Path, extra: &str) -> Self {
+        Self::start_with_sections(dir, extra, "", "")
+    }
+
+    /// Like `start_with`, with extra keys for the `[grpc]` and `[http]` sections too.
+    pub fn start_with_sections(dir: &Path, extra: &str, grpc_keys: &str, http_keys: &str) -> Self {
         let any: SocketAddr = "127.0.0.1:0".parse().expect("addr");
-        Self::start_at(dir, extra, any, any)
+        Self::start_full(dir, extra, any, any, grpc_keys, http_keys)
     }
 
     /// Like `start_with`, listening on the given addresses (e.g. where a stopped collector
     /// listened, as a replacement server would).
     pub fn start_at(dir: &Path, extra: &str, grpc: SocketAddr, http: SocketAddr) -> Self {
+        Self::start_full(dir, extra, grpc, http, "", "")
+    }
+
+    fn start_full(
+        dir: &Path,
+        extra: &str,
+        grpc: SocketAddr,
+        http: SocketAddr,
+        grpc_keys: &str,
+        http_keys: &str,
+    ) -> Self {
         std::fs::create_dir_all(dir).expect("collector dir");
         let mut collector = Self {
             dir: dir.to_owned(),
@@ -179,6 +198,8 @@ impl Collector {
             grpc,
             http,
             extra: extra.to_owned(),
+            grpc_keys: grpc_keys.to_owned(),
+            http_keys: http_keys.to_owned(),
             child: None,
         };
         collector.write_config();
@@ -205,11 +226,13 @@ impl Collector {
         std::fs::write(
             &self.config,
             format!(
-                "data_dir = {data:?}\n{extra}\n[grpc]\nlisten = \"{grpc}\"\n[http]\nlisten = \"{http}\"\n",
+                "data_dir = {data:?}\n{extra}\n[grpc]\nlisten = \"{grpc}\"\n{grpc_keys}\n[http]\nlisten = \"{http}\"\n{http_keys}\n",
                 data = self.data_dir().display().to_string(),
                 extra = self.extra,
                 grpc = self.grpc,
                 http = self.http,
+                grpc_keys = self.grpc_keys,
+                http_keys = self.http_keys,
             ),
         )
         .expect("write config");

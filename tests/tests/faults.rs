@@ -490,6 +490,24 @@ fn every_api_error_is_json_with_the_documented_status() {
             },
             400,
         ),
+        // A request target past the API's 8 KiB.
+        (
+            format!(
+                "GET /api/v1/assets?x={} HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n\r\n",
+                "a".repeat(10 * 1024)
+            )
+            .into_bytes(),
+            414,
+        ),
+        // Headers past the API's 32 KiB.
+        (
+            format!(
+                "GET /api/v1/assets HTTP/1.1\r\nHost: x\r\n{auth}X-Big: {}\r\nConnection: close\r\n\r\n",
+                "b".repeat(40 * 1024)
+            )
+            .into_bytes(),
+            431,
+        ),
         // A body past the limit.
         (
             {
@@ -512,4 +530,127 @@ fn every_api_error_is_json_with_the_documented_status() {
             .unwrap_or_else(|e| panic!("{shown}: not JSON ({e}): {body:?}"));
         assert!(value["error"].is_string(), "{shown}: {body}");
     }
+}
+
+/// Reads until the peer closes the connection: true when it did (end of file or reset),
+/// false when our own generous read timeout ran out first (the collector kept it open).
+fn closed_by_peer(stream: &mut std::net::TcpStream) -> bool {
+    use std::io::Read;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    let mut buf = [0u8; 4096];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                return false;
+            }
+            Err(_) => return true,
+        }
+    }
+}
+
+#[test]
+fn silent_half_sent_and_idle_connections_are_closed_while_others_are_served() {
+    use std::io::Write;
+    use std::net::TcpStream;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let keys = "header_timeout = \"1s\"\nidle_timeout = \"2s\"";
+    let collector = Collector::start_with_sections(dir.path(), "", keys, keys);
+    let connect = |addr| TcpStream::connect(addr).expect("connect");
+
+    let mut hanging: Vec<(&str, TcpStream)> = Vec::new();
+    hanging.push(("gRPC, nothing sent", connect(collector.grpc)));
+    let mut half_preface = connect(collector.grpc);
+    half_preface
+        .write_all(b"PRI * HTTP/2.0\r\n")
+        .expect("write");
+    hanging.push(("gRPC, half the HTTP/2 preface", half_preface));
+    hanging.push(("HTTP, nothing sent", connect(collector.http)));
+    let mut half_header = connect(collector.http);
+    half_header
+        .write_all(b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        .expect("write");
+    hanging.push(("HTTP, half a header", half_header));
+    let mut kept_alive = connect(collector.http);
+    kept_alive
+        .write_all(b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\n\r\n")
+        .expect("write");
+    hanging.push(("HTTP, idle after one request", kept_alive));
+
+    // While those hang, everyone else is served on both listeners.
+    let (code, _) = get_raw(collector.http, "/api/v1/health", None).expect("health");
+    assert_eq!(code, 200);
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        grpc_client(&collector)
+            .await
+            .enroll(EnrollRequest {
+                enroll_token: collector.enroll_token(),
+                hostname: "PATIENT".to_owned(),
+                ..Default::default()
+            })
+            .await
+            .expect("enrol while others hang");
+    });
+
+    for (what, mut stream) in hanging {
+        assert!(
+            closed_by_peer(&mut stream),
+            "{what}: the collector kept the connection open"
+        );
+    }
+    // And still serving afterwards.
+    let (code, _) = get_raw(collector.http, "/api/v1/health", None).expect("health");
+    assert_eq!(code, 200);
+}
+
+#[test]
+fn a_thousand_bad_api_tokens_are_a_few_log_lines_naming_the_source() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let collector = Collector::start(dir.path());
+    for i in 0..1000 {
+        let token = if i % 2 == 0 { Some("wrong") } else { None };
+        let (code, body) = get_raw(collector.http, "/api/v1/assets", token).expect("answered");
+        assert_eq!(code, 401, "{body}");
+    }
+    // The right token still works, and is not logged as a failure.
+    let (code, _) = get_raw(
+        collector.http,
+        "/api/v1/assets",
+        Some(&collector.api_token()),
+    )
+    .expect("answered");
+    assert_eq!(code, 200);
+    let log = collector.log();
+    let lines: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("wrong or missing credential"))
+        .collect();
+    assert!(
+        !lines.is_empty(),
+        "failed authentications leave a trace:\n{log}"
+    );
+    assert!(
+        lines.len() <= 3,
+        "{} lines for 1,000 failures:\n{log}",
+        lines.len()
+    );
+    assert!(
+        lines
+            .iter()
+            .all(|l| l.contains("127.0.0.1") || l.contains("failures=")),
+        "each line names the source or counts: {lines:#?}"
+    );
+    assert!(
+        lines.iter().any(|l| l.contains("peer=127.0.0.1")),
+        "{lines:#?}"
+    );
 }

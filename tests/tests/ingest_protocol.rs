@@ -452,7 +452,8 @@ async fn bad_input_gets_an_error_status_and_the_collector_keeps_going() {
 
     let log = collector.log();
     assert_eq!(
-        log.matches("Rejected an agent request").count(),
+        log.matches("Rejected a request with a wrong or missing credential")
+            .count(),
         1,
         "log once per source:\n{log}"
     );

@@ -174,8 +174,9 @@ impl App {
         let tracker = TaskTracker::new();
         let (fail_tx, failure) = tokio::sync::mpsc::channel(2);
 
-        let grpc = tonic::transport::Server::builder()
-            .concurrency_limit_per_connection(256)
+        let grpc_connections = crate::conn::Connections::new(config.grpc.limits().timeouts);
+        let grpc = crate::conn::grpc_server(&config.grpc.limits())
+            .layer(grpc_connections.layer(crate::conn::grpc_peer))
             .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
                 config.grpc.max_concurrent_requests,
             ))
@@ -190,8 +191,12 @@ impl App {
             let pki = pki.clone();
             tracker.spawn(
                 async move {
-                    let incoming =
-                        crate::pki::listener::incoming(grpc_listener, pki, token.clone());
+                    let incoming = crate::pki::listener::incoming(
+                        grpc_listener,
+                        pki,
+                        grpc_connections,
+                        token.clone(),
+                    );
                     if let Err(error) = grpc
                         .serve_with_incoming_shutdown(incoming, token.cancelled())
                         .await
@@ -322,9 +327,10 @@ impl App {
                 web,
             };
             let token = shutdown.clone();
+            let limits = config.http.limits();
             tracker.spawn(
                 async move {
-                    if let Err(error) = http::serve(http_listener, state, token).await {
+                    if let Err(error) = http::serve(http_listener, state, limits, token).await {
                         let _ = fail_tx
                             .send(AppError::Server {
                                 server: "HTTP",
@@ -420,7 +426,7 @@ impl App {
 }
 
 /// The register writer's settings from the config.
-fn register_options(config: &Config) -> register::Options {
+pub fn register_options(config: &Config) -> register::Options {
     let duration =
         |d: std::time::Duration| time::Duration::try_from(d).unwrap_or(time::Duration::MAX);
     register::Options {

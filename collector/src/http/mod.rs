@@ -9,7 +9,6 @@ mod incidents;
 mod ops;
 mod tracking;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -197,6 +196,10 @@ async fn health(State(state): State<ApiState>) -> Response {
         .into_response()
 }
 
+/// Failed API authentications, logged rate-limited with their source (see `authlog`).
+static API_AUTH_FAILURES: std::sync::LazyLock<crate::authlog::FailedAuth> =
+    std::sync::LazyLock::new(Default::default);
+
 async fn require_token(State(state): State<ApiState>, request: Request, next: Next) -> Response {
     let presented = request
         .headers()
@@ -209,17 +212,36 @@ async fn require_token(State(state): State<ApiState>, request: Request, next: Ne
     if ok {
         next.run(request).await
     } else {
+        let peer = request
+            .extensions()
+            .get::<axum::extract::ConnectInfo<crate::conn::Peer>>()
+            .map(|info| info.0.0.ip());
+        API_AUTH_FAILURES.log(peer, "API bearer token");
         Failure::new(Kind::Unauthenticated, "missing or wrong bearer token").into_response()
     }
 }
 
-/// Serves the API on `listener` until `shutdown` fires.
+/// Serves the API on `listener` until `shutdown` fires, with the connection limits of
+/// `crate::conn` (timeouts, request deadline, URI and header caps).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: ApiState,
+    limits: crate::conn::HttpLimits,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    let connections = crate::conn::Connections::new(limits.timeouts);
+    let app = router(state)
+        .layer(middleware::from_fn_with_state(
+            limits.request_timeout,
+            crate::conn::request_deadline,
+        ))
+        .layer(middleware::from_fn(crate::conn::request_limits))
+        .layer(connections.layer(crate::conn::http_peer))
+        .into_make_service_with_connect_info::<crate::conn::Peer>();
+    let listener = crate::conn::GuardedListener {
+        listener,
+        connections,
+    };
     axum::serve(listener, app)
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await

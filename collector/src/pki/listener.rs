@@ -131,8 +131,9 @@ impl Once {
 pub fn incoming(
     listener: TcpListener,
     pki: Arc<Pki>,
+    connections: crate::conn::Connections,
     shutdown: CancellationToken,
-) -> tokio_stream::wrappers::ReceiverStream<io::Result<Conn>> {
+) -> tokio_stream::wrappers::ReceiverStream<io::Result<crate::conn::Guarded<Conn>>> {
     // Full: the accept loop waits for tonic to take connections.
     let (tx, rx) = tokio::sync::mpsc::channel(64);
     let once = Arc::new(Once::default());
@@ -151,12 +152,14 @@ pub fn incoming(
             };
             let _ = stream.set_nodelay(true);
             let (tx, pki, once) = (tx.clone(), pki.clone(), once.clone());
+            let connections = connections.clone();
             tokio::spawn(async move {
                 match tokio::time::timeout(HANDSHAKE_TIMEOUT, accept(stream, addr, &pki, &once))
                     .await
                 {
                     Ok(Some(conn)) => {
-                        let _ = tx.send(Ok(conn)).await;
+                        // The idle and header timeouts (`conn`) apply from here on.
+                        let _ = tx.send(Ok(connections.guard(conn, addr))).await;
                     }
                     Ok(None) => {}
                     Err(_) => {

@@ -366,7 +366,7 @@ fn request(frame: &mut [u8; 42], segment: &Segment, target: Ipv4Addr) {
 /// The sender of an ARP reply addressed to us (our MAC and address as its target), or `None`
 /// for anything else: requests (ours echoed back, or others'), gratuitous ARP, replies to
 /// other hosts, other protocols.
-fn parse_reply(frame: &[u8], segment: &Segment) -> Option<(Ipv4Addr, [u8; 6])> {
+pub(crate) fn parse_reply(frame: &[u8], segment: &Segment) -> Option<(Ipv4Addr, [u8; 6])> {
     if frame.len() < 42 || frame[12..14] != ETHERTYPE_ARP {
         return None;
     }

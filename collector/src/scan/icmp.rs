@@ -113,7 +113,7 @@ impl IcmpSocket {
 
 /// What arrived: an echo reply, or a time-exceeded quoting one of our requests.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Icmp {
+pub(crate) enum Icmp {
     Reply {
         ident: u16,
         seq: u16,
@@ -128,7 +128,7 @@ enum Icmp {
 }
 
 /// RAW sockets deliver the IP header; DGRAM ones only the ICMP message.
-fn decode(packet: &[u8], raw: bool) -> Option<Icmp> {
+pub(crate) fn decode(packet: &[u8], raw: bool) -> Option<Icmp> {
     let icmp = if raw {
         let ihl = usize::from(packet.first()? & 0x0f) * 4;
         (packet.first()? >> 4 == 4).then_some(())?;

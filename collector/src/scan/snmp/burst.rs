@@ -49,7 +49,7 @@ pub struct BurstOptions {
 }
 
 #[derive(Debug, Clone, Copy)]
-enum Asked {
+pub(crate) enum Asked {
     Community(usize),
     Engine,
 }
@@ -209,7 +209,7 @@ pub async fn run(
     }
 }
 
-enum Answer {
+pub(crate) enum Answer {
     Get(SystemInfo),
     Engine,
 }
@@ -354,7 +354,7 @@ fn integer(content: &[u8]) -> Option<i64> {
 
 /// The id an answer carries and what it says; `None` for anything that is not a response to
 /// a request of ours (a wrong community included).
-fn decode(
+pub(crate) fn decode(
     packet: &[u8],
     credentials: &[Credential],
     asked: &HashMap<i32, (Ipv4Addr, Asked)>,

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Runs every fuzz target in fuzz/ (cargo-fuzz, nightly, libFuzzer with AddressSanitizer and
+# overflow checks) for SECONDS each, from the committed seeds plus what earlier runs found.
+#   scripts/fuzz.sh [SECONDS]        short run, 20 s per target by default (scripts/test.sh)
+#   scripts/fuzz.sh --long [SECONDS] benchmark: 300 s per target by default, one table of
+#                                    runs, runs/s and corpus size per target at the end
+# A crash, panic, failed check, leak, timeout (> 10 s for one input) or > 2 GiB RSS fails the
+# run; the input is kept in target/fuzz-artifacts/<target>/ and the command to replay it is
+# printed. Working corpora live in target/fuzz-corpus/ (not committed).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+long=0
+if [ "${1:-}" = "--long" ]; then long=1; shift; fi
+seconds=${1:-$([ "$long" = 1 ] && echo 300 || echo 20)}
+targets=(submit config journal snmp_response snmp_tables packets http_api)
+
+command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
+
+export CARGO_TARGET_DIR="$PWD/target/fuzz"
+(cd fuzz && cargo +nightly fuzz build)
+bin="$CARGO_TARGET_DIR/x86_64-unknown-linux-gnu/release"
+
+summary=()
+failed=()
+for t in "${targets[@]}"; do
+  corpus="target/fuzz-corpus/$t"
+  artifacts="target/fuzz-artifacts/$t"
+  mkdir -p "$corpus" "$artifacts"
+  cp -n fuzz/corpus/"$t"/seed-* "$corpus"/ 2>/dev/null || true
+  log="target/fuzz-artifacts/$t.log"
+  echo "== fuzz $t for ${seconds}s"
+  if "$bin/$t" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -max_len=65536 \
+      -print_final_stats=1 -artifact_prefix="$artifacts/" "$corpus" >"$log" 2>&1; then
+    runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log")
+    summary+=("$t $runs $((runs / seconds)) $(ls "$corpus" | wc -l)")
+  else
+    failed+=("$t")
+    grep -E 'panicked|ERROR|SUMMARY|Test unit written' "$log" | head -20 || true
+    echo "   replay: (cd fuzz && cargo +nightly fuzz run $t ../$artifacts/<file>)   log: $log"
+  fi
+done
+
+if [ "$long" = 1 ] || [ ${#failed[@]} -eq 0 ]; then
+  printf '%-14s %12s %10s %8s\n' target runs runs/s corpus
+  for row in "${summary[@]}"; do printf '%-14s %12s %10s %8s\n' $row; done
+fi
+if [ ${#failed[@]} -gt 0 ]; then
+  echo "fuzzing found problems in: ${failed[*]}" >&2
+  exit 1
+fi
