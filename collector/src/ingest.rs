@@ -41,7 +41,8 @@ pub struct IngestService {
     register: Register,
     config: AgentsConfig,
     stats: Arc<IngestStats>,
-    unauthenticated_sources: Arc<Mutex<HashSet<IpAddr>>>,
+    /// (source, reason) pairs already logged; cleared past 10,000.
+    unauthenticated_sources: Arc<Mutex<HashSet<(IpAddr, String)>>>,
 }
 
 impl IngestService {
@@ -90,23 +91,45 @@ impl IngestService {
 
     /// Logs a rejected credential once per source address, then only counts.
     fn reject<T>(&self, request: &Request<T>, what: &str) -> Status {
-        self.refuse(request, what, format!("{what} is wrong or missing"))
+        self.log_refusal(
+            request,
+            what,
+            "wrong or missing",
+            format!("{what} is wrong or missing"),
+        )
     }
 
-    /// As [`Self::reject`], with the message the caller gets.
+    /// Refuses with `message`, logged once per source and message.
     fn refuse<T>(&self, request: &Request<T>, what: &str, message: String) -> Status {
+        let key = message.clone();
+        self.log_refusal(request, what, &key, message)
+    }
+
+    /// Counts a refusal and logs it the first time `key` comes from its source.
+    fn log_refusal<T>(
+        &self,
+        request: &Request<T>,
+        what: &str,
+        key: &str,
+        message: String,
+    ) -> Status {
         self.stats
             .rejected_unauthenticated
             .fetch_add(1, Ordering::Relaxed);
         let ip = Self::peer(request).map(|p| p.ip());
         if let Some(ip) = ip {
-            let first = self
-                .unauthenticated_sources
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(ip);
+            let first = {
+                let mut seen = self
+                    .unauthenticated_sources
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
+                if seen.len() > 10_000 {
+                    seen.clear();
+                }
+                seen.insert((ip, key.to_owned()))
+            };
             if first {
-                tracing::warn!(peer = %ip, what, reason = %message, "Rejected an agent request (logged once per source)");
+                tracing::warn!(peer = %ip, what, reason = %message, "Rejected an agent request (logged once per source and reason)");
             }
         }
         Status::unauthenticated(message)
@@ -138,6 +161,18 @@ impl IngestService {
             },
             _ => {
                 self.transport(request)?;
+                if let Some(at) = self.pki.agent_revoked(agent_id) {
+                    let mut status = self.refuse(
+                        request,
+                        "agent credential",
+                        crate::pki::CertRefusal::AgentRevoked(agent_id.to_owned(), at).to_string(),
+                    );
+                    status.metadata_mut().insert(
+                        "x-caretaker-revoked",
+                        tonic::metadata::MetadataValue::from_static("1"),
+                    );
+                    return Err(status);
+                }
                 false
             }
         };

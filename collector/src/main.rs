@@ -111,6 +111,27 @@ enum Command {
         #[arg(long, env = "USER", default_value = "technician")]
         by: String,
     },
+    /// Enrolment tokens of the running collector: create, list, revoke.
+    Token {
+        #[arg(long, env = "CARETAKER_CONFIG", global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        action: TokenAction,
+    },
+    /// Agents of the running collector: `agent revoke ID` (takes effect at once).
+    Agent {
+        #[arg(long, env = "CARETAKER_CONFIG", global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        action: AgentAction,
+    },
+    /// The collector's CA: `ca show`, `ca rotate [--finish]`.
+    Ca {
+        #[arg(long, env = "CARETAKER_CONFIG", global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        action: CaAction,
+    },
     /// Start a collector and an agent for this machine on embedded defaults (loopback only);
     /// writes DIR/collector.toml for the other subcommands' --config.
     Demo {
@@ -123,6 +144,44 @@ enum Command {
         /// Where the JSON API (and later the dashboard) listens (port 0: any free port).
         #[arg(long, default_value = "127.0.0.1:8080")]
         http: std::net::SocketAddr,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenAction {
+    /// A new token (printed once on stdout).
+    Create {
+        /// How many PCs it may enrol (default: any number).
+        #[arg(long)]
+        uses: Option<u32>,
+        /// How long it is valid, e.g. 30d (default: no expiry).
+        #[arg(long)]
+        expires: Option<String>,
+        #[arg(long)]
+        label: Option<String>,
+    },
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    Revoke {
+        id: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum AgentAction {
+    /// Revoke an agent and its certificates.
+    Revoke { id: String },
+}
+
+#[derive(Subcommand)]
+enum CaAction {
+    Show,
+    /// Start moving agents to a new CA (`--finish`: stop trusting the old one).
+    Rotate {
+        #[arg(long)]
+        finish: bool,
     },
 }
 
@@ -148,6 +207,7 @@ fn parse_ports(text: &str) -> Result<Ports, String> {
 mod cli_api;
 mod cli_demo;
 mod cli_incidents;
+mod cli_pki;
 mod cli_scan;
 
 fn main() -> ExitCode {
@@ -213,6 +273,37 @@ fn main() -> ExitCode {
             text,
             by,
         } => cli_incidents::act(&config, &action, &id, text, &by),
+        Command::Token { config, action } => {
+            let Some(config) = config else {
+                return missing_config();
+            };
+            match action {
+                TokenAction::Create {
+                    uses,
+                    expires,
+                    label,
+                } => cli_pki::token_create(&config, uses, expires, label),
+                TokenAction::List { json } => cli_pki::token_list(&config, json),
+                TokenAction::Revoke { id } => cli_pki::token_revoke(&config, &id),
+            }
+        }
+        Command::Agent { config, action } => {
+            let Some(config) = config else {
+                return missing_config();
+            };
+            match action {
+                AgentAction::Revoke { id } => cli_pki::agent_revoke(&config, &id),
+            }
+        }
+        Command::Ca { config, action } => {
+            let Some(config) = config else {
+                return missing_config();
+            };
+            match action {
+                CaAction::Show => cli_pki::ca_show(&config),
+                CaAction::Rotate { finish } => cli_pki::ca_rotate(&config, finish),
+            }
+        }
         Command::Scan {
             ranges,
             snmp,
@@ -347,4 +438,9 @@ async fn stop_signal() {
     }
     #[cfg(not(unix))]
     let _ = tokio::signal::ctrl_c().await;
+}
+
+fn missing_config() -> ExitCode {
+    eprintln!("caretaker-collector: --config PATH (or CARETAKER_CONFIG) is required");
+    ExitCode::from(2)
 }

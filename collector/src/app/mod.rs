@@ -218,6 +218,7 @@ impl App {
                 reach_stale_after: config.agents.stale_after.max(config.scan.interval * 3),
                 register: register.clone(),
                 school_hours: Arc::new(config.hours.clone()),
+                pki: pki.clone(),
             };
             let token = shutdown.clone();
             tracker.spawn(

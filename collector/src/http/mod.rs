@@ -6,6 +6,7 @@
 
 mod assets;
 mod incidents;
+mod pki;
 mod tracking;
 
 use std::net::SocketAddr;
@@ -49,6 +50,8 @@ pub struct ApiState {
     pub school_hours: std::sync::Arc<crate::track::SchoolHours>,
     /// For actions that change the register (incident actions).
     pub register: crate::register::Register,
+    /// Tokens, revocation and the CA (`pki`).
+    pub pki: Arc<crate::pki::Pki>,
 }
 
 /// An API error: a [`Failure`] answered as `{"error": "..."}` with the status the one
@@ -90,6 +93,11 @@ pub fn router(state: ApiState) -> Router {
         .route("/availability", get(tracking::availability))
         .route("/outbox", get(incidents::outbox))
         .route("/problems/{id}", post(incidents::update_problem))
+        .route("/tokens", get(pki::list_tokens).post(pki::create_token))
+        .route("/tokens/{id}/revoke", post(pki::revoke_token))
+        .route("/agents/{id}/revoke", post(pki::revoke_agent))
+        .route("/ca", get(pki::ca))
+        .route("/ca/rotate", post(pki::rotate))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token))
         .route("/health", get(health))
         .method_not_allowed_fallback(|| async {

@@ -604,6 +604,16 @@ impl Pki {
         Ok((info, renew))
     }
 
+    /// When `agent_id` was revoked, if it was.
+    pub fn agent_revoked(&self, agent_id: &str) -> Option<String> {
+        self.revoked
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .agents
+            .get(agent_id)
+            .cloned()
+    }
+
     /// Revokes agent `agent_id` and every certificate issued to it, at once.
     pub fn revoke_agent(&self, agent_id: &str) -> Result<usize, PkiError> {
         let now = OffsetDateTime::now_utc();
