@@ -240,7 +240,8 @@ pub fn explain(error: &io::Error) -> (&'static str, &'static str) {
         Error::AlertReceived(AlertDescription::UnknownCA)
         | Error::AlertReceived(AlertDescription::BadCertificate)
         | Error::AlertReceived(AlertDescription::CertificateUnknown)
-        | Error::AlertReceived(AlertDescription::DecryptError) => (
+        | Error::AlertReceived(AlertDescription::DecryptError)
+        | Error::AlertReceived(AlertDescription::HandshakeFailure) => (
             "distrusted",
             "the client does not trust this collector's certificate (its token pins another CA?)",
         ),
