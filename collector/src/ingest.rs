@@ -80,7 +80,7 @@ impl IngestService {
         request: &'r Request<T>,
     ) -> Result<Option<&'r tokio_rustls::rustls::pki_types::CertificateDer<'static>>, Status> {
         match request.extensions().get::<PeerInfo>() {
-            Some(peer) if peer.tls => Ok(peer.cert.as_ref()),
+            Some(peer) if peer.tls => Ok(peer.cert.as_deref()),
             Some(_) if !self.pki.settings().plaintext => Err(Status::unauthenticated(
                 "this collector accepts only TLS connections: give the agent an enrolment token \
                  from `caretaker-collector token create` (it pins the collector's CA)",
@@ -140,25 +140,27 @@ impl IngestService {
     /// Returns whether the agent should renew its certificate now.
     fn authenticate<T>(&self, request: &Request<T>, agent_id: &str) -> Result<bool, Status> {
         let renew = match request.extensions().get::<PeerInfo>() {
-            Some(peer) if peer.tls => match self.pki.check_client(peer.cert.as_ref(), agent_id) {
-                Ok((_, renew)) => renew,
-                Err(refusal) => {
-                    let mut status =
-                        self.refuse(request, "client certificate", refusal.to_string());
-                    if matches!(
-                        refusal,
-                        crate::pki::CertRefusal::AgentRevoked(..)
-                            | crate::pki::CertRefusal::CertRevoked(..)
-                    ) {
-                        // The agent must not enrol itself again with its token.
-                        status.metadata_mut().insert(
-                            "x-caretaker-revoked",
-                            tonic::metadata::MetadataValue::from_static("1"),
-                        );
+            Some(peer) if peer.tls => {
+                match self.pki.check_info(peer.cert_info.as_deref(), agent_id) {
+                    Ok(renew) => renew,
+                    Err(refusal) => {
+                        let mut status =
+                            self.refuse(request, "client certificate", refusal.to_string());
+                        if matches!(
+                            refusal,
+                            crate::pki::CertRefusal::AgentRevoked(..)
+                                | crate::pki::CertRefusal::CertRevoked(..)
+                        ) {
+                            // The agent must not enrol itself again with its token.
+                            status.metadata_mut().insert(
+                                "x-caretaker-revoked",
+                                tonic::metadata::MetadataValue::from_static("1"),
+                            );
+                        }
+                        return Err(status);
                     }
-                    return Err(status);
                 }
-            },
+            }
             _ => {
                 self.transport(request)?;
                 if let Some(at) = self.pki.agent_revoked(agent_id) {

@@ -573,9 +573,16 @@ impl Pki {
     ) -> Result<(CertInfo, bool), CertRefusal> {
         let der = cert.ok_or(CertRefusal::Missing)?;
         let info = CertInfo::parse(der).ok_or(CertRefusal::Unreadable)?;
+        let renew = self.check_info(Some(&info), claimed)?;
+        Ok((info, renew))
+    }
+
+    /// [`Pki::check_client`] for a certificate parsed once per connection (the listener does).
+    pub fn check_info(&self, info: Option<&CertInfo>, claimed: &str) -> Result<bool, CertRefusal> {
+        let info = info.ok_or(CertRefusal::Missing)?;
         if info.common_name != claimed {
             return Err(CertRefusal::WrongAgent {
-                cert: info.common_name,
+                cert: info.common_name.clone(),
                 claimed: claimed.to_owned(),
             });
         }
@@ -601,7 +608,7 @@ impl Pki {
                 .current_subject
                 .read()
                 .unwrap_or_else(|p| p.into_inner());
-        Ok((info, renew))
+        Ok(renew)
     }
 
     /// When `agent_id` was revoked, if it was.
