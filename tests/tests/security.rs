@@ -377,3 +377,88 @@ async fn a_ca_rotation_moves_an_agent_over_at_its_next_contact() {
     // It no longer trusts the collector either (its CA bundle holds only the old CA).
     wait_log(&collector, "does not trust this collector's certificate");
 }
+
+#[test]
+fn the_api_speaks_https_with_the_internal_ca_and_the_cli_follows() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let config = dir.path().join("collector.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "data_dir = {:?}\n[grpc]\nlisten = \"127.0.0.1:0\"\n[http]\nlisten = \"127.0.0.1:0\"\n[tls]\nhttps = true\n",
+            data.display().to_string()
+        ),
+    )
+    .expect("config");
+    let mut child = Command::new(bin("caretaker-collector"))
+        .args(["run", "--config"])
+        .arg(&config)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("collector");
+    let listening = caretaker_tests::Listening::wait(&data, Duration::from_secs(30), || {
+        child.try_wait().ok().flatten().map(|s| s.to_string())
+    });
+    let result = std::panic::catch_unwind(|| {
+        let listening = listening.expect("listening");
+        let url = format!("https://localhost:{}/api/v1/health", listening.http.port());
+        let curl = |extra: &[&str]| {
+            Command::new("curl")
+                .args(["-s", "-o", "/dev/null", "-w", "%{http_code}"])
+                .args(extra)
+                .arg(&url)
+                .output()
+                .expect("curl must be installed")
+        };
+        let ca = data.join("pki/ca.pem").display().to_string();
+        let ok = curl(&["--cacert", &ca]);
+        assert_eq!(String::from_utf8_lossy(&ok.stdout), "200", "{ok:?}");
+        // Without the CA the certificate is not trusted; plain HTTP gets no answer.
+        assert!(!curl(&[]).status.success());
+        let plain = caretaker_tests::get_raw(listening.http, "/api/v1/health", None);
+        assert!(plain.is_err() || plain.as_ref().is_ok_and(|(s, _)| *s != 200));
+        // The CLI talks HTTPS to its daemon by itself.
+        let list = Command::new(bin("caretaker-collector"))
+            .args(["token", "list", "--config"])
+            .arg(&config)
+            .output()
+            .expect("cli");
+        assert!(
+            list.status.success(),
+            "{}",
+            String::from_utf8_lossy(&list.stderr)
+        );
+        assert!(String::from_utf8_lossy(&list.stdout).contains("enroll-token file"));
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+#[test]
+fn a_reimaged_pc_enrols_again_as_the_same_asset_and_its_old_certificate_is_revoked() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let collector = Collector::start(dir.path());
+    let token = new_token(&collector, &[]);
+    let state = dir.path().join("agent");
+    assert!(run_once(&collector, &state, &token).status.success());
+    let old = std::fs::read(state.join("identity.json")).expect("identity");
+    // Reimage: the state directory is gone, a new key is made, the PC enrols again.
+    std::fs::remove_dir_all(&state).expect("wipe");
+    assert!(run_once(&collector, &state, &token).status.success());
+    assert_eq!(collector.assets().len(), 1, "one PC, one asset");
+    let new_id = identity(&state)["agent_id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    // The old identity (say, from a backup of the old image) is refused now.
+    let aside = dir.path().join("old-image");
+    std::fs::create_dir_all(&aside).expect("dir");
+    std::fs::write(aside.join("identity.json"), old).expect("restore");
+    let output = run_once(&collector, &aside, &token);
+    assert_fails_saying(&output, &format!("the PC enrolled again as agent {new_id}"));
+    wait_log(&collector, "the old agents' certificates revoked");
+}

@@ -221,9 +221,36 @@ impl App {
                 pki: pki.clone(),
             };
             let token = shutdown.clone();
+            let https = if config.tls.https {
+                Some(pki.https_config().map_err(AppError::Pki)?)
+            } else {
+                None
+            };
+            if let Some(redirect) = config.tls.http_redirect_listen.filter(|_| https.is_some()) {
+                let listener = tokio::net::TcpListener::bind(redirect)
+                    .await
+                    .map_err(|source| AppError::Bind {
+                        addr: redirect,
+                        source,
+                    })?;
+                let token = shutdown.clone();
+                let port = http_addr.port();
+                tracker.spawn(
+                    async move {
+                        if let Err(error) = http::tls::redirect(listener, port, token).await {
+                            tracing::error!(%error, "The HTTP-to-HTTPS redirect stopped");
+                        }
+                    }
+                    .instrument(tracing::info_span!("redirect", addr = %redirect)),
+                );
+            }
             tracker.spawn(
                 async move {
-                    if let Err(error) = http::serve(http_listener, state, token).await {
+                    let served = match https {
+                        Some(tls) => http::tls::serve(http_listener, state, tls, token).await,
+                        None => http::serve(http_listener, state, token).await,
+                    };
+                    if let Err(error) = served {
                         let _ = fail_tx
                             .send(AppError::Server {
                                 server: "HTTP",

@@ -7,6 +7,7 @@
 mod assets;
 mod incidents;
 mod pki;
+pub mod tls;
 mod tracking;
 
 use std::net::SocketAddr;
