@@ -257,6 +257,8 @@ impl IngestService {
             .await
             .map_err(|e| Failure::from(e).grpc())?;
         self.agents.admit(&agent_id, secret_hash);
+        // The agent is in the register now: let the expiry rule see its certificate.
+        self.pki.changed.notify_one();
         if !others.is_empty() {
             let (pki, id) = (self.pki.clone(), agent_id.clone());
             let others_text = others.join(", ");

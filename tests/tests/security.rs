@@ -462,3 +462,49 @@ fn a_reimaged_pc_enrols_again_as_the_same_asset_and_its_old_certificate_is_revok
     assert_fails_saying(&output, &format!("the PC enrolled again as agent {new_id}"));
     wait_log(&collector, "the old agents' certificates revoked");
 }
+
+#[test]
+fn an_incident_warns_before_an_agent_certificate_or_the_ca_expires() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Certificates for 1 hour, a CA for 10 days, warnings 30 days ahead: both warn.
+    let collector = Collector::start_with(
+        dir.path(),
+        "[tls]\nclient_cert_lifetime = \"1h\"\nca_lifetime = \"10d\"\nwarn_before = \"30d\"\n\
+         [incidents]\nhold_down = \"1s\"\nevaluate_every = \"1s\"\n",
+    );
+    let token = new_token(&collector, &[]);
+    assert!(
+        run_once(&collector, &dir.path().join("agent"), &token)
+            .status
+            .success()
+    );
+    let asset = collector.assets()[0]["id"].as_str().expect("id").to_owned();
+    let incidents = wait_for(Duration::from_secs(20), "certificate incidents", || {
+        let list = collector.get("/incidents");
+        let list = list.as_array().cloned().unwrap_or_default();
+        let rule = |i: &&Value| i["rule"] == "certificate_expiry";
+        (list.iter().filter(rule).count() >= 2).then_some(list)
+    });
+    let cert = incidents
+        .iter()
+        .find(|i| i["rule"] == "certificate_expiry" && i["asset_id"] == asset.as_str())
+        .expect("an incident on the PC's asset");
+    assert!(
+        cert["title"]
+            .as_str()
+            .expect("title")
+            .contains("certificate expires in"),
+        "{cert}"
+    );
+    let ca = incidents
+        .iter()
+        .find(|i| i["rule"] == "certificate_expiry" && i["asset_id"] == "collector")
+        .expect("an incident for the CA");
+    assert!(
+        ca["description"]
+            .as_str()
+            .expect("text")
+            .contains("ca rotate"),
+        "{ca}"
+    );
+}

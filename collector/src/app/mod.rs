@@ -307,6 +307,32 @@ impl App {
                 .instrument(tracing::info_span!("rules")),
             );
         }
+        {
+            // Certificate lifetimes for the expiry rule: at start, hourly, and whenever the
+            // PKI issues, revokes or rotates.
+            let (token, register, pki) = (shutdown.clone(), register.clone(), pki.clone());
+            let warn_before = time::Duration::try_from(config.tls.warn_before)
+                .unwrap_or(time::Duration::days(30));
+            tracker.spawn(
+                async move {
+                    let mut ticker = tokio::time::interval(std::time::Duration::from_secs(3600));
+                    loop {
+                        tokio::select! {
+                            () = token.cancelled() => return,
+                            _ = ticker.tick() => {}
+                            () = pki.changed.notified() => {}
+                        }
+                        let (agents, cas) = pki.expiries();
+                        register.try_send(register::Job::Certificates {
+                            agents,
+                            cas,
+                            warn_before,
+                        });
+                    }
+                }
+                .instrument(tracing::info_span!("certificates")),
+            );
+        }
         tracker.spawn(
             crate::retention::run(store.clone(), config.retention.clone(), shutdown.clone())
                 .instrument(tracing::info_span!("retention")),

@@ -36,6 +36,9 @@ use tokio_rustls::rustls;
 
 pub use tokens::{TokenError, TokenRecord};
 
+/// A name (agent id or CA subject) and when its certificate expires.
+pub type Expiry = (String, OffsetDateTime);
+
 /// The name every collector server certificate carries; agents verify the server against it
 /// whatever address they dial (only this CA issues certificates with serverAuth).
 pub const SERVER_NAME: &str = "caretaker-collector";
@@ -309,6 +312,8 @@ pub struct Pki {
     server_config: RwLock<Arc<rustls::ServerConfig>>,
     /// The current CA's subject, to tell agents on an older CA to renew.
     current_subject: RwLock<String>,
+    /// Notified when certificates are issued or revoked, or the CA changes.
+    pub changed: tokio::sync::Notify,
 }
 
 impl std::fmt::Debug for Pki {
@@ -378,6 +383,7 @@ impl Pki {
             revoked: RwLock::new(revoked),
             server_config: RwLock::new(config),
             current_subject: RwLock::new(subject),
+            changed: tokio::sync::Notify::new(),
         })
     }
 
@@ -555,6 +561,7 @@ impl Pki {
         state.certs.certs.retain(|c| c.not_after > now);
         state.certs.certs.push(record);
         self.save_certs(&state)?;
+        self.changed.notify_one();
         Ok(Issued {
             certificate_pem: cert.pem(),
             ca_pem: bundle(&state),
@@ -654,6 +661,7 @@ impl Pki {
                 .filter(|c| c.agent_id == agent_id)
                 .map(|c| c.serial.clone()),
         );
+        self.changed.notify_one();
         tracing::warn!(%agent_id, certificates = count, "Agent revoked");
         Ok(count)
     }
@@ -692,6 +700,29 @@ impl Pki {
     /// Issued certificates (newest last), for the API and expiry warnings.
     pub fn issued(&self) -> Vec<IssuedCert> {
         self.lock().certs.certs.clone()
+    }
+
+    /// For expiry warnings: each agent's newest valid certificate expiry (revoked agents and
+    /// certificates left out), and each trusted CA's `(subject, not_after)`.
+    pub fn expiries(&self) -> (Vec<Expiry>, Vec<Expiry>) {
+        let state = self.lock();
+        let mut newest: HashMap<&str, OffsetDateTime> = HashMap::new();
+        for cert in state.certs.certs.iter().filter(|c| c.revoked_at.is_none()) {
+            if state.certs.revoked_agents.contains_key(&cert.agent_id) {
+                continue;
+            }
+            let entry = newest.entry(&cert.agent_id).or_insert(cert.not_after);
+            *entry = (*entry).max(cert.not_after);
+        }
+        let agents = newest
+            .into_iter()
+            .map(|(agent, at)| (agent.to_owned(), at))
+            .collect();
+        let cas = std::iter::once(&state.current)
+            .chain(state.previous.as_ref())
+            .map(|ca| (ca.subject.clone(), ca.not_after))
+            .collect();
+        (agents, cas)
     }
 
     /// The current (and previous, during a rotation) CA: `(fingerprint, subject, not_after)`.
@@ -751,6 +782,7 @@ impl Pki {
             .current_subject
             .write()
             .unwrap_or_else(|p| p.into_inner()) = state.current.subject.clone();
+        self.changed.notify_one();
         Ok(state.current.fingerprint.clone())
     }
 

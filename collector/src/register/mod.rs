@@ -107,6 +107,12 @@ pub enum Job {
     },
     /// Time to run the rules.
     Tick { at: OffsetDateTime },
+    /// Certificate lifetimes from the PKI, by agent (the writer maps agents to assets).
+    Certificates {
+        agents: Vec<(AgentId, OffsetDateTime)>,
+        cas: Vec<(String, OffsetDateTime)>,
+        warn_before: time::Duration,
+    },
     /// A technician's action on an incident.
     Act {
         id: String,
@@ -472,6 +478,25 @@ impl State {
                 batch.evaluate_at(at);
             }
             Job::Tick { at } => batch.evaluate_at(at),
+            Job::Certificates {
+                agents,
+                cas,
+                warn_before,
+            } => {
+                let agents = agents
+                    .into_iter()
+                    .filter_map(|(agent, not_after)| {
+                        let asset = self.cmdb.agent(&agent)?.asset_id.clone()?;
+                        Some((asset, (agent, not_after)))
+                    })
+                    .collect();
+                self.obs.certificates = crate::observe::Certificates {
+                    agents,
+                    cas,
+                    warn_before,
+                };
+                batch.evaluate_at(OffsetDateTime::now_utc());
+            }
             Job::Act { id, action, reply } => {
                 let now = OffsetDateTime::now_utc();
                 match self.detector.act(store, now, &id, action, &mut set) {
@@ -600,6 +625,7 @@ fn refuse(job: Job, error: &RegisterError) {
         Job::Discovery { reply, .. } => drop(reply.send(Err(error.clone()))),
         Job::Act { reply, .. } => drop(reply.send(Err(error.clone()))),
         Job::Problem { reply, .. } => drop(reply.send(Err(error.clone()))),
-        Job::Heartbeat { .. } | Job::Watch { .. } | Job::Tick { .. } => {}
+        Job::Heartbeat { .. } | Job::Watch { .. } | Job::Tick { .. } | Job::Certificates { .. } => {
+        }
     }
 }
