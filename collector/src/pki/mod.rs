@@ -90,6 +90,42 @@ impl Default for TlsConfig {
     }
 }
 
+impl TlsConfig {
+    /// Impossible settings, as `(section, key, message)`.
+    pub fn validate(&self) -> Vec<(&'static str, &'static str, String)> {
+        let mut issues = Vec::new();
+        if self.https_cert_file.is_some() != self.https_key_file.is_some() {
+            issues.push((
+                "tls",
+                if self.https_cert_file.is_some() {
+                    "https_cert_file"
+                } else {
+                    "https_key_file"
+                },
+                "https_cert_file and https_key_file go together".to_owned(),
+            ));
+        }
+        if self.http_redirect_listen.is_some() && !self.https {
+            issues.push((
+                "tls",
+                "http_redirect_listen",
+                "needs https = true (it redirects to the HTTPS listener)".to_owned(),
+            ));
+        }
+        if self.client_cert_lifetime < Duration::from_secs(1) {
+            issues.push((
+                "tls",
+                "client_cert_lifetime",
+                "must be at least 1s".to_owned(),
+            ));
+        }
+        if self.ca_lifetime < Duration::from_secs(24 * 3600) {
+            issues.push(("tls", "ca_lifetime", "must be at least 1 day".to_owned()));
+        }
+        issues
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum PkiError {
     #[error("cannot read or write {path}: {source}")]
@@ -1003,6 +1039,31 @@ mod tests {
         assert!(!pki.check_client(Some(&new), "a").expect("valid").1);
         pki.rotate(true).expect("finish");
         assert_eq!(certs_of(&pki.ca_bundle()).len(), 1);
+    }
+
+    #[test]
+    fn no_secret_of_the_config_shows_in_its_debug_form() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pass = dir.path().join("pass");
+        std::fs::write(&pass, "smtp-pa55word\n").expect("file");
+        let text = format!(
+            "data_dir = {:?}\n[grpc]\nlisten = \"127.0.0.1:1\"\n[http]\nlisten = \"127.0.0.1:2\"\n\
+             [snmp]\ncommunities = [\"c0mmunity-s3cret\"]\n\
+             [[snmp.v3]]\nuser = \"u\"\nauth_protocol = \"sha256\"\nauth_password = \"v3-auth-s3cret\"\n\
+             [smtp]\nserver = \"mail.example\"\nfrom = \"a@example\"\nto = [\"b@example\"]\nusername = \"u\"\npassword_file = {:?}\n",
+            dir.path().display().to_string(),
+            pass.display().to_string()
+        );
+        let config = crate::config::parse(&dir.path().join("c.toml"), &text).expect("valid");
+        let shown = format!("{config:?}");
+        for secret in ["c0mmunity-s3cret", "v3-auth-s3cret", "smtp-pa55word"] {
+            assert!(!shown.contains(secret), "{secret} in Debug output");
+        }
+        assert!(shown.contains("***"));
+        // The SMTP password is read when it is needed, into a type that hides it too.
+        let smtp = config.smtp.as_ref().expect("smtp");
+        let password = smtp.password(|_| None).expect("read").expect("some");
+        assert!(!format!("{password:?}").contains("smtp-pa55word"));
     }
 
     #[test]
