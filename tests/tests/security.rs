@@ -355,11 +355,18 @@ async fn a_ca_rotation_moves_an_agent_over_at_its_next_contact() {
     assert_ne!(token_json(&token)["fp"].as_str(), Some(fp.as_str()));
     assert!(shown.starts_with(&fp), "{shown}");
 
+    // A PC enrolling during the rotation with a token made before it (deployed by GPO, say)
+    // still finds the pinned old CA in the chain. (It is this same machine, so it takes over
+    // the asset from `moved`, as a reimaged PC does.)
+    let late = dir.path().join("late");
+    let output = run_once(&collector, &late, &token);
+    assert!(output.status.success(), "{}", stderr(&output));
+
     cli(&collector, &["ca", "rotate", "--finish"]);
-    let output = run();
+    let output = run_once(&collector, &late, &token);
     assert!(output.status.success(), "{}", stderr(&output));
     assert_eq!(
-        tls::certs(identity(&moved)["ca_pem"].as_str().expect("ca")).len(),
+        tls::certs(identity(&late)["ca_pem"].as_str().expect("ca")).len(),
         2
     );
     // The PC that never called in still holds a certificate of the old CA: refused now.

@@ -527,6 +527,11 @@ impl Pki {
                     chain.push_str(cross);
                 }
                 chain.push_str(&state.current.pem);
+                // The old CA too, so that tokens made before the rotation (which pin it)
+                // still find their pin in the chain and enrol.
+                if let Some(previous) = &state.previous {
+                    chain.push_str(&previous.pem);
+                }
                 write_atomic(&key_path, key.serialize_pem().as_bytes(), true)?;
                 write_atomic(&cert_path, chain.as_bytes(), false)?;
                 (chain, key.serialize_pem())
