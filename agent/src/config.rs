@@ -230,10 +230,7 @@ pub fn resolve_with(
             ));
             String::new()
         }
-        None => {
-            errors.push("collector is required (--collector or `collector = ...`)".into());
-            String::new()
-        }
+        None => String::new(),
     };
 
     let token_file = cli.enroll_token_file.or(file.enroll_token_file);
@@ -254,6 +251,23 @@ pub fn resolve_with(
             }
         },
         (None, None) => machine.enroll_token,
+    };
+    // Without a collector URL, the first address a `ct1_` token carries.
+    let collector = match (collector.is_empty(), &enroll_token) {
+        (false, _) => collector,
+        (true, Some(token)) => match crate::tls::TokenText::decode(token.expose())
+            .and_then(|t| t.addresses.into_iter().next())
+        {
+            Some(addr) => format!("http://{addr}"),
+            None => {
+                errors.push("collector is required (--collector or `collector = ...`)".into());
+                String::new()
+            }
+        },
+        (true, None) => {
+            errors.push("collector is required (--collector or `collector = ...`)".into());
+            String::new()
+        }
     };
 
     let state_dir = cli
@@ -339,6 +353,29 @@ mod tests {
 
     fn parse(text: &str) -> Result<FileConfig, ConfigError> {
         parse_str(Path::new("agent.toml"), text)
+    }
+
+    #[test]
+    fn without_a_collector_url_the_tokens_address_is_used() {
+        use base64::Engine;
+        let json = r#"{"id":"t","s":"x","fp":"ab","a":["server.school:50051"]}"#;
+        let token = format!(
+            "ct1_{}",
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json)
+        );
+        let cli = Overrides {
+            enroll_token: Some(Secret::new(&token)),
+            state_dir: Some("/tmp/s".into()),
+            ..Default::default()
+        };
+        let c = resolve(FileConfig::default(), cli).expect("valid");
+        assert_eq!(c.collector, "http://server.school:50051");
+        let none = Overrides {
+            enroll_token: Some(Secret::new("old-token")),
+            state_dir: Some("/tmp/s".into()),
+            ..Default::default()
+        };
+        assert!(resolve(FileConfig::default(), none).is_err());
     }
 
     #[test]

@@ -277,9 +277,7 @@ impl Client {
             Trust::Plaintext
         );
         // Enrolment presents no certificate: use a client without one.
-        if self.identity.is_some() {
-            self.adopt(None)?;
-        }
+        self.adopt(None)?;
         let (key_pem, csr_pem) = if tls {
             tls::new_key_and_csr()?
         } else {
@@ -399,8 +397,16 @@ impl Client {
     pub async fn flush(&mut self, journal: &SharedJournal) -> Result<usize, DeliveryError> {
         // Enrol even with nothing pending, so heartbeats can start.
         self.identity().await?;
-        if let Err(error) = self.maybe_renew().await {
-            tracing::warn!(%error, "Could not renew the client certificate; keeping the current one");
+        match self.maybe_renew().await {
+            Ok(()) => {}
+            Err(DeliveryError::Handshake(reason)) if reason.contains("client certificate") => {
+                tracing::warn!(%reason, "The collector refused this PC's certificate; enrolling again");
+                self.identity = None;
+                self.identity().await?;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "Could not renew the client certificate; keeping the current one");
+            }
         }
         let mut delivered = 0;
         let mut restarted = false;
@@ -410,6 +416,11 @@ impl Client {
                 (j.pending(BATCH_REPORTS, BATCH_BYTES)?, j.epoch())
             };
             let (Some(first), Some(last)) = (batch.first(), batch.last()) else {
+                if self.renew.load(Ordering::Relaxed)
+                    && let Err(error) = self.maybe_renew().await
+                {
+                    tracing::warn!(%error, "Could not renew the client certificate; keeping the current one");
+                }
                 return Ok(delivered);
             };
             let (first, last, n) = (first.seq, last.seq, batch.len());

@@ -246,26 +246,15 @@ pub fn explain(error: &(dyn std::error::Error + 'static)) -> Option<String> {
         });
         if let Some(tls) = tls {
             return Some(match tls {
-                Error::General(text) if text == PIN_MISMATCH => {
-                    "the collector's certificate authority does not match the fingerprint in the \
-                     enrolment token: a wrong collector address, a re-installed collector (make a \
-                     new token), or someone intercepting the connection"
-                        .to_owned()
-                }
-                Error::AlertReceived(AlertDescription::CertificateExpired) => {
-                    "the collector refused this PC's client certificate: it has expired; \
-                     enrol the PC again with a new token"
-                        .to_owned()
-                }
+                Error::General(text) if text == PIN_MISMATCH => PINNED.to_owned(),
+                Error::AlertReceived(AlertDescription::CertificateExpired) => EXPIRED.to_owned(),
                 Error::AlertReceived(
                     AlertDescription::BadCertificate
                     | AlertDescription::UnknownCA
                     | AlertDescription::CertificateUnknown
                     | AlertDescription::CertificateRevoked
                     | AlertDescription::CertificateRequired,
-                ) => "the collector refused this PC's client certificate (issued by another \
-                      CA?); enrol the PC again with a new token"
-                    .to_owned(),
+                ) => REFUSED.to_owned(),
                 Error::InvalidCertificate(reason) => {
                     format!("the collector's certificate is not valid: {reason:?}")
                 }
@@ -275,10 +264,38 @@ pub fn explain(error: &(dyn std::error::Error + 'static)) -> Option<String> {
                 other => format!("TLS with the collector failed: {other}"),
             });
         }
+        // h2 keeps I/O errors without a source: read what they say.
+        let text = e.to_string();
+        if let Some(alert) = text
+            .split("received fatal alert: ")
+            .nth(1)
+            .and_then(|rest| rest.split(|c: char| !c.is_alphanumeric()).next())
+        {
+            return Some(match alert {
+                "CertificateExpired" => EXPIRED.to_owned(),
+                "BadCertificate"
+                | "UnknownCA"
+                | "CertificateUnknown"
+                | "CertificateRevoked"
+                | "CertificateRequired" => REFUSED.to_owned(),
+                other => format!("the collector ended the TLS handshake: {other}"),
+            });
+        }
+        if text.contains(PIN_MISMATCH) {
+            return Some(PINNED.to_owned());
+        }
         current = e.source();
     }
     None
 }
+
+const EXPIRED: &str = "the collector refused this PC's client certificate: it has expired; \
+                       enrol the PC again with a new token";
+const REFUSED: &str = "the collector refused this PC's client certificate (issued by another \
+                       CA?); enrol the PC again with a new token";
+const PINNED: &str = "the collector's certificate authority does not match the fingerprint in \
+                      the enrolment token: a wrong collector address, a re-installed collector \
+                      (make a new token), or someone intercepting the connection";
 
 #[cfg(test)]
 mod tests {

@@ -48,6 +48,14 @@ impl Agents {
         known.is_some_and(|k| secret::same(&presented, &k))
     }
 
+    /// Whether `agent_id` is enrolled.
+    pub fn knows(&self, agent_id: &str) -> bool {
+        self.secrets
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains_key(agent_id)
+    }
+
     /// Accepts `secret_sha256` for `agent_id` from now on.
     pub fn admit(&self, agent_id: &str, secret_sha256: [u8; 32]) {
         self.secrets

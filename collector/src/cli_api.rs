@@ -8,6 +8,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use caretaker_collector::app::Listening;
@@ -79,8 +80,13 @@ pub fn request(
     let token = std::fs::read_to_string(&token_path)
         .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", token_path.display())))?;
     let addr = api_addr(config);
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
-    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let tcp = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    tcp.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let mut stream: Box<dyn ReadWrite> = if config.tls.https {
+        Box::new(https_stream(config, tcp)?)
+    } else {
+        Box::new(tcp)
+    };
     let body = body.unwrap_or("");
     write!(
         stream,
@@ -92,6 +98,112 @@ pub fn request(
     let mut response = Vec::new();
     stream.read_to_end(&mut response)?;
     Ok(parse_response(&response))
+}
+
+trait ReadWrite: Read + Write {}
+impl<T: Read + Write> ReadWrite for T {}
+
+/// TLS to the daemon's HTTPS API on loopback, trusting exactly the certificate the daemon
+/// serves (the supplied `https_cert_file`, or the internal CA's `pki/server.pem`).
+fn https_stream(
+    config: &Config,
+    tcp: TcpStream,
+) -> std::io::Result<
+    tokio_rustls::rustls::StreamOwned<tokio_rustls::rustls::ClientConnection, TcpStream>,
+> {
+    use tokio_rustls::rustls;
+    let path = config
+        .tls
+        .https_cert_file
+        .clone()
+        .unwrap_or_else(|| config.data_dir.join("pki/server.pem"));
+    let pem = std::fs::read_to_string(&path)
+        .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+    let leaf = caretaker_collector::pki::certs_of(&pem)
+        .into_iter()
+        .next()
+        .ok_or_else(|| std::io::Error::other(format!("{}: no certificate", path.display())))?;
+    let provider = caretaker_collector::pki::provider();
+    let verifier = Arc::new(PinnedLeaf {
+        leaf,
+        provider: provider.clone(),
+    });
+    let client = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(std::io::Error::other)?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
+    let connection =
+        rustls::ClientConnection::new(Arc::new(client), name).map_err(std::io::Error::other)?;
+    Ok(rustls::StreamOwned::new(connection, tcp))
+}
+
+#[derive(Debug)]
+struct PinnedLeaf {
+    leaf: tokio_rustls::rustls::pki_types::CertificateDer<'static>,
+    provider: Arc<tokio_rustls::rustls::crypto::CryptoProvider>,
+}
+
+impl tokio_rustls::rustls::client::danger::ServerCertVerifier for PinnedLeaf {
+    fn verify_server_cert(
+        &self,
+        end_entity: &tokio_rustls::rustls::pki_types::CertificateDer<'_>,
+        _intermediates: &[tokio_rustls::rustls::pki_types::CertificateDer<'_>],
+        _name: &tokio_rustls::rustls::pki_types::ServerName<'_>,
+        _ocsp: &[u8],
+        _now: tokio_rustls::rustls::pki_types::UnixTime,
+    ) -> Result<tokio_rustls::rustls::client::danger::ServerCertVerified, tokio_rustls::rustls::Error>
+    {
+        if end_entity.as_ref() == self.leaf.as_ref() {
+            Ok(tokio_rustls::rustls::client::danger::ServerCertVerified::assertion())
+        } else {
+            Err(tokio_rustls::rustls::Error::General(
+                "the API's certificate is not the one this collector serves".into(),
+            ))
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &tokio_rustls::rustls::pki_types::CertificateDer<'_>,
+        dss: &tokio_rustls::rustls::DigitallySignedStruct,
+    ) -> Result<
+        tokio_rustls::rustls::client::danger::HandshakeSignatureValid,
+        tokio_rustls::rustls::Error,
+    > {
+        tokio_rustls::rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &tokio_rustls::rustls::pki_types::CertificateDer<'_>,
+        dss: &tokio_rustls::rustls::DigitallySignedStruct,
+    ) -> Result<
+        tokio_rustls::rustls::client::danger::HandshakeSignatureValid,
+        tokio_rustls::rustls::Error,
+    > {
+        tokio_rustls::rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<tokio_rustls::rustls::SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
 }
 
 /// Status and body of a raw HTTP/1.1 response. The framing is undone on bytes and only the

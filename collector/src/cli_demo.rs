@@ -140,8 +140,8 @@ fn banner(app: &App, config_path: &Path, enroll_token_file: &Path) -> String {
          \n  Dashboard:    http://{http}/  (not built yet: use the API and the CLI)\
          \n  API:          {api}\
          \n  API token:    {token}\
-         \n  gRPC ingest:  http://{grpc}\
-         \n  Enrol token:  {enroll}\
+         \n  gRPC ingest:  {grpc}  (TLS only; agents pin the CA {fingerprint}...)\
+         \n  Enrol token:  {enroll}  (more: {cli} token create --config {config})\
          \n  Config:       {config}\
          \n  Data:         {data}\n\
          \nTry:\
@@ -150,6 +150,7 @@ fn banner(app: &App, config_path: &Path, enroll_token_file: &Path) -> String {
          \n  curl -s -H 'Authorization: Bearer {token}' {api}/changes\n",
         token = app.api_token,
         grpc = reachable(app.grpc_addr),
+        fingerprint = &app.pki.fingerprint()[..16],
         enroll = enroll_token_file.display(),
         data = app.data_dir.display(),
     )

@@ -458,6 +458,8 @@ fn check_files(config: &Config) -> Vec<(&'static str, &'static str, String)> {
     for (section, key, file) in [
         ("grpc", "enroll_token_file", &config.grpc.enroll_token_file),
         ("http", "api_token_file", &config.http.api_token_file),
+        ("tls", "https_cert_file", &config.tls.https_cert_file),
+        ("tls", "https_key_file", &config.tls.https_key_file),
     ] {
         let Some(file) = file else { continue };
         match std::fs::read_to_string(file) {
@@ -636,6 +638,7 @@ fn validate(config: &mut Config) -> Vec<(&'static str, &'static str, String)> {
             "must be at least 65536 (an inventory with software is larger)".to_owned(),
         ));
     }
+    issues.extend(config.tls.validate());
     let (grpc, http) = (config.grpc.listen, config.http.listen);
     let clash = grpc.port() != 0
         && grpc.port() == http.port()

@@ -120,21 +120,8 @@ pub fn grpc_peer(extensions: &axum::http::Extensions) -> Option<SocketAddr> {
 /// The peer of an HTTP request (axum's connect info).
 pub fn http_peer(extensions: &axum::http::Extensions) -> Option<SocketAddr> {
     extensions
-        .get::<axum::extract::ConnectInfo<Peer>>()
-        .map(|info| info.0.0)
-}
-
-/// An HTTP client's address, as axum's connect info for [`GuardedListener`] connections
-/// (`ConnectInfo<Peer>` in handlers).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Peer(pub SocketAddr);
-
-impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, GuardedListener>>
-    for Peer
-{
-    fn connect_info(stream: axum::serve::IncomingStream<'_, GuardedListener>) -> Self {
-        Peer(*stream.remote_addr())
-    }
+        .get::<axum::extract::ConnectInfo<SocketAddr>>()
+        .map(|info| info.0)
 }
 
 /// A request in flight on a connection; ending it restarts the idle clock.

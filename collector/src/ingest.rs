@@ -42,7 +42,12 @@ pub struct IngestService {
     config: AgentsConfig,
     stats: Arc<IngestStats>,
     unauthenticated: Arc<crate::authlog::FailedAuth>,
+    /// (source, reason) pairs already logged; cleared past 10,000.
+    unauthenticated_sources: Arc<Mutex<HashSet<(IpAddr, String)>>>,
 }
+
+/// The refusal key of a wrong or missing credential (see `log_refusal`).
+const WRONG_OR_MISSING: &str = "wrong or missing";
 
 impl IngestService {
     pub fn new(
@@ -79,7 +84,7 @@ impl IngestService {
         request: &'r Request<T>,
     ) -> Result<Option<&'r tokio_rustls::rustls::pki_types::CertificateDer<'static>>, Status> {
         match request.extensions().get::<PeerInfo>() {
-            Some(peer) if peer.tls => Ok(peer.cert.as_ref()),
+            Some(peer) if peer.tls => Ok(peer.cert.as_deref()),
             Some(_) if !self.pki.settings().plaintext => Err(Status::unauthenticated(
                 "this collector accepts only TLS connections: give the agent an enrolment token \
                  from `caretaker-collector token create` (it pins the collector's CA)",
@@ -90,16 +95,50 @@ impl IngestService {
 
     /// Counts a rejected credential and logs it, rate-limited with its source (`authlog`).
     fn reject<T>(&self, request: &Request<T>, what: &str) -> Status {
-        self.refuse(request, what, format!("{what} is wrong or missing"))
+        self.log_refusal(
+            request,
+            what,
+            WRONG_OR_MISSING,
+            format!("{what} is wrong or missing"),
+        )
     }
 
-    /// As [`Self::reject`], with the message the caller gets.
+    /// Refuses with `message`, logged once per source and message.
     fn refuse<T>(&self, request: &Request<T>, what: &str, message: String) -> Status {
+        let key = message.clone();
+        self.log_refusal(request, what, &key, message)
+    }
+
+    /// Counts a refusal and logs it the first time `key` comes from its source.
+    fn log_refusal<T>(
+        &self,
+        request: &Request<T>,
+        what: &str,
+        key: &str,
+        message: String,
+    ) -> Status {
         self.stats
             .rejected_unauthenticated
             .fetch_add(1, Ordering::Relaxed);
-        self.unauthenticated
-            .log(Self::peer(request).map(|p| p.ip()), what);
+        let ip = Self::peer(request).map(|p| p.ip());
+        if key == WRONG_OR_MISSING {
+            // A wrong credential: rate-limited per source (`authlog`).
+            self.unauthenticated.log(ip, what);
+        } else if let Some(ip) = ip {
+            let first = {
+                let mut seen = self
+                    .unauthenticated_sources
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
+                if seen.len() > 10_000 {
+                    seen.clear();
+                }
+                seen.insert((ip, key.to_owned()))
+            };
+            if first {
+                tracing::warn!(peer = %ip, what, reason = %message, "Rejected an agent request (logged once per source and reason)");
+            }
+        }
         Status::unauthenticated(message)
     }
 
@@ -108,27 +147,41 @@ impl IngestService {
     /// Returns whether the agent should renew its certificate now.
     fn authenticate<T>(&self, request: &Request<T>, agent_id: &str) -> Result<bool, Status> {
         let renew = match request.extensions().get::<PeerInfo>() {
-            Some(peer) if peer.tls => match self.pki.check_client(peer.cert.as_ref(), agent_id) {
-                Ok((_, renew)) => renew,
-                Err(refusal) => {
-                    let mut status =
-                        self.refuse(request, "client certificate", refusal.to_string());
-                    if matches!(
-                        refusal,
-                        crate::pki::CertRefusal::AgentRevoked(..)
-                            | crate::pki::CertRefusal::CertRevoked(..)
-                    ) {
-                        // The agent must not enrol itself again with its token.
-                        status.metadata_mut().insert(
-                            "x-caretaker-revoked",
-                            tonic::metadata::MetadataValue::from_static("1"),
-                        );
+            Some(peer) if peer.tls => {
+                match self.pki.check_info(peer.cert_info.as_deref(), agent_id) {
+                    Ok(renew) => renew,
+                    Err(refusal) => {
+                        let mut status =
+                            self.refuse(request, "client certificate", refusal.to_string());
+                        if matches!(
+                            refusal,
+                            crate::pki::CertRefusal::AgentRevoked(..)
+                                | crate::pki::CertRefusal::CertRevoked(..)
+                        ) {
+                            // The agent must not enrol itself again with its token.
+                            status.metadata_mut().insert(
+                                "x-caretaker-revoked",
+                                tonic::metadata::MetadataValue::from_static("1"),
+                            );
+                        }
+                        return Err(status);
                     }
-                    return Err(status);
                 }
-            },
+            }
             _ => {
                 self.transport(request)?;
+                if let Some(at) = self.pki.agent_revoked(agent_id) {
+                    let mut status = self.refuse(
+                        request,
+                        "agent credential",
+                        crate::pki::CertRefusal::AgentRevoked(agent_id.to_owned(), at).to_string(),
+                    );
+                    status.metadata_mut().insert(
+                        "x-caretaker-revoked",
+                        tonic::metadata::MetadataValue::from_static("1"),
+                    );
+                    return Err(status);
+                }
                 false
             }
         };
@@ -211,6 +264,8 @@ impl IngestService {
             .await
             .map_err(|e| Failure::from(e).grpc())?;
         self.agents.admit(&agent_id, secret_hash);
+        // The agent is in the register now: let the expiry rule see its certificate.
+        self.pki.changed.notify_one();
         if !others.is_empty() {
             let (pki, id) = (self.pki.clone(), agent_id.clone());
             let others_text = others.join(", ");

@@ -154,6 +154,27 @@ enum Command {
         #[arg(long)]
         passphrase_file: Option<PathBuf>,
     },
+    /// Enrolment tokens of the running collector: create, list, revoke.
+    Token {
+        #[arg(long, env = "CARETAKER_CONFIG", global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        action: TokenAction,
+    },
+    /// Agents of the running collector: `agent revoke ID` (takes effect at once).
+    Agent {
+        #[arg(long, env = "CARETAKER_CONFIG", global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        action: AgentAction,
+    },
+    /// The collector's CA: `ca show`, `ca rotate [--finish]`.
+    Ca {
+        #[arg(long, env = "CARETAKER_CONFIG", global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        action: CaAction,
+    },
     /// Start a collector and an agent for this machine on embedded defaults (loopback only);
     /// writes DIR/collector.toml for the other subcommands' --config.
     Demo {
@@ -192,6 +213,44 @@ enum UserAction {
     },
 }
 
+#[derive(Subcommand)]
+enum TokenAction {
+    /// A new token (printed once on stdout).
+    Create {
+        /// How many PCs it may enrol (default: any number).
+        #[arg(long)]
+        uses: Option<u32>,
+        /// How long it is valid, e.g. 30d (default: no expiry).
+        #[arg(long)]
+        expires: Option<String>,
+        #[arg(long)]
+        label: Option<String>,
+    },
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    Revoke {
+        id: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum AgentAction {
+    /// Revoke an agent and its certificates.
+    Revoke { id: String },
+}
+
+#[derive(Subcommand)]
+enum CaAction {
+    Show,
+    /// Start moving agents to a new CA (`--finish`: stop trusting the old one).
+    Rotate {
+        #[arg(long)]
+        finish: bool,
+    },
+}
+
 const EX_CONFIG: u8 = 78;
 
 #[derive(Clone)]
@@ -217,6 +276,7 @@ mod cli_demo;
 mod cli_doctor;
 mod cli_incidents;
 mod cli_ops;
+mod cli_pki;
 mod cli_scan;
 mod cli_users;
 
@@ -318,6 +378,37 @@ fn main() -> ExitCode {
                     name,
                     password_file,
                 } => cli_users::passwd(&config, &name, password_file.as_deref()),
+            }
+        }
+        Command::Token { config, action } => {
+            let Some(config) = config else {
+                return missing_config();
+            };
+            match action {
+                TokenAction::Create {
+                    uses,
+                    expires,
+                    label,
+                } => cli_pki::token_create(&config, uses, expires, label),
+                TokenAction::List { json } => cli_pki::token_list(&config, json),
+                TokenAction::Revoke { id } => cli_pki::token_revoke(&config, &id),
+            }
+        }
+        Command::Agent { config, action } => {
+            let Some(config) = config else {
+                return missing_config();
+            };
+            match action {
+                AgentAction::Revoke { id } => cli_pki::agent_revoke(&config, &id),
+            }
+        }
+        Command::Ca { config, action } => {
+            let Some(config) = config else {
+                return missing_config();
+            };
+            match action {
+                CaAction::Show => cli_pki::ca_show(&config),
+                CaAction::Rotate { finish } => cli_pki::ca_rotate(&config, finish),
             }
         }
         Command::Scan {
@@ -454,4 +545,9 @@ async fn stop_signal() {
     }
     #[cfg(not(unix))]
     let _ = tokio::signal::ctrl_c().await;
+}
+
+fn missing_config() -> ExitCode {
+    eprintln!("caretaker-collector: --config PATH (or CARETAKER_CONFIG) is required");
+    ExitCode::from(2)
 }

@@ -84,6 +84,19 @@ pub struct Observations {
     pub assets: HashMap<AssetId, AssetObs>,
     /// Forwarding tables and LLDP neighbours of the switches that have them, for topology.
     pub topology: HashMap<AssetId, SnmpSnapshot>,
+    /// When agents' client certificates and the CA expire (from `pki`, refreshed hourly).
+    pub certificates: Certificates,
+}
+
+/// Certificate lifetimes for the `certificate_expiry` rule.
+#[derive(Debug, Default, Clone)]
+pub struct Certificates {
+    /// Each asset's agent and when its newest valid client certificate expires.
+    pub agents: HashMap<AssetId, (String, OffsetDateTime)>,
+    /// The CA's subject and expiry (the current and, during a rotation, the previous one).
+    pub cas: Vec<(String, OffsetDateTime)>,
+    /// How long before expiry to warn.
+    pub warn_before: time::Duration,
 }
 
 impl AssetObs {

@@ -11,6 +11,7 @@
 pub mod daemon;
 pub mod lab;
 pub mod smtp;
+pub mod tls;
 pub mod wine;
 
 use std::net::{SocketAddr, TcpStream};
@@ -156,6 +157,8 @@ pub struct Collector {
     grpc_keys: String,
     http_keys: String,
     child: Option<Child>,
+    /// The enrolling proxy in front of `grpc` (see [`tls`]), started with the collector.
+    proxy: Option<tls::Proxy>,
 }
 
 impl Collector {
@@ -201,6 +204,7 @@ impl Collector {
             grpc_keys: grpc_keys.to_owned(),
             http_keys: http_keys.to_owned(),
             child: None,
+            proxy: None,
         };
         collector.write_config();
         let _ = std::fs::remove_file(collector.data_dir().join("listen.json"));
@@ -213,6 +217,7 @@ impl Collector {
             .unwrap_or_else(|e| panic!("{e:#}; log:\n{}", collector.log()));
         collector.grpc = listening.grpc;
         collector.http = listening.http;
+        collector.proxy = Some(tls::Proxy::start(listening.grpc, collector.data_dir()));
         collector.write_config();
         collector.wait_healthy();
         collector
@@ -279,7 +284,17 @@ impl Collector {
         read_token(&self.dir.join("data/enroll-token"))
     }
 
+    /// Where agents and tests connect: the enrolling proxy (see [`tls`]), which relays real
+    /// agents' TLS untouched and gives plaintext test clients an agent's mTLS.
     pub fn url(&self) -> String {
+        match &self.proxy {
+            Some(proxy) => format!("http://{}", proxy.addr),
+            None => self.direct_url(),
+        }
+    }
+
+    /// The collector's own gRPC port (TLS only), without the proxy.
+    pub fn direct_url(&self) -> String {
         format!("http://{}", self.grpc)
     }
 

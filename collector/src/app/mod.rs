@@ -325,12 +325,42 @@ impl App {
                 register: register.clone(),
                 school_hours: Arc::new(config.hours.clone()),
                 web,
+                pki: pki.clone(),
             };
             let token = shutdown.clone();
             let limits = config.http.limits();
+            let https = if config.tls.https {
+                Some(pki.https_config().map_err(AppError::Pki)?)
+            } else {
+                None
+            };
+            if let Some(redirect) = config.tls.http_redirect_listen.filter(|_| https.is_some()) {
+                let listener = tokio::net::TcpListener::bind(redirect)
+                    .await
+                    .map_err(|source| AppError::Bind {
+                        addr: redirect,
+                        source,
+                    })?;
+                let token = shutdown.clone();
+                let port = http_addr.port();
+                tracker.spawn(
+                    async move {
+                        if let Err(error) = http::tls::redirect(listener, port, token).await {
+                            tracing::error!(%error, "The HTTP-to-HTTPS redirect stopped");
+                        }
+                    }
+                    .instrument(tracing::info_span!("redirect", addr = %redirect)),
+                );
+            }
             tracker.spawn(
                 async move {
-                    if let Err(error) = http::serve(http_listener, state, limits, token).await {
+                    let served = match https {
+                        Some(tls) => {
+                            http::tls::serve(http_listener, state, tls, limits, token).await
+                        }
+                        None => http::serve(http_listener, state, limits, token).await,
+                    };
+                    if let Err(error) = served {
                         let _ = fail_tx
                             .send(AppError::Server {
                                 server: "HTTP",
@@ -363,6 +393,32 @@ impl App {
                     }
                 }
                 .instrument(tracing::info_span!("rules")),
+            );
+        }
+        {
+            // Certificate lifetimes for the expiry rule: at start, hourly, and whenever the
+            // PKI issues, revokes or rotates.
+            let (token, register, pki) = (shutdown.clone(), register.clone(), pki.clone());
+            let warn_before = time::Duration::try_from(config.tls.warn_before)
+                .unwrap_or(time::Duration::days(30));
+            tracker.spawn(
+                async move {
+                    let mut ticker = tokio::time::interval(std::time::Duration::from_secs(3600));
+                    loop {
+                        tokio::select! {
+                            () = token.cancelled() => return,
+                            _ = ticker.tick() => {}
+                            () = pki.changed.notified() => {}
+                        }
+                        let (agents, cas) = pki.expiries();
+                        register.try_send(register::Job::Certificates {
+                            agents,
+                            cas,
+                            warn_before,
+                        });
+                    }
+                }
+                .instrument(tracing::info_span!("certificates")),
             );
         }
         tracker.spawn(

@@ -7,6 +7,8 @@
 mod assets;
 mod incidents;
 mod ops;
+mod pki;
+pub mod tls;
 mod tracking;
 
 use std::sync::Arc;
@@ -53,6 +55,8 @@ pub struct ApiState {
     pub web: Arc<crate::web::Web>,
     /// Backups (and the other operations routes).
     pub ops: Arc<crate::ops::Ops>,
+    /// Tokens, revocation and the CA (`pki`).
+    pub pki: Arc<crate::pki::Pki>,
 }
 
 /// An API error: a [`Failure`] answered as `{"error": "..."}` with the status the one
@@ -105,6 +109,11 @@ pub fn router(state: ApiState) -> Router {
         )
         .route("/backup", post(ops::backup))
         .route("/reload", post(ops::reload))
+        .route("/tokens", get(pki::list_tokens).post(pki::create_token))
+        .route("/tokens/{id}/revoke", post(pki::revoke_token))
+        .route("/agents/{id}/revoke", post(pki::revoke_agent))
+        .route("/ca", get(pki::ca))
+        .route("/ca/rotate", post(pki::rotate))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token))
         .route("/health", get(health))
         .method_not_allowed_fallback(|| async {
@@ -214,8 +223,8 @@ async fn require_token(State(state): State<ApiState>, request: Request, next: Ne
     } else {
         let peer = request
             .extensions()
-            .get::<axum::extract::ConnectInfo<crate::conn::Peer>>()
-            .map(|info| info.0.0.ip());
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|info| info.0.ip());
         API_AUTH_FAILURES.log(peer, "API bearer token");
         Failure::new(Kind::Unauthenticated, "missing or wrong bearer token").into_response()
     }
@@ -230,14 +239,8 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let connections = crate::conn::Connections::new(limits.timeouts);
-    let app = router(state)
-        .layer(middleware::from_fn_with_state(
-            limits.request_timeout,
-            crate::conn::request_deadline,
-        ))
-        .layer(middleware::from_fn(crate::conn::request_limits))
-        .layer(connections.layer(crate::conn::http_peer))
-        .into_make_service_with_connect_info::<crate::conn::Peer>();
+    let app = limited(router(state), limits, &connections)
+        .into_make_service_with_connect_info::<std::net::SocketAddr>();
     let listener = crate::conn::GuardedListener {
         listener,
         connections,
@@ -245,4 +248,19 @@ pub async fn serve(
     axum::serve(listener, app)
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await
+}
+
+/// `app` with the connection and request limits of `conn` (both the plain and the HTTPS
+/// listener serve this).
+pub fn limited(
+    app: Router,
+    limits: crate::conn::HttpLimits,
+    connections: &crate::conn::Connections,
+) -> Router {
+    app.layer(middleware::from_fn_with_state(
+        limits.request_timeout,
+        crate::conn::request_deadline,
+    ))
+    .layer(middleware::from_fn(crate::conn::request_limits))
+    .layer(connections.layer(crate::conn::http_peer))
 }

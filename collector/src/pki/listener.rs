@@ -32,8 +32,10 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct PeerInfo {
     pub addr: SocketAddr,
     pub tls: bool,
-    /// The client's certificate (end entity), when it presented one.
-    pub cert: Option<CertificateDer<'static>>,
+    /// The client's certificate (end entity), when it presented one, and what it says
+    /// (parsed once per connection; shared by every request on it).
+    pub cert: Option<Arc<CertificateDer<'static>>>,
+    pub cert_info: Option<Arc<super::CertInfo>>,
 }
 
 enum Io {
@@ -191,6 +193,7 @@ async fn accept(stream: TcpStream, addr: SocketAddr, pki: &Pki, once: &Once) -> 
                 addr,
                 tls: false,
                 cert: None,
+                cert_info: None,
             },
         });
     }
@@ -203,12 +206,17 @@ async fn accept(stream: TcpStream, addr: SocketAddr, pki: &Pki, once: &Once) -> 
                 .peer_certificates()
                 .and_then(|c| c.first())
                 .map(|c| c.clone().into_owned());
+            let cert_info = cert
+                .as_ref()
+                .and_then(|c| super::CertInfo::parse(c))
+                .map(Arc::new);
             Some(Conn {
                 io: Io::Tls(Box::new(tls)),
                 info: PeerInfo {
                     addr,
                     tls: true,
-                    cert,
+                    cert: cert.map(Arc::new),
+                    cert_info,
                 },
             })
         }
@@ -243,7 +251,8 @@ pub fn explain(error: &io::Error) -> (&'static str, &'static str) {
         Error::AlertReceived(AlertDescription::UnknownCA)
         | Error::AlertReceived(AlertDescription::BadCertificate)
         | Error::AlertReceived(AlertDescription::CertificateUnknown)
-        | Error::AlertReceived(AlertDescription::DecryptError) => (
+        | Error::AlertReceived(AlertDescription::DecryptError)
+        | Error::AlertReceived(AlertDescription::HandshakeFailure) => (
             "distrusted",
             "the client does not trust this collector's certificate (its token pins another CA?)",
         ),

@@ -36,6 +36,9 @@ use tokio_rustls::rustls;
 
 pub use tokens::{TokenError, TokenRecord};
 
+/// A name (agent id or CA subject) and when its certificate expires.
+pub type Expiry = (String, OffsetDateTime);
+
 /// The name every collector server certificate carries; agents verify the server against it
 /// whatever address they dial (only this CA issues certificates with serverAuth).
 pub const SERVER_NAME: &str = "caretaker-collector";
@@ -84,6 +87,42 @@ impl Default for TlsConfig {
             https_key_file: None,
             http_redirect_listen: None,
         }
+    }
+}
+
+impl TlsConfig {
+    /// Impossible settings, as `(section, key, message)`.
+    pub fn validate(&self) -> Vec<(&'static str, &'static str, String)> {
+        let mut issues = Vec::new();
+        if self.https_cert_file.is_some() != self.https_key_file.is_some() {
+            issues.push((
+                "tls",
+                if self.https_cert_file.is_some() {
+                    "https_cert_file"
+                } else {
+                    "https_key_file"
+                },
+                "https_cert_file and https_key_file go together".to_owned(),
+            ));
+        }
+        if self.http_redirect_listen.is_some() && !self.https {
+            issues.push((
+                "tls",
+                "http_redirect_listen",
+                "needs https = true (it redirects to the HTTPS listener)".to_owned(),
+            ));
+        }
+        if self.client_cert_lifetime < Duration::from_secs(1) {
+            issues.push((
+                "tls",
+                "client_cert_lifetime",
+                "must be at least 1s".to_owned(),
+            ));
+        }
+        if self.ca_lifetime < Duration::from_secs(24 * 3600) {
+            issues.push(("tls", "ca_lifetime", "must be at least 1 day".to_owned()));
+        }
+        issues
     }
 }
 
@@ -309,6 +348,8 @@ pub struct Pki {
     server_config: RwLock<Arc<rustls::ServerConfig>>,
     /// The current CA's subject, to tell agents on an older CA to renew.
     current_subject: RwLock<String>,
+    /// Notified when certificates are issued or revoked, or the CA changes.
+    pub changed: tokio::sync::Notify,
 }
 
 impl std::fmt::Debug for Pki {
@@ -378,6 +419,7 @@ impl Pki {
             revoked: RwLock::new(revoked),
             server_config: RwLock::new(config),
             current_subject: RwLock::new(subject),
+            changed: tokio::sync::Notify::new(),
         })
     }
 
@@ -485,6 +527,11 @@ impl Pki {
                     chain.push_str(cross);
                 }
                 chain.push_str(&state.current.pem);
+                // The old CA too, so that tokens made before the rotation (which pin it)
+                // still find their pin in the chain and enrol.
+                if let Some(previous) = &state.previous {
+                    chain.push_str(&previous.pem);
+                }
                 write_atomic(&key_path, key.serialize_pem().as_bytes(), true)?;
                 write_atomic(&cert_path, chain.as_bytes(), false)?;
                 (chain, key.serialize_pem())
@@ -555,6 +602,7 @@ impl Pki {
         state.certs.certs.retain(|c| c.not_after > now);
         state.certs.certs.push(record);
         self.save_certs(&state)?;
+        self.changed.notify_one();
         Ok(Issued {
             certificate_pem: cert.pem(),
             ca_pem: bundle(&state),
@@ -573,9 +621,16 @@ impl Pki {
     ) -> Result<(CertInfo, bool), CertRefusal> {
         let der = cert.ok_or(CertRefusal::Missing)?;
         let info = CertInfo::parse(der).ok_or(CertRefusal::Unreadable)?;
+        let renew = self.check_info(Some(&info), claimed)?;
+        Ok((info, renew))
+    }
+
+    /// [`Pki::check_client`] for a certificate parsed once per connection (the listener does).
+    pub fn check_info(&self, info: Option<&CertInfo>, claimed: &str) -> Result<bool, CertRefusal> {
+        let info = info.ok_or(CertRefusal::Missing)?;
         if info.common_name != claimed {
             return Err(CertRefusal::WrongAgent {
-                cert: info.common_name,
+                cert: info.common_name.clone(),
                 claimed: claimed.to_owned(),
             });
         }
@@ -601,7 +656,17 @@ impl Pki {
                 .current_subject
                 .read()
                 .unwrap_or_else(|p| p.into_inner());
-        Ok((info, renew))
+        Ok(renew)
+    }
+
+    /// When `agent_id` was revoked, if it was.
+    pub fn agent_revoked(&self, agent_id: &str) -> Option<String> {
+        self.revoked
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .agents
+            .get(agent_id)
+            .cloned()
     }
 
     /// Revokes agent `agent_id` and every certificate issued to it, at once.
@@ -637,6 +702,7 @@ impl Pki {
                 .filter(|c| c.agent_id == agent_id)
                 .map(|c| c.serial.clone()),
         );
+        self.changed.notify_one();
         tracing::warn!(%agent_id, certificates = count, "Agent revoked");
         Ok(count)
     }
@@ -675,6 +741,29 @@ impl Pki {
     /// Issued certificates (newest last), for the API and expiry warnings.
     pub fn issued(&self) -> Vec<IssuedCert> {
         self.lock().certs.certs.clone()
+    }
+
+    /// For expiry warnings: each agent's newest valid certificate expiry (revoked agents and
+    /// certificates left out), and each trusted CA's `(subject, not_after)`.
+    pub fn expiries(&self) -> (Vec<Expiry>, Vec<Expiry>) {
+        let state = self.lock();
+        let mut newest: HashMap<&str, OffsetDateTime> = HashMap::new();
+        for cert in state.certs.certs.iter().filter(|c| c.revoked_at.is_none()) {
+            if state.certs.revoked_agents.contains_key(&cert.agent_id) {
+                continue;
+            }
+            let entry = newest.entry(&cert.agent_id).or_insert(cert.not_after);
+            *entry = (*entry).max(cert.not_after);
+        }
+        let agents = newest
+            .into_iter()
+            .map(|(agent, at)| (agent.to_owned(), at))
+            .collect();
+        let cas = std::iter::once(&state.current)
+            .chain(state.previous.as_ref())
+            .map(|ca| (ca.subject.clone(), ca.not_after))
+            .collect();
+        (agents, cas)
     }
 
     /// The current (and previous, during a rotation) CA: `(fingerprint, subject, not_after)`.
@@ -734,6 +823,7 @@ impl Pki {
             .current_subject
             .write()
             .unwrap_or_else(|p| p.into_inner()) = state.current.subject.clone();
+        self.changed.notify_one();
         Ok(state.current.fingerprint.clone())
     }
 
@@ -954,6 +1044,31 @@ mod tests {
         assert!(!pki.check_client(Some(&new), "a").expect("valid").1);
         pki.rotate(true).expect("finish");
         assert_eq!(certs_of(&pki.ca_bundle()).len(), 1);
+    }
+
+    #[test]
+    fn no_secret_of_the_config_shows_in_its_debug_form() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pass = dir.path().join("pass");
+        std::fs::write(&pass, "smtp-pa55word\n").expect("file");
+        let text = format!(
+            "data_dir = {:?}\n[grpc]\nlisten = \"127.0.0.1:1\"\n[http]\nlisten = \"127.0.0.1:2\"\n\
+             [snmp]\ncommunities = [\"c0mmunity-s3cret\"]\n\
+             [[snmp.v3]]\nuser = \"u\"\nauth_protocol = \"sha256\"\nauth_password = \"v3-auth-s3cret\"\n\
+             [smtp]\nserver = \"mail.example\"\nfrom = \"a@example\"\nto = [\"b@example\"]\nusername = \"u\"\npassword_file = {:?}\n",
+            dir.path().display().to_string(),
+            pass.display().to_string()
+        );
+        let config = crate::config::parse(&dir.path().join("c.toml"), &text).expect("valid");
+        let shown = format!("{config:?}");
+        for secret in ["c0mmunity-s3cret", "v3-auth-s3cret", "smtp-pa55word"] {
+            assert!(!shown.contains(secret), "{secret} in Debug output");
+        }
+        assert!(shown.contains("***"));
+        // The SMTP password is read when it is needed, into a type that hides it too.
+        let smtp = config.smtp.as_ref().expect("smtp");
+        let password = smtp.password(|_| None).expect("read").expect("some");
+        assert!(!format!("{password:?}").contains("smtp-pa55word"));
     }
 
     #[test]

@@ -107,6 +107,12 @@ pub enum Job {
     },
     /// Time to run the rules.
     Tick { at: OffsetDateTime },
+    /// Certificate lifetimes from the PKI, by agent (the writer maps agents to assets).
+    Certificates {
+        agents: Vec<(AgentId, OffsetDateTime)>,
+        cas: Vec<(String, OffsetDateTime)>,
+        warn_before: time::Duration,
+    },
     /// A technician's action on an incident.
     Act {
         id: String,
@@ -613,6 +619,25 @@ impl State {
                 batch.reconfigure = true;
                 batch.accept(set, reply, ());
             }
+            Job::Certificates {
+                agents,
+                cas,
+                warn_before,
+            } => {
+                let agents = agents
+                    .into_iter()
+                    .filter_map(|(agent, not_after)| {
+                        let asset = self.cmdb.agent(&agent)?.asset_id.clone()?;
+                        Some((asset, (agent, not_after)))
+                    })
+                    .collect();
+                self.obs.certificates = crate::observe::Certificates {
+                    agents,
+                    cas,
+                    warn_before,
+                };
+                batch.evaluate_at(OffsetDateTime::now_utc());
+            }
             Job::Act { id, action, reply } => {
                 let now = OffsetDateTime::now_utc();
                 match self.detector.act(store, now, &id, action, &mut set) {
@@ -804,6 +829,7 @@ fn refuse(job: Job, error: &RegisterError) {
         Job::Records { reply, .. } => drop(reply.send(Err(error.clone()))),
         Job::Exclusive { work } => work(Err(error.clone())),
         Job::Reconfigure { reply, .. } => drop(reply.send(Err(error.clone()))),
-        Job::Heartbeat { .. } | Job::Watch { .. } | Job::Tick { .. } => {}
+        Job::Heartbeat { .. } | Job::Watch { .. } | Job::Tick { .. } | Job::Certificates { .. } => {
+        }
     }
 }

@@ -10,6 +10,7 @@
 
 mod availability;
 mod capacity;
+pub mod certificates;
 mod changes;
 mod devices;
 
@@ -301,6 +302,7 @@ pub fn evaluate(config: &RulesConfig, context: &Context<'_>) -> Vec<Condition> {
         devices::check(config, context, asset, obs, &mut out);
         changes::check(config, context, asset, obs, &mut out);
     }
+    certificates::check(context, &mut out);
     out
 }
 

@@ -61,6 +61,9 @@ enum Command {
         /// Print one JSON object instead of text.
         #[arg(long)]
         json: bool,
+        /// `both` (default: plaintext, then mTLS, and the ratio), `mtls` or `plaintext`.
+        #[arg(long, default_value = "both", value_parser = ["both", "mtls", "plaintext"])]
+        transport: String,
     },
     /// The real agent against a real collector: RSS, CPU, inventory time, binary size.
     Agent {
@@ -142,6 +145,7 @@ async fn run(command: Command) -> anyhow::Result<bool> {
             concurrency,
             collector_bin,
             json,
+            transport,
         } => {
             collector::run(collector::Options {
                 agents,
@@ -149,6 +153,7 @@ async fn run(command: Command) -> anyhow::Result<bool> {
                 concurrency,
                 collector_bin: harness::sibling_binary(collector_bin, "caretaker-collector")?,
                 json,
+                transport,
             })
             .await
         }

@@ -2,7 +2,9 @@
 //!
 //! Untimed set-up: enrol every agent and submit one small inventory each. Timed phase: every
 //! agent submits M status reports, one per `Submit`, in order, with at most C RPCs in flight
-//! over a few shared HTTP/2 channels. Each answer's `acked_seq` must equal the seq just sent.
+//! over a few shared HTTP/2 channels (plaintext) or each agent's own mTLS connection with its
+//! own client certificate (mTLS, as real agents). Each answer's `acked_seq` must equal the seq
+//! just sent. `--transport both` (the default) runs plaintext, then mTLS, and prints the ratio.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -38,6 +40,8 @@ pub struct Options {
     pub concurrency: usize,
     pub collector_bin: std::path::PathBuf,
     pub json: bool,
+    /// `both`, `mtls` or `plaintext`.
+    pub transport: String,
 }
 
 /// One enrolled simulated agent.
@@ -46,6 +50,8 @@ struct Agent {
     id: String,
     /// `Bearer <secret>`, ready to be a metadata value.
     auth: tonic::metadata::MetadataValue<tonic::metadata::Ascii>,
+    /// A shared channel (plaintext) or the agent's own mTLS connection.
+    client: AgentServiceClient<Channel>,
 }
 
 /// What a phase's RPCs came to.
@@ -79,21 +85,73 @@ impl Outcome {
 
 /// Runs the benchmark; returns whether every RPC succeeded with the right ack.
 pub async fn run(opts: Options) -> anyhow::Result<bool> {
+    match opts.transport.as_str() {
+        "plaintext" => run_one(&opts, false).await.map(|(ok, _)| ok),
+        "mtls" => run_one(&opts, true).await.map(|(ok, _)| ok),
+        _ => {
+            let (plain_ok, plain) = run_one(&opts, false).await?;
+            let (tls_ok, tls) = run_one(&opts, true).await?;
+            let num = |f: &serde_json::Value, k: &str| f[k].as_f64().unwrap_or(f64::NAN);
+            let p99 = |f: &serde_json::Value| f["latency_ms"]["p99"].as_f64().unwrap_or(f64::NAN);
+            let ratio = json!({
+                "throughput_mtls_over_plaintext": num(&tls, "reports_per_second") / num(&plain, "reports_per_second"),
+                "p99_mtls_over_plaintext": p99(&tls) / p99(&plain),
+                "cpu_per_report_mtls_over_plaintext": num(&tls, "collector_cpu_ms_per_1000_reports") / num(&plain, "collector_cpu_ms_per_1000_reports"),
+                "setup_mtls_over_plaintext": num(&tls, "setup_seconds") / num(&plain, "setup_seconds"),
+            });
+            if opts.json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&json!({"ratios": ratio}))?
+                );
+            } else {
+                println!(
+                    "mTLS vs plaintext:   throughput x{:.2} ({:.0} vs {:.0} reports/s), p99 x{:.2} ({:.2} vs {:.2} ms), CPU per report x{:.2}, set-up (enrol + inventory) x{:.2}",
+                    ratio["throughput_mtls_over_plaintext"]
+                        .as_f64()
+                        .unwrap_or(f64::NAN),
+                    num(&tls, "reports_per_second"),
+                    num(&plain, "reports_per_second"),
+                    ratio["p99_mtls_over_plaintext"]
+                        .as_f64()
+                        .unwrap_or(f64::NAN),
+                    p99(&tls),
+                    p99(&plain),
+                    ratio["cpu_per_report_mtls_over_plaintext"]
+                        .as_f64()
+                        .unwrap_or(f64::NAN),
+                    ratio["setup_mtls_over_plaintext"]
+                        .as_f64()
+                        .unwrap_or(f64::NAN),
+                );
+            }
+            Ok(plain_ok && tls_ok)
+        }
+    }
+}
+
+/// One run on one transport: whether every RPC succeeded, and the figures.
+async fn run_one(opts: &Options, mtls: bool) -> anyhow::Result<(bool, serde_json::Value)> {
     ensure!(opts.agents > 0, "--agents must be at least 1");
     ensure!(
         opts.reports_per_agent > 0,
         "--reports-per-agent must be at least 1"
     );
     ensure!(opts.concurrency > 0, "--concurrency must be at least 1");
-    let collector = Collector::start(&opts.collector_bin).await?;
-    let result = measure(&collector, &opts).await;
+    let extra = if mtls {
+        ""
+    } else {
+        "[tls]\nplaintext = true\n"
+    };
+    let collector = Collector::start_with(&opts.collector_bin, extra).await?;
+    let result = measure(&collector, opts, mtls).await;
     let stopped = collector.stop().await;
     let figures = result?;
     let stopped = stopped.context("stopping the collector")?;
 
     let ok = figures["errors"] == 0 && figures["ack_mismatches"] == 0;
     if opts.json {
-        let mut figures = figures;
+        let mut figures = figures.clone();
         figures["collector_exit"] = json!(stopped);
         figures["ok"] = json!(ok);
         println!("{}", serde_json::to_string_pretty(&figures)?);
@@ -101,20 +159,31 @@ pub async fn run(opts: Options) -> anyhow::Result<bool> {
         print_text(&figures);
         println!("collector exit:      {stopped}");
     }
-    Ok(ok)
+    Ok((ok, figures))
 }
 
-async fn measure(collector: &Collector, opts: &Options) -> anyhow::Result<serde_json::Value> {
+async fn measure(
+    collector: &Collector,
+    opts: &Options,
+    mtls: bool,
+) -> anyhow::Result<serde_json::Value> {
     let pid = collector.pid();
     let ticks_per_sec = harness::clock_ticks() as f64;
-    let channels = connect(collector).await?;
+    let channels = connect(collector, mtls).await?;
     let limit = Arc::new(Semaphore::new(opts.concurrency));
     let store_empty = collector.store_bytes();
 
     // Untimed: enrol, then one inventory per agent.
     let setup_started = Instant::now();
-    let (agents, enrol) = enrol_all(&channels, &collector.enroll_token, opts, &limit).await?;
-    let inventory = submit_inventories(&channels, &agents, &limit).await?;
+    let roots = mtls.then(|| {
+        (
+            collector.grpc,
+            caretaker_tests::tls::collector_cas(&collector.data_dir),
+        )
+    });
+    let (agents, enrol) =
+        enrol_all(&channels, &collector.enroll_token, opts, &limit, roots).await?;
+    let inventory = submit_inventories(&agents, &limit).await?;
     let setup_wall = setup_started.elapsed();
     ensure!(
         enrol.errors == 0 && inventory.errors == 0 && inventory.ack_mismatches == 0,
@@ -130,7 +199,7 @@ async fn measure(collector: &Collector, opts: &Options) -> anyhow::Result<serde_
     // Timed: M status reports per agent.
     let cpu_before = harness::cpu_ticks(pid)?;
     let started = Instant::now();
-    let status = submit_statuses(&channels, &agents, opts.reports_per_agent, &limit).await?;
+    let status = submit_statuses(&agents, opts.reports_per_agent, &limit).await?;
     let wall = started.elapsed();
     let cpu_after = harness::cpu_ticks(pid)?;
     let store_after_status = collector.store_bytes();
@@ -148,7 +217,8 @@ async fn measure(collector: &Collector, opts: &Options) -> anyhow::Result<serde_
         "agents": n,
         "reports_per_agent": opts.reports_per_agent,
         "concurrency": opts.concurrency,
-        "channels": CHANNELS,
+        "transport": if mtls { "mtls" } else { "plaintext" },
+        "channels": if mtls { n as usize } else { CHANNELS },
         "setup_seconds": setup_wall.as_secs_f64(),
         "reports": total,
         "wall_seconds": wall.as_secs_f64(),
@@ -181,8 +251,12 @@ fn print_text(f: &serde_json::Value) {
     let rate = num(&f["reports_per_second"]);
     let p99 = num(&lat["p99"]);
     println!(
-        "caretaker-bench collector: {} agents x {} status reports, {} in flight over {} channels",
-        f["agents"], f["reports_per_agent"], f["concurrency"], f["channels"]
+        "caretaker-bench collector ({}): {} agents x {} status reports, {} in flight over {} connections",
+        f["transport"].as_str().unwrap_or_default(),
+        f["agents"],
+        f["reports_per_agent"],
+        f["concurrency"],
+        f["channels"]
     );
     println!(
         "set-up (enrol + inventory, untimed): {:.1} s; assets listed by the API: {}",
@@ -239,7 +313,22 @@ fn print_text(f: &serde_json::Value) {
     );
 }
 
-async fn connect(collector: &Collector) -> anyhow::Result<Vec<AgentServiceClient<Channel>>> {
+/// Shared channels: plaintext, or (mTLS) TLS without a client certificate for enrolment.
+async fn connect(
+    collector: &Collector,
+    mtls: bool,
+) -> anyhow::Result<Vec<AgentServiceClient<Channel>>> {
+    if mtls {
+        let roots = caretaker_tests::tls::collector_cas(&collector.data_dir);
+        return Ok((0..CHANNELS)
+            .map(|_| {
+                AgentServiceClient::new(caretaker_tests::tls::channel(
+                    collector.grpc,
+                    caretaker_tests::tls::client_config(&roots, None),
+                ))
+            })
+            .collect());
+    }
     let endpoint = Endpoint::from_shared(collector.endpoint())?
         .connect_timeout(Duration::from_secs(5))
         .tcp_nodelay(true);
@@ -304,12 +393,21 @@ async fn enrol_all(
     token: &str,
     opts: &Options,
     limit: &Arc<Semaphore>,
+    mtls: Option<(std::net::SocketAddr, String)>,
 ) -> anyhow::Result<(Vec<Agent>, Outcome)> {
     let tasks = (0..opts.agents)
         .map(|index| {
             let mut client = client(channels, index);
+            let shared = client.clone();
+            let mtls = mtls.clone();
             let limit = limit.clone();
+            let (key_pem, csr_pem) = if mtls.is_some() {
+                caretaker_tests::tls::key_and_csr()
+            } else {
+                (String::new(), String::new())
+            };
             let request = EnrollRequest {
+                csr_pem,
                 enroll_token: token.to_owned(),
                 hostname: hostname(index),
                 smbios_uuid: String::new(),
@@ -325,10 +423,23 @@ async fn enrol_all(
                         let auth = format!("Bearer {}", r.agent_secret)
                             .parse()
                             .map_err(|_| "agent secret is not valid metadata".to_owned())?;
+                        let client = match mtls {
+                            Some((addr, _)) => {
+                                AgentServiceClient::new(caretaker_tests::tls::channel(
+                                    addr,
+                                    caretaker_tests::tls::client_config(
+                                        &r.ca_pem,
+                                        Some((&r.certificate_pem, &key_pem)),
+                                    ),
+                                ))
+                            }
+                            None => shared,
+                        };
                         Ok(Agent {
                             index,
                             id: r.agent_id,
                             auth,
+                            client,
                         })
                     }
                     Ok(Err(status)) => Err(format!("enrol: {status}")),
@@ -385,20 +496,17 @@ async fn submit_one(
     }
 }
 
-async fn submit_inventories(
-    channels: &[AgentServiceClient<Channel>],
-    agents: &[Agent],
-    limit: &Arc<Semaphore>,
-) -> anyhow::Result<Outcome> {
+async fn submit_inventories(agents: &[Agent], limit: &Arc<Semaphore>) -> anyhow::Result<Outcome> {
     let tasks = agents
         .iter()
         .map(|agent| {
-            let mut client = client(channels, agent.index);
+            let mut client = agent.client.clone();
             let limit = limit.clone();
             let agent = Agent {
                 index: agent.index,
                 id: agent.id.clone(),
                 auth: agent.auth.clone(),
+                client: agent.client.clone(),
             };
             tokio::spawn(async move {
                 let mut outcome = Outcome::default();
@@ -422,7 +530,6 @@ async fn submit_inventories(
 }
 
 async fn submit_statuses(
-    channels: &[AgentServiceClient<Channel>],
     agents: &[Agent],
     per_agent: u64,
     limit: &Arc<Semaphore>,
@@ -430,12 +537,13 @@ async fn submit_statuses(
     let tasks = agents
         .iter()
         .map(|agent| {
-            let mut client = client(channels, agent.index);
+            let mut client = agent.client.clone();
             let limit = limit.clone();
             let agent = Agent {
                 index: agent.index,
                 id: agent.id.clone(),
                 auth: agent.auth.clone(),
+                client: agent.client.clone(),
             };
             tokio::spawn(async move {
                 let mut outcome = Outcome::default();

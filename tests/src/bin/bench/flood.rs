@@ -82,7 +82,8 @@ pub async fn run(opts: Options) -> anyhow::Result<bool> {
         opts.agents > 0 && opts.rounds > 0,
         "--agents and --rounds must be at least 1"
     );
-    let collector = Collector::start(&opts.collector_bin).await?;
+    // Inventory size, not TLS, is measured here: the collector also takes plaintext.
+    let collector = Collector::start_with(&opts.collector_bin, "[tls]\nplaintext = true\n").await?;
     let result = measure(&collector, &opts).await;
     let stopped = collector.stop().await;
     let figures = result?;

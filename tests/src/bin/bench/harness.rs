@@ -134,6 +134,11 @@ pub struct Collector {
 impl Collector {
     /// Writes the config, starts `collector_bin run --config …`, waits for the gRPC port.
     pub async fn start(collector_bin: &Path) -> anyhow::Result<Self> {
+        Self::start_with(collector_bin, "").await
+    }
+
+    /// [`Collector::start`] with `extra` TOML appended to the config.
+    pub async fn start_with(collector_bin: &Path, extra: &str) -> anyhow::Result<Self> {
         let dir = tempfile::Builder::new()
             .prefix("caretaker-bench-")
             .tempdir()
@@ -143,7 +148,7 @@ impl Collector {
         std::fs::write(
             &config,
             format!(
-                "data_dir = {data:?}\n\n[grpc]\nlisten = \"127.0.0.1:0\"\n\n[http]\nlisten = \"127.0.0.1:0\"\n",
+                "data_dir = {data:?}\n\n[grpc]\nlisten = \"127.0.0.1:0\"\n\n[http]\nlisten = \"127.0.0.1:0\"\n{extra}",
                 data = data_dir.display().to_string(),
             ),
         )
