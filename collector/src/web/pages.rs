@@ -859,18 +859,23 @@ pub async fn asset(
         })
         .collect();
 
-    // Availability: ping verdicts, and for agent-only devices the status reports.
+    // Availability: ping verdicts and the agent's status reports (each one proves the
+    // device was up then), in time order.
     let mut points: Vec<(OffsetDateTime, bool)> = reach.iter().map(|r| (r.at, r.up)).collect();
-    let mut hold = time::Duration::minutes(15);
-    if points.is_empty() {
-        points = samples
+    points.extend(
+        samples
             .iter()
             .filter(|s| s.at >= from)
-            .map(|s| (s.at, true))
-            .collect();
-        hold = time::Duration::minutes(5);
-    }
-    let school = state.school_hours.school_intervals(from, now);
+            .map(|s| (s.at, true)),
+    );
+    points.sort_by_key(|p| p.0);
+    let hold = time::Duration::minutes(15);
+    // Without configured school hours every hour counts; nothing is shaded then.
+    let school = if state.school_hours.is_always() {
+        Vec::new()
+    } else {
+        state.school_hours.school_intervals(from, now)
+    };
     let up_secs: f64 = points
         .iter()
         .enumerate()
@@ -889,9 +894,14 @@ pub async fn asset(
         &format!("Availability over the last {window}"),
     );
     let timeline_note = format!(
-        "Up {:.1}% of the last {window} ({} observations); shaded: school hours.",
+        "Up {:.1}% of the last {window} ({} observations){}.",
         up_secs / span.as_seconds_f64() * 100.0,
-        points.len()
+        points.len(),
+        if school.is_empty() {
+            ""
+        } else {
+            "; shaded: school hours"
+        }
     );
 
     // Disks and supplies over 30 days with the forecast line.
@@ -1466,15 +1476,22 @@ pub async fn changes(
     let kind = p.kind.trim().to_owned();
     let store = state.store.clone();
     let found = blocking(move || {
-        let limit = if kind.is_empty() { wanted } else { CHANGE_SCAN };
-        let mut list = store.changes(&ChangeQuery {
-            asset,
-            since,
-            limit,
-        })?;
-        if !kind.is_empty() {
-            list.retain(|c| c.kind == kind || c.field.starts_with(&kind));
-        }
+        // A kind alone is answered from the store's index by kind; a field prefix, or a
+        // kind within one asset's history, by looking through at most CHANGE_SCAN records.
+        let mut list = if !kind.is_empty() && !kind.contains(':') && asset.is_none() {
+            store.changes_of_kind(&kind, since, wanted)?
+        } else {
+            let limit = if kind.is_empty() { wanted } else { CHANGE_SCAN };
+            let mut list = store.changes(&ChangeQuery {
+                asset,
+                since,
+                limit,
+            })?;
+            if !kind.is_empty() {
+                list.retain(|c| c.kind == kind || c.field.starts_with(&kind));
+            }
+            list
+        };
         list.truncate(wanted);
         Ok(list)
     })
