@@ -1577,3 +1577,46 @@ pub async fn change_expected(
         .unwrap_or_else(|| "/changes".to_owned());
     Ok(Redirect::to(&back).into_response())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_incident_list_escapes_what_rules_and_staff_wrote() {
+        let partial = IncidentsPartial {
+            rows: vec![IncidentRow {
+                id: "1".to_owned(),
+                number: "INC0000001".to_owned(),
+                priority: 2,
+                title: "<img src=x onerror=alert(1)>".to_owned(),
+                asset_id: "a\"b".to_owned(),
+                asset_name: "<b>pc</b>".to_owned(),
+                state: "new",
+                opened: String::new(),
+                age: "1 min".to_owned(),
+                assigned: String::new(),
+            }],
+            total: 1,
+            page: 1,
+            pages: 1,
+            base: String::new(),
+        };
+        let html = partial.render().expect("render");
+        assert!(!html.contains("<img"), "{html}");
+        assert!(
+            html.contains("&#60;img src=x onerror=alert(1)&#62;"),
+            "{html}"
+        );
+        assert!(html.contains("&#60;b&#62;pc&#60;/b&#62;"), "{html}");
+        assert!(!html.contains("a\"b"), "{html}");
+    }
+
+    #[test]
+    fn ages_read_naturally() {
+        let now = OffsetDateTime::UNIX_EPOCH + time::Duration::days(10);
+        assert_eq!(age(now, now - time::Duration::minutes(7)), "7 min");
+        assert_eq!(age(now, now - time::Duration::minutes(125)), "2 h 5 min");
+        assert_eq!(age(now, now - time::Duration::hours(52)), "2 d 4 h");
+    }
+}
