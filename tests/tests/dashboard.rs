@@ -373,6 +373,12 @@ async fn a_technician_works_the_desk_in_a_real_browser() -> Result<()> {
     ensure!(page.contains(&format!("{base}/report")));
     browser.screenshot("12-poster").await?;
     browser.close().await;
+    // Dark mode follows the browser's setting (prefers-color-scheme).
+    let dark = Browser::start_with(800, 700, &["--force-dark-mode"]).await?;
+    dark.client.goto(&format!("{base}/report")).await?;
+    wait_text(&dark, "Report an ICT problem", Duration::from_secs(10)).await?;
+    dark.screenshot("13-report-dark").await?;
+    dark.close().await;
 
     // 8. Bad input, straight over HTTP.
     let jar = daemon.dir.path().join("jar");
