@@ -239,6 +239,38 @@ async fn a_technician_works_the_desk_in_a_real_browser() -> Result<()> {
         "the note names the logged-in user: {after}"
     );
 
+    // Assign it and put it on hold with a reason: both in the timeline, by the user.
+    c.find(Locator::Css("#to option[value=tech]"))
+        .await?
+        .click()
+        .await?;
+    c.find(Locator::Css("form[action$=\"/assign\"] button"))
+        .await?
+        .click()
+        .await?;
+    wait_text(&browser, "Assigned to tech.", Duration::from_secs(20)).await?;
+    c.find(Locator::Id("reason"))
+        .await?
+        .send_keys("waiting for a new switch port")
+        .await?;
+    c.find(Locator::Css("form[action$=\"/hold\"] button"))
+        .await?
+        .click()
+        .await?;
+    let page = wait_text(
+        &browser,
+        "On hold: waiting for a new switch port",
+        Duration::from_secs(20),
+    )
+    .await?;
+    ensure!(page.contains("on hold"), "{page}");
+    browser.screenshot("03b-incident-on-hold").await?;
+    let after = daemon.curl(&format!("/api/v1/incidents/{incident_id}"))?;
+    ensure!(
+        after["state"] == "on_hold" && after["desk"]["assigned_to"] == "tech",
+        "{after}"
+    );
+
     // 3. The overview.
     c.goto(&format!("{base}/")).await?;
     let page = wait_text(&browser, "Open incidents", Duration::from_secs(10)).await?;
