@@ -885,6 +885,9 @@ pub async fn asset(
             (end - *at).as_seconds_f64().max(0.0)
         })
         .sum();
+    let observed = points
+        .first()
+        .map_or(0.0, |(first, _)| (now - (*first).max(from)).as_seconds_f64());
     let timeline = charts::availability(
         &points,
         from,
@@ -894,8 +897,8 @@ pub async fn asset(
         &format!("Availability over the last {window}"),
     );
     let timeline_note = format!(
-        "Up {:.1}% of the last {window} ({} observations){}.",
-        up_secs / span.as_seconds_f64() * 100.0,
+        "Up {:.1}% of the observed time in the last {window} ({} observations){}.",
+        up_secs / observed.max(1.0) * 100.0,
         points.len(),
         if school.is_empty() {
             ""
