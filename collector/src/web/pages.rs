@@ -885,9 +885,9 @@ pub async fn asset(
             (end - *at).as_seconds_f64().max(0.0)
         })
         .sum();
-    let observed = points
-        .first()
-        .map_or(0.0, |(first, _)| (now - (*first).max(from)).as_seconds_f64());
+    let observed = points.first().map_or(0.0, |(first, _)| {
+        (now - (*first).max(from)).as_seconds_f64()
+    });
     let timeline = charts::availability(
         &points,
         from,
