@@ -137,7 +137,7 @@ fn banner(app: &App, config_path: &Path, enroll_token_file: &Path) -> String {
     let config = shell_word(&relative_to_cwd(config_path));
     format!(
         "\nCaretaker demo is running (Ctrl-C to stop).\n\
-         \n  Dashboard:    http://{http}/  (not built yet: use the API and the CLI)\
+         \n  Dashboard:    http://{http}/  (add a login: `{cli} user add NAME --role admin --config {config}`)\
          \n  API:          {api}\
          \n  API token:    {token}\
          \n  gRPC ingest:  {grpc}  (TLS only; agents pin the CA {fingerprint}...)\

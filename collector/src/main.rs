@@ -175,6 +175,20 @@ enum Command {
         #[command(subcommand)]
         action: CaAction,
     },
+    /// Fill an empty data directory with a synthetic school (for `caretaker-bench dashboard`).
+    #[command(hide = true)]
+    BenchSeed {
+        #[arg(long)]
+        data_dir: PathBuf,
+        #[arg(long, default_value_t = 3000)]
+        assets: usize,
+        #[arg(long, default_value_t = 150)]
+        programs: usize,
+        #[arg(long, default_value_t = 100_000)]
+        incidents: usize,
+        #[arg(long, default_value_t = 1_000_000)]
+        changes: usize,
+    },
     /// Start a collector and an agent for this machine on embedded defaults (loopback only);
     /// writes DIR/collector.toml for the other subcommands' --config.
     Demo {
@@ -361,6 +375,36 @@ fn main() -> ExitCode {
             text,
             by,
         } => cli_incidents::act(&config, &action, &id, text, &by),
+        Command::BenchSeed {
+            data_dir,
+            assets,
+            programs,
+            incidents,
+            changes,
+        } => {
+            let store = match caretaker_collector::store::SledStore::open(&data_dir.join("store")) {
+                Ok(store) => store,
+                Err(error) => {
+                    eprintln!("caretaker-collector: {error}");
+                    return ExitCode::from(74);
+                }
+            };
+            let mut progress = |what: &str| eprintln!("seeded {what}");
+            match caretaker_collector::web::seed::seed(
+                &store,
+                assets,
+                programs,
+                incidents,
+                changes,
+                &mut progress,
+            ) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => {
+                    eprintln!("caretaker-collector: {error}");
+                    ExitCode::from(74)
+                }
+            }
+        }
         Command::User { config, action } => {
             let Some(config) = config else {
                 eprintln!("caretaker-collector: user commands need --config (or CARETAKER_CONFIG)");

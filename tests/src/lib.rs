@@ -8,6 +8,7 @@
 //! port 0 and say which port they got ([`Listening`], a port file, [`bound_ports`]); a restart
 //! binds the same port again.
 
+pub mod browser;
 pub mod daemon;
 pub mod lab;
 pub mod smtp;

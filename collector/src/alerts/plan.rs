@@ -1007,8 +1007,19 @@ mod tests {
         );
         let out = w.step(T0, vec![(inc, IncidentEventKind::Opened)]);
         let mail = &out[0];
-        // No page exists at /assets/{id} yet: no link to one.
-        assert!(!mail.text.contains("/assets/"), "{}", mail.text);
+        // The dashboard's pages: the incident and its asset.
+        assert!(
+            mail.text
+                .contains("http://caretaker.school.example:8080/incidents/inc-42"),
+            "{}",
+            mail.text
+        );
+        assert!(
+            mail.text
+                .contains("http://caretaker.school.example:8080/assets/"),
+            "{}",
+            mail.text
+        );
         assert!(mail.text.contains("upgraded firmware: 1.0 → 1.1"));
         assert!(mail.text.contains("Location: Building B, room 12"));
         assert!(
@@ -1017,7 +1028,7 @@ mod tests {
         );
         assert!(!mail.html.contains("<script>"));
         assert!(mail.html.contains("&lt;script&gt;"));
-        assert!(!mail.html.contains("/assets/"));
+        assert!(mail.html.contains("/assets/"));
     }
 
     #[test]

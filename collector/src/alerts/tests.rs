@@ -216,11 +216,15 @@ async fn an_incident_mails_once_and_its_recovery_replies_in_the_thread() {
         open.text
             .contains("caretaker-collector incident ack INC0000042")
     );
-    assert!(!open.text.contains("/assets/"), "no page to link to yet");
+    assert!(
+        open.text.contains("/assets/") && open.text.contains("/incidents/"),
+        "links to the dashboard's pages: {}",
+        open.text
+    );
     assert!(open.text.contains("Kind: switch"));
     assert!(open.text.contains("Address: 10.20.0.2"));
     assert!(open.text.contains("missed_sweeps: 3"));
-    assert!(!open.html.contains("/assets/"));
+    assert!(open.html.contains("/assets/"));
     settle(&server, 1).await;
 
     inc.state = IncidentState::Resolved;

@@ -32,35 +32,15 @@ fn view(
     heard: &HashMap<String, OffsetDateTime>,
     reach: Option<ReachSample>,
 ) -> AssetView {
-    let last_seen = asset
-        .agent_ids
-        .iter()
-        .filter_map(|a| heard.get(a))
-        .chain(seen.get(&asset.id))
-        .max()
-        .copied();
-    let now = OffsetDateTime::now_utc();
-    let within = |at: OffsetDateTime, window: std::time::Duration| {
-        now - at <= time::Duration::try_from(window).unwrap_or(time::Duration::MAX)
-    };
-    let agent_fresh = asset
-        .agent_ids
-        .iter()
-        .filter_map(|a| heard.get(a).or(seen.get(&asset.id)))
-        .any(|at| within(*at, state.stale_after));
-    let status = match reach {
-        _ if agent_fresh => Status::Up,
-        // The latest sweep decides for devices that answer ping.
-        Some(r) if within(r.at, state.reach_stale_after) => {
-            if r.up {
-                Status::Up
-            } else {
-                Status::Down
-            }
-        }
-        // An agent gone quiet does not prove the host is down; only a failed ping does.
-        _ => Status::Unknown,
-    };
+    let (status, last_seen) = crate::web::catalog::status_of(
+        &asset,
+        seen.get(&asset.id).copied(),
+        heard,
+        reach,
+        state.stale_after,
+        state.reach_stale_after,
+        OffsetDateTime::now_utc(),
+    );
     AssetView {
         asset,
         status,
@@ -68,32 +48,19 @@ fn view(
     }
 }
 
+/// Every asset, by name: the same query the dashboard's asset list runs.
 pub async fn list(State(state): State<ApiState>) -> Result<Json<Vec<AssetView>>, ApiError> {
-    let store = state.store.clone();
-    let (assets, seen) = blocking(move || {
-        let assets = store.assets()?;
-        let reach = assets
-            .iter()
-            .map(|a| store.latest_reach(&a.id))
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok((
-            assets.into_iter().zip(reach).collect::<Vec<_>>(),
-            store.last_seen()?,
-        ))
-    })
-    .await?;
-    let heard = state.agents.last_heard();
-    let mut views: Vec<_> = assets
-        .into_iter()
-        .map(|(a, r)| view(&state, a, &seen, &heard, r))
-        .collect();
-    views.sort_by(|a, b| {
-        a.asset
-            .name
-            .to_lowercase()
-            .cmp(&b.asset.name.to_lowercase())
-    });
-    Ok(Json(views))
+    let (rows, _) =
+        crate::web::query::assets(&state, crate::web::query::AssetQuery::default()).await?;
+    Ok(Json(
+        rows.into_iter()
+            .map(|l| AssetView {
+                asset: l.asset,
+                status: l.status,
+                last_seen: l.last_seen,
+            })
+            .collect(),
+    ))
 }
 
 pub async fn one(

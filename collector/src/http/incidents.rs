@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use super::{ApiError, ApiState, blocking, rejected};
 use crate::incidents::{Action, ActionError};
-use crate::model::{Incident, IncidentState};
+use crate::model::Incident;
 use crate::register::Job;
 
 #[derive(Deserialize)]
@@ -30,31 +30,21 @@ pub fn view(incident: &Incident) -> Value {
     value
 }
 
+/// The same query the dashboard's incident list runs (no paging: every match).
 pub async fn list(
     State(state): State<ApiState>,
     params: Result<Query<ListParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Vec<Value>>, ApiError> {
     let Query(params) = params.map_err(|e| ApiError::invalid(e.body_text()))?;
-    let status = params.status.unwrap_or_else(|| "open".to_owned());
-    let keep: fn(IncidentState) -> bool = match status.as_str() {
-        "open" => IncidentState::is_open,
-        "resolved" => |s| matches!(s, IncidentState::Resolved | IncidentState::Closed),
-        "all" => |_| true,
-        other => {
-            return Err(ApiError::invalid(format!(
-                "status {other:?} is not open, resolved or all"
-            )));
-        }
-    };
-    let store = state.store.clone();
-    let mut incidents = blocking(move || Ok(store.incidents()?)).await?;
-    incidents.retain(|i| keep(i.state) && params.asset.as_ref().is_none_or(|a| *a == i.asset_id));
-    // Most urgent first, then newest.
-    incidents.sort_by(|a, b| {
-        a.priority
-            .cmp(&b.priority)
-            .then_with(|| b.opened_at.cmp(&a.opened_at))
-    });
+    let (incidents, _) = crate::web::query::incidents(
+        &state,
+        crate::web::query::IncidentQuery {
+            status: params.status.unwrap_or_else(|| "open".to_owned()),
+            asset: params.asset,
+            ..Default::default()
+        },
+    )
+    .await?;
     Ok(Json(incidents.iter().map(view).collect()))
 }
 
@@ -62,16 +52,8 @@ pub async fn one(
     State(state): State<ApiState>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let store = state.store.clone();
-    let key = id.clone();
-    let found = blocking(move || {
-        Ok(store
-            .incidents()?
-            .into_iter()
-            .find(|i| i.id == key || i.number.eq_ignore_ascii_case(&key)))
-    })
-    .await?;
-    found
+    crate::web::query::incident(&state, id.clone())
+        .await?
         .map(|i| Json(view(&i)))
         .ok_or_else(|| ApiError::not_found(format!("incident {id}")))
 }

@@ -166,6 +166,8 @@ pub struct Touched {
 #[derive(Debug, Default)]
 pub struct TouchedSets {
     pub assets: std::collections::HashSet<AssetId>,
+    /// Assets whose inventory or SNMP snapshot was written (a subset of `assets`).
+    pub inventories: std::collections::HashSet<AssetId>,
     pub incidents: std::collections::HashSet<String>,
 }
 
@@ -181,7 +183,7 @@ impl Touched {
     }
 
     /// Records what a durable commit of `set` touched.
-    fn add(&self, set: &WriteSet) {
+    pub fn add(&self, set: &WriteSet) {
         let mut sets = self.sets.lock().unwrap_or_else(|p| p.into_inner());
         let assets = set
             .assets
@@ -197,6 +199,12 @@ impl Touched {
             if !sets.assets.contains(asset) {
                 sets.assets.insert(asset.clone());
             }
+        }
+        for (asset, _) in &set.inventories {
+            sets.inventories.insert(asset.clone());
+        }
+        for (asset, _) in &set.snmp {
+            sets.inventories.insert(asset.clone());
         }
         for incident in &set.incidents {
             sets.incidents.insert(incident.id.clone());
@@ -499,6 +507,7 @@ impl State {
                 let sets = written.take();
                 let mut shared = self.touched.sets.lock().unwrap_or_else(|p| p.into_inner());
                 shared.assets.extend(sets.assets);
+                shared.inventories.extend(sets.inventories);
                 shared.incidents.extend(sets.incidents);
                 drop(shared);
                 self.touched.generation.fetch_add(1, Ordering::AcqRel);

@@ -78,6 +78,54 @@ pub fn run(make: impl Fn(usize) -> Box<dyn Store>) {
     reach_samples_and_snmp_snapshots(make(4).as_ref());
     incidents_events_and_outbox(make(5).as_ref());
     compaction_keeps_summaries_and_recent_samples(make(6).as_ref());
+    changes_by_kind_and_dashboard_records(make(7).as_ref());
+}
+
+fn changes_by_kind_and_dashboard_records(store: &dyn Store) {
+    let t0 = OffsetDateTime::from_unix_timestamp(1_750_000_000).expect("time");
+    let mut set = WriteSet::default();
+    for n in 0..10i64 {
+        let mut c = change(
+            &format!("k{n}"),
+            if n % 2 == 0 { "a1" } else { "a2" },
+            t0 + time::Duration::minutes(n),
+        );
+        c.kind = if n % 3 == 0 { "removed" } else { "added" }.to_owned();
+        set.changes.push(c);
+    }
+    set.users.push(crate::model::User {
+        name: "tech".to_owned(),
+        role: crate::model::Role::Technician,
+        password_hash: "$argon2id$x".to_owned(),
+        disabled: false,
+        created_at: t0,
+    });
+    let session = crate::model::Session {
+        token_sha256: "s1".to_owned(),
+        user: "tech".to_owned(),
+        csrf: "c".to_owned(),
+        created_at: t0,
+        expires_at: t0 + time::Duration::hours(1),
+    };
+    set.sessions.push(("s1".to_owned(), Some(session)));
+    store.commit(set).expect("commit");
+    let removed = store.changes_of_kind("removed", None, 10).expect("by kind");
+    let ids: Vec<&str> = removed.iter().map(|c| c.id.as_str()).collect();
+    assert_eq!(ids, ["k9", "k6", "k3", "k0"], "newest first, one kind only");
+    let since = store
+        .changes_of_kind("added", Some(t0 + time::Duration::minutes(7)), 1)
+        .expect("by kind");
+    assert_eq!(since.len(), 1);
+    assert_eq!(since[0].id, "k8");
+    assert_eq!(store.users().expect("users").len(), 1);
+    assert_eq!(store.sessions().expect("sessions").len(), 1);
+    let mut set = WriteSet::default();
+    set.sessions.push(("s1".to_owned(), None));
+    store.commit(set).expect("commit");
+    assert!(
+        store.sessions().expect("sessions").is_empty(),
+        "a session is removed"
+    );
 }
 
 fn compaction_keeps_summaries_and_recent_samples(store: &dyn Store) {

@@ -135,6 +135,15 @@ impl Store for FaultyStore {
         self.read()?;
         self.inner.problems()
     }
+    fn changes_of_kind(
+        &self,
+        kind: &str,
+        since: Option<OffsetDateTime>,
+        limit: usize,
+    ) -> Result<Vec<Change>, StoreError> {
+        self.read()?;
+        self.inner.changes_of_kind(kind, since, limit)
+    }
     fn users(&self) -> Result<Vec<crate::model::User>, StoreError> {
         self.read()?;
         self.inner.users()

@@ -237,6 +237,23 @@ pub trait Store: Send + Sync + 'static {
     fn inventory(&self, asset: &str) -> Result<Option<InventoryRecord>, StoreError>;
     /// Change records matching `query`, newest first, at most `query.limit`.
     fn changes(&self, query: &ChangeQuery) -> Result<Vec<Change>, StoreError>;
+    /// Change records of one kind (`added`, `upgraded`, ...) since `since`, newest first, at
+    /// most `limit`. Stores with an index by kind answer without scanning the others.
+    fn changes_of_kind(
+        &self,
+        kind: &str,
+        since: Option<OffsetDateTime>,
+        limit: usize,
+    ) -> Result<Vec<Change>, StoreError> {
+        let mut all = self.changes(&ChangeQuery {
+            asset: None,
+            since,
+            limit: usize::MAX,
+        })?;
+        all.retain(|c| c.kind == kind);
+        all.truncate(limit);
+        Ok(all)
+    }
     /// Status samples of one asset in `[from, to)`, oldest first, at most `limit`.
     fn samples(
         &self,

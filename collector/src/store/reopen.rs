@@ -123,6 +123,14 @@ impl Store for Reopening {
     fn problems(&self) -> Result<Vec<Problem>, StoreError> {
         self.get()?.problems()
     }
+    fn changes_of_kind(
+        &self,
+        kind: &str,
+        since: Option<OffsetDateTime>,
+        limit: usize,
+    ) -> Result<Vec<Change>, StoreError> {
+        self.get()?.changes_of_kind(kind, since, limit)
+    }
     fn users(&self) -> Result<Vec<crate::model::User>, StoreError> {
         self.get()?.users()
     }

@@ -27,6 +27,8 @@ pub struct SledStore {
     inventories: sled::Tree,
     changes: sled::Tree,
     changes_by_asset: sled::Tree,
+    /// `kind \0 time id` → (): the change list filtered by kind without a full scan.
+    changes_by_kind: sled::Tree,
     samples: sled::Tree,
     reach: sled::Tree,
     snmp: sled::Tree,
@@ -61,6 +63,13 @@ fn remove_unfinished_snapshots(dir: &Path) {
             }
         }
     }
+}
+
+/// `kind \0 change_key`.
+fn kind_key(kind: &str, change_key: &[u8]) -> Vec<u8> {
+    let mut key = codec::asset_prefix(kind);
+    key.extend_from_slice(change_key);
+    key
 }
 
 /// Records are plain data: serialising them cannot fail.
@@ -131,7 +140,7 @@ impl SledStore {
         };
         let meta = tree("meta")?;
         check_format(dir, &meta)?;
-        Ok(Self {
+        let store = Self {
             assets: tree("assets")?,
             agents: tree("agents")?,
             agent_seq: tree("agent_seq")?,
@@ -139,6 +148,7 @@ impl SledStore {
             inventories: tree("inventories")?,
             changes: tree("changes")?,
             changes_by_asset: tree("changes_by_asset")?,
+            changes_by_kind: tree("changes_by_kind")?,
             samples: tree("samples")?,
             reach: tree("reach")?,
             snmp: tree("snmp")?,
@@ -152,7 +162,38 @@ impl SledStore {
             users: tree("users")?,
             sessions: tree("sessions")?,
             db,
-        })
+        };
+        store
+            .index_change_kinds()
+            .map_err(|source| StoreError::Open {
+                path: dir.join("changes_by_kind"),
+                source,
+            })?;
+        Ok(store)
+    }
+
+    /// A store written before the kind index existed gets it built once, on open.
+    fn index_change_kinds(&self) -> Result<(), sled::Error> {
+        if !self.changes_by_kind.is_empty() || self.changes.is_empty() {
+            return Ok(());
+        }
+        let mut batch = sled::Batch::default();
+        let mut n = 0;
+        for entry in self.changes.iter() {
+            let (key, value) = entry?;
+            let Ok(change) = serde_json::from_slice::<Change>(&value) else {
+                continue;
+            };
+            batch.insert(kind_key(&change.kind, &key), &[][..]);
+            n += 1;
+            if n % 50_000 == 0 {
+                self.changes_by_kind
+                    .apply_batch(std::mem::take(&mut batch))?;
+            }
+        }
+        self.changes_by_kind.apply_batch(batch)?;
+        tracing::info!(changes = n, "Indexed the change records by kind");
+        Ok(())
     }
 
     /// Writes raw records into the tree `name` (created if new): how `restore` refills a new
@@ -254,11 +295,16 @@ impl Store for SledStore {
 
         let mut changes = sled::Batch::default();
         let mut index = sled::Batch::default();
+        let mut by_kind = sled::Batch::default();
         for change in &set.changes {
             let millis = unix_millis(change.at);
             changes.insert(
                 codec::change_key(millis, &change.id),
                 serde_json::to_vec(change).expect("change serialises"),
+            );
+            by_kind.insert(
+                kind_key(&change.kind, &codec::change_key(millis, &change.id)),
+                &[][..],
             );
             let mut key = codec::asset_prefix(&change.asset_id);
             key.extend_from_slice(&codec::change_key(millis, &change.id));
@@ -270,6 +316,9 @@ impl Store for SledStore {
         self.changes_by_asset
             .apply_batch(index)
             .map_err(io("write change index"))?;
+        self.changes_by_kind
+            .apply_batch(by_kind)
+            .map_err(io("write change kind index"))?;
 
         let mut batch = sled::Batch::default();
         for (asset, record) in &set.inventories {
@@ -457,6 +506,37 @@ impl Store for SledStore {
                             .map_err(|e| corrupt("changes", change_key, e))?,
                     );
                 }
+            }
+        }
+        Ok(out)
+    }
+
+    fn changes_of_kind(
+        &self,
+        kind: &str,
+        since: Option<OffsetDateTime>,
+        limit: usize,
+    ) -> Result<Vec<Change>, StoreError> {
+        let prefix = codec::asset_prefix(kind);
+        let mut start = prefix.clone();
+        start.extend_from_slice(&codec::time_key(since.map(unix_millis).unwrap_or(i64::MIN)));
+        let mut end = prefix.clone();
+        end.extend_from_slice(&[0xff; 9]);
+        let mut out = Vec::new();
+        for entry in self.changes_by_kind.range(start..end).rev() {
+            if out.len() >= limit {
+                break;
+            }
+            let (key, _) = entry.map_err(io("scan change kind index"))?;
+            let change_key = &key[prefix.len()..];
+            // A change rewritten with another kind leaves a stale entry: skip it.
+            let Some(value) = self.changes.get(change_key).map_err(io("read change"))? else {
+                continue;
+            };
+            let change: Change =
+                serde_json::from_slice(&value).map_err(|e| corrupt("changes", change_key, e))?;
+            if change.kind == kind {
+                out.push(change);
             }
         }
         Ok(out)

@@ -879,3 +879,75 @@ pub async fn api_password(
     state.web.auth.set_password(&name, body.password).await?;
     Ok(Json(json!({"name": name, "password_set": true})))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (k, v) in pairs {
+            map.append(*k, HeaderValue::from_str(v).expect("header"));
+        }
+        map
+    }
+
+    #[test]
+    fn the_limiter_blocks_after_its_allowance_per_key_only() {
+        let limiter = Limiter::new(2, Duration::from_secs(60));
+        limiter.hit("10.0.0.1");
+        assert!(limiter.blocked("10.0.0.1").is_none());
+        limiter.hit("10.0.0.1");
+        assert!(limiter.blocked("10.0.0.1").is_some());
+        assert!(
+            limiter.blocked("10.0.0.2").is_none(),
+            "others are not affected"
+        );
+        limiter.clear("10.0.0.1");
+        assert!(limiter.blocked("10.0.0.1").is_none());
+    }
+
+    #[test]
+    fn a_foreign_origin_or_referer_is_refused_and_a_missing_one_is_left_to_the_token() {
+        let host = ("host", "caretaker:8080");
+        assert!(check_origin(&headers(&[host, ("origin", "http://caretaker:8080")])).is_ok());
+        assert!(check_origin(&headers(&[host, ("origin", "https://caretaker:8080")])).is_ok());
+        assert!(check_origin(&headers(&[host, ("origin", "http://evil.example")])).is_err());
+        assert!(check_origin(&headers(&[host, ("origin", "null")])).is_err());
+        assert!(check_origin(&headers(&[host, ("referer", "http://evil.example/x")])).is_err());
+        assert!(
+            check_origin(&headers(&[
+                host,
+                ("referer", "http://caretaker:8080/incidents")
+            ]))
+            .is_ok()
+        );
+        assert!(check_origin(&headers(&[host])).is_ok());
+    }
+
+    #[test]
+    fn cookies_are_found_by_name() {
+        let h = headers(&[("cookie", "a=1; caretaker_session=abc; b=2")]);
+        assert_eq!(cookie(&h, SESSION_COOKIE).as_deref(), Some("abc"));
+        assert_eq!(cookie(&h, FORM_COOKIE), None);
+    }
+
+    #[test]
+    fn passwords_hash_and_verify_and_unknown_users_never_match() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async {
+            let hash = hash_password("a long password".to_owned())
+                .await
+                .expect("hash");
+            assert!(hash.starts_with("$argon2id$"), "{hash}");
+            assert!(verify_password("a long password".to_owned(), Some(hash.clone())).await);
+            assert!(!verify_password("wrong".to_owned(), Some(hash)).await);
+            assert!(!verify_password("anything".to_owned(), None).await);
+        });
+        assert!(check_password_rules("short").is_err());
+        assert!(check_name("tech.one").is_ok());
+        assert!(check_name("<script>").is_err());
+    }
+}

@@ -116,7 +116,11 @@ impl Catalog {
         let mut guard = self.data.write().unwrap_or_else(|p| p.into_inner());
         let data = guard.as_mut().expect("loaded above");
         for asset in assets {
-            let entry = entry(store, data, asset, &last_seen)?;
+            // Status reports and pings leave the software list as it was: no decode.
+            let keep = (!touched.inventories.contains(&asset.id))
+                .then(|| data.assets.get(&asset.id).map(|e| e.software.clone()))
+                .flatten();
+            let entry = entry(store, data, asset, &last_seen, keep)?;
             data.last_reach = data.last_reach.max(entry.reach.map(|r| r.at));
             data.assets.insert(entry.asset.id.clone(), entry);
         }
@@ -132,7 +136,7 @@ impl Catalog {
         let mut data = Data::default();
         let last_seen = store.last_seen()?;
         for asset in store.assets()? {
-            let entry = entry(store, &mut data, asset, &last_seen)?;
+            let entry = entry(store, &mut data, asset, &last_seen, None)?;
             data.last_reach = data.last_reach.max(entry.reach.map(|r| r.at));
             data.assets.insert(entry.asset.id.clone(), entry);
         }
@@ -182,9 +186,13 @@ fn entry(
     data: &mut Data,
     asset: Asset,
     last_seen: &HashMap<AssetId, OffsetDateTime>,
+    software: Option<Vec<u32>>,
 ) -> Result<Entry, StoreError> {
     let reach = store.latest_reach(&asset.id)?;
-    let inventory = store.inventory(&asset.id)?;
+    let inventory = match software {
+        Some(_) => None,
+        None => store.inventory(&asset.id)?,
+    };
     let snmp = store.snmp(&asset.id)?;
     let now = OffsetDateTime::now_utc();
     // The latest status report within the last half hour: volumes and who is logged on.
@@ -224,13 +232,14 @@ fn entry(
         .as_ref()
         .and_then(|s| s.ups.as_ref())
         .map(|u| (u.on_battery, u.charge_percent, u.replace_battery));
-    let mut software = Vec::new();
+    let kept = software.is_some();
+    let mut software = software.unwrap_or_default();
     if let Some(record) = &inventory {
         for program in &record.inventory.software {
             software.push(data.title(&program.name));
         }
     }
-    if let Some(snmp) = &snmp {
+    if let Some(snmp) = snmp.as_ref().filter(|_| !kept) {
         for program in &snmp.software {
             software.push(data.title(program));
         }
@@ -333,4 +342,114 @@ pub fn status_of(
         _ => Status::Unknown,
     };
     (status, last_seen)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{InventoryMeta, InventoryRecord};
+    use crate::store::{MemoryStore, WriteSet};
+
+    fn asset(id: &str) -> Asset {
+        Asset {
+            id: id.to_owned(),
+            kind: crate::model::AssetKind::Pc,
+            name: format!("PC-{id}"),
+            hostname: format!("pc-{id}"),
+            ips: vec!["10.0.0.5".to_owned()],
+            macs: vec!["aa:bb:cc:dd:ee:ff".to_owned()],
+            vendor: String::new(),
+            model: String::new(),
+            serial: "SER123".to_owned(),
+            smbios_uuid: String::new(),
+            machine_id: String::new(),
+            os: String::new(),
+            sources: Default::default(),
+            first_seen: OffsetDateTime::UNIX_EPOCH,
+            agent_ids: Vec::new(),
+            identity_notes: Vec::new(),
+            partial: Vec::new(),
+            clock_suspect: false,
+            classification: String::new(),
+        }
+    }
+
+    fn inventory(programs: &[&str]) -> InventoryRecord {
+        InventoryRecord {
+            meta: InventoryMeta {
+                agent_id: "ag".to_owned(),
+                seq: 1,
+                collected_at: OffsetDateTime::UNIX_EPOCH,
+                received_at: OffsetDateTime::UNIX_EPOCH,
+                partial: Vec::new(),
+            },
+            inventory: caretaker_proto::v1::Inventory {
+                software: programs
+                    .iter()
+                    .map(|p| caretaker_proto::v1::Software {
+                        name: (*p).to_owned(),
+                        ..Default::default()
+                    })
+                    .collect(),
+                ..Default::default()
+            },
+        }
+    }
+
+    fn has_program(catalog: &Catalog, id: &str, program: &str) -> bool {
+        catalog
+            .read(|data| {
+                let titles = data.titles_matching(&program.to_lowercase());
+                data.assets[id].software.iter().any(|t| titles.contains(t))
+            })
+            .expect("read")
+    }
+
+    #[test]
+    fn the_cache_follows_what_commits_touched() {
+        let store = Arc::new(MemoryStore::default());
+        let touched = Arc::new(Touched::default());
+        let mut set = WriteSet::default();
+        set.assets.push(asset("a1"));
+        set.inventories
+            .push(("a1".to_owned(), inventory(&["Firefox ESR"])));
+        store.commit(set).expect("commit");
+        let catalog = Catalog::new(store.clone(), touched.clone());
+        assert!(has_program(&catalog, "a1", "firefox"));
+        assert!(
+            catalog
+                .read(|d| d.assets["a1"].haystack.contains("aabbccddeeff"))
+                .expect("read"),
+            "MACs are searchable without separators"
+        );
+
+        // A new inventory replaces the software; the cache sees it once the commit is noted.
+        let mut set = WriteSet::default();
+        set.inventories
+            .push(("a1".to_owned(), inventory(&["LibreOffice"])));
+        touched.add(&set);
+        store.commit(set).expect("commit");
+        assert!(has_program(&catalog, "a1", "libreoffice"));
+        assert!(!has_program(&catalog, "a1", "firefox"));
+
+        // A ping verdict alone keeps the software list.
+        let mut set = WriteSet::default();
+        set.reach.push((
+            "a1".to_owned(),
+            ReachSample {
+                at: OffsetDateTime::now_utc(),
+                up: false,
+                rtt_us: 0,
+            },
+        ));
+        touched.add(&set);
+        store.commit(set).expect("commit");
+        assert!(has_program(&catalog, "a1", "libreoffice"));
+        assert_eq!(
+            catalog
+                .read(|d| d.assets["a1"].reach.map(|r| r.up))
+                .expect("read"),
+            Some(false)
+        );
+    }
 }

@@ -21,6 +21,7 @@ mod charts;
 mod pages;
 pub mod query;
 mod report;
+pub mod seed;
 mod static_files;
 
 use std::net::SocketAddr;

@@ -859,18 +859,23 @@ pub async fn asset(
         })
         .collect();
 
-    // Availability: ping verdicts, and for agent-only devices the status reports.
+    // Availability: ping verdicts and the agent's status reports (each one proves the
+    // device was up then), in time order.
     let mut points: Vec<(OffsetDateTime, bool)> = reach.iter().map(|r| (r.at, r.up)).collect();
-    let mut hold = time::Duration::minutes(15);
-    if points.is_empty() {
-        points = samples
+    points.extend(
+        samples
             .iter()
             .filter(|s| s.at >= from)
-            .map(|s| (s.at, true))
-            .collect();
-        hold = time::Duration::minutes(5);
-    }
-    let school = state.school_hours.school_intervals(from, now);
+            .map(|s| (s.at, true)),
+    );
+    points.sort_by_key(|p| p.0);
+    let hold = time::Duration::minutes(15);
+    // Without configured school hours every hour counts; nothing is shaded then.
+    let school = if state.school_hours.is_always() {
+        Vec::new()
+    } else {
+        state.school_hours.school_intervals(from, now)
+    };
     let up_secs: f64 = points
         .iter()
         .enumerate()
@@ -880,6 +885,9 @@ pub async fn asset(
             (end - *at).as_seconds_f64().max(0.0)
         })
         .sum();
+    let observed = points.first().map_or(0.0, |(first, _)| {
+        (now - (*first).max(from)).as_seconds_f64()
+    });
     let timeline = charts::availability(
         &points,
         from,
@@ -889,9 +897,14 @@ pub async fn asset(
         &format!("Availability over the last {window}"),
     );
     let timeline_note = format!(
-        "Up {:.1}% of the last {window} ({} observations); shaded: school hours.",
-        up_secs / span.as_seconds_f64() * 100.0,
-        points.len()
+        "Up {:.1}% of the observed time in the last {window} ({} observations){}.",
+        up_secs / observed.max(1.0) * 100.0,
+        points.len(),
+        if school.is_empty() {
+            ""
+        } else {
+            "; shaded: school hours"
+        }
     );
 
     // Disks and supplies over 30 days with the forecast line.
@@ -1100,6 +1113,7 @@ struct IncidentPage {
     facts: Vec<(&'static str, String)>,
     timeline: Vec<TimelineEntry>,
     open: bool,
+    acknowledged: bool,
     resolved: bool,
     technicians: Vec<String>,
     message: String,
@@ -1221,6 +1235,7 @@ pub async fn incident(
         facts,
         timeline,
         open: incident.state.is_open(),
+        acknowledged: incident.acknowledged_at.is_some(),
         resolved: incident.state == IncidentState::Resolved,
         technicians,
         message,
@@ -1466,15 +1481,22 @@ pub async fn changes(
     let kind = p.kind.trim().to_owned();
     let store = state.store.clone();
     let found = blocking(move || {
-        let limit = if kind.is_empty() { wanted } else { CHANGE_SCAN };
-        let mut list = store.changes(&ChangeQuery {
-            asset,
-            since,
-            limit,
-        })?;
-        if !kind.is_empty() {
-            list.retain(|c| c.kind == kind || c.field.starts_with(&kind));
-        }
+        // A kind alone is answered from the store's index by kind; a field prefix, or a
+        // kind within one asset's history, by looking through at most CHANGE_SCAN records.
+        let mut list = if !kind.is_empty() && !kind.contains(':') && asset.is_none() {
+            store.changes_of_kind(&kind, since, wanted)?
+        } else {
+            let limit = if kind.is_empty() { wanted } else { CHANGE_SCAN };
+            let mut list = store.changes(&ChangeQuery {
+                asset,
+                since,
+                limit,
+            })?;
+            if !kind.is_empty() {
+                list.retain(|c| c.kind == kind || c.field.starts_with(&kind));
+            }
+            list
+        };
         list.truncate(wanted);
         Ok(list)
     })
@@ -1559,4 +1581,47 @@ pub async fn change_expected(
         .and_then(|r| r.find("/changes").map(|i| r[i..].to_owned()))
         .unwrap_or_else(|| "/changes".to_owned());
     Ok(Redirect::to(&back).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_incident_list_escapes_what_rules_and_staff_wrote() {
+        let partial = IncidentsPartial {
+            rows: vec![IncidentRow {
+                id: "1".to_owned(),
+                number: "INC0000001".to_owned(),
+                priority: 2,
+                title: "<img src=x onerror=alert(1)>".to_owned(),
+                asset_id: "a\"b".to_owned(),
+                asset_name: "<b>pc</b>".to_owned(),
+                state: "new",
+                opened: String::new(),
+                age: "1 min".to_owned(),
+                assigned: String::new(),
+            }],
+            total: 1,
+            page: 1,
+            pages: 1,
+            base: String::new(),
+        };
+        let html = partial.render().expect("render");
+        assert!(!html.contains("<img"), "{html}");
+        assert!(
+            html.contains("&#60;img src=x onerror=alert(1)&#62;"),
+            "{html}"
+        );
+        assert!(html.contains("&#60;b&#62;pc&#60;/b&#62;"), "{html}");
+        assert!(!html.contains("a\"b"), "{html}");
+    }
+
+    #[test]
+    fn ages_read_naturally() {
+        let now = OffsetDateTime::UNIX_EPOCH + time::Duration::days(10);
+        assert_eq!(age(now, now - time::Duration::minutes(7)), "7 min");
+        assert_eq!(age(now, now - time::Duration::minutes(125)), "2 h 5 min");
+        assert_eq!(age(now, now - time::Duration::hours(52)), "2 d 4 h");
+    }
 }

@@ -12,6 +12,9 @@
 //! - `flood`: agents send inventories of 150,000 programs, then at the collector's cap; prints
 //!   the collector's peak RSS and store growth (target: peak RSS ≤ 400 MiB).
 //!
+//! - `dashboard`: every dashboard page's p50/p99 and first-load bytes on a seeded store
+//!   (3,000 assets, 100,000 incidents, 1,000,000 changes), against the targets.
+//!
 //! `collector` and `agent` start their peers in a temp dir, stop them with SIGTERM and remove the dir; every wait
 //! is bounded. Exit codes: 0 measured, 1 errors during the run (or a peer failed), 2 usage.
 //! Build the peers first, e.g. `cargo build --release -p caretaker-collector -p caretaker-agent
@@ -21,6 +24,8 @@
 mod agent;
 #[path = "bench/collector.rs"]
 mod collector;
+#[path = "bench/dashboard.rs"]
+mod dashboard;
 #[path = "bench/discovery.rs"]
 mod discovery;
 #[path = "bench/flood.rs"]
@@ -92,6 +97,23 @@ enum Command {
         at_cap: usize,
         #[arg(long, default_value_t = 3)]
         rounds: u64,
+        /// Default: `caretaker-collector` next to this executable.
+        #[arg(long)]
+        collector_bin: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Dashboard pages on a seeded store: p50/p99 per page and first-load bytes vs targets.
+    Dashboard {
+        #[arg(long, default_value_t = 3000)]
+        assets: usize,
+        #[arg(long, default_value_t = 100_000)]
+        incidents: usize,
+        #[arg(long, default_value_t = 1_000_000)]
+        changes: usize,
+        /// Timed requests per page (after 3 warm-up requests).
+        #[arg(long, default_value_t = 100)]
+        rounds: usize,
         /// Default: `caretaker-collector` next to this executable.
         #[arg(long)]
         collector_bin: Option<PathBuf>,
@@ -188,6 +210,24 @@ async fn run(command: Command) -> anyhow::Result<bool> {
                 json,
             })
             .await
+        }
+        Command::Dashboard {
+            assets,
+            incidents,
+            changes,
+            rounds,
+            collector_bin,
+            json,
+        } => {
+            let options = dashboard::Options {
+                collector_bin: harness::sibling_binary(collector_bin, "caretaker-collector")?,
+                assets,
+                incidents,
+                changes,
+                rounds,
+                json,
+            };
+            tokio::task::spawn_blocking(move || dashboard::run(&options)).await?
         }
         Command::Discovery {
             collector_bin,
