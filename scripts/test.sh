@@ -6,7 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
-for pkg in snmpd snmp snmpsim python3-aiosmtpd nmap fping arp-scan iproute2 curl gcc-mingw-w64-x86-64 dpkg chromium chromium-driver; do
+for pkg in snmpd snmp snmpsim python3-aiosmtpd nmap fping arp-scan iproute2 curl gcc-mingw-w64-x86-64 dpkg \
+    chromium chromium-driver systemd adduser openssl; do
   dpkg-query -W -f='${db:Status-Abbrev}' "$pkg" 2>/dev/null | grep -q '^ii' || need+=("$pkg")
 done
 # The Windows agent's peers: Wine (64-bit only: no i386 architecture needed), msitools/wixl.
@@ -29,6 +30,13 @@ targets=$(sed -n 's/^targets *= *\[\(.*\)\]/\1/p' rust-toolchain.toml | tr -d '"
 for target in $targets; do
   rustup target list --installed | grep -qx "$target" || rustup target add "$target"
 done
+
+# The .deb test (tests/packages.rs) builds packages with cargo-deb: a few CPU-minutes to
+# install once, pinned so its behaviour does not move under the test.
+if ! command -v cargo-deb >/dev/null; then
+  echo "Installing cargo-deb"
+  cargo install cargo-deb --locked --version 3.8.0
+fi
 
 echo "== cargo fmt --check"
 cargo fmt --all --check

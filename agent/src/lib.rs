@@ -27,6 +27,7 @@ pub mod logfile;
 pub mod platform;
 pub mod report;
 pub mod schedule;
+pub mod sdnotify;
 #[cfg(windows)]
 pub mod service;
 pub mod status;
@@ -146,7 +147,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
         .instrument(tracing::info_span!("send")),
     );
     tracker.close();
+    // systemd (Type=notify): running once the tasks are.
+    sdnotify::notify("READY=1");
     shutdown.cancelled().await;
+    sdnotify::notify("STOPPING=1");
     tracing::info!("Shutting down");
     tracker.wait().await;
     let j = lock(&journal);

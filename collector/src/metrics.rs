@@ -170,9 +170,9 @@ pub struct Snapshot<'a> {
     pub stats: &'a crate::agents::IngestStats,
     pub problems: Vec<(&'static str, String)>,
     pub queue_depth: usize,
-    pub incidents: Vec<Incident>,
-    pub outbox: Vec<OutboxEntry>,
-    pub store_bytes: u64,
+    /// Incidents, outbox and bytes on disk; `None` while the store cannot be read (those
+    /// series are left out and `caretaker_store_readable` is 0).
+    pub store: Option<(Vec<Incident>, Vec<OutboxEntry>, u64)>,
 }
 
 type Labels = Vec<(String, String)>;
@@ -308,36 +308,42 @@ pub fn render(snapshot: &Snapshot<'_>) -> String {
         );
     }
 
-    let open = Family::<Labels, Gauge>::default();
-    for priority in 1..=5u8 {
-        let count = snapshot
-            .incidents
-            .iter()
-            .filter(|i| i.resolved_at.is_none() && i.priority == priority)
-            .count();
-        open.get_or_create(&labels(&[("priority", &format!("P{priority}"))]))
-            .set(count as i64);
-    }
-    registry.register("incidents_open", "Open incidents by priority", open);
-
-    let outbox = Family::<Labels, Gauge>::default();
-    for state in ["pending", "failed"] {
-        let count = snapshot.outbox.iter().filter(|e| e.status == state).count();
-        outbox
-            .get_or_create(&labels(&[("state", state)]))
-            .set(count as i64);
-    }
     registry.register(
-        "outbox_messages",
-        "Alert emails waiting to be sent, or given up on",
-        outbox,
+        "store_readable",
+        "1 while the store answers reads",
+        gauge(i64::from(snapshot.store.is_some())),
     );
-    registry.register_with_unit(
-        "store",
-        "Bytes the store occupies on disk",
-        Unit::Bytes,
-        gauge(snapshot.store_bytes as i64),
-    );
+    if let Some((incidents, outbox, store_bytes)) = &snapshot.store {
+        let open = Family::<Labels, Gauge>::default();
+        for priority in 1..=5u8 {
+            let count = incidents
+                .iter()
+                .filter(|i| i.resolved_at.is_none() && i.priority == priority)
+                .count();
+            open.get_or_create(&labels(&[("priority", &format!("P{priority}"))]))
+                .set(count as i64);
+        }
+        registry.register("incidents_open", "Open incidents by priority", open);
+
+        let messages = Family::<Labels, Gauge>::default();
+        for state in ["pending", "failed"] {
+            let count = outbox.iter().filter(|e| e.status == state).count();
+            messages
+                .get_or_create(&labels(&[("state", state)]))
+                .set(count as i64);
+        }
+        registry.register(
+            "outbox_messages",
+            "Alert emails waiting to be sent, or given up on",
+            messages,
+        );
+        registry.register_with_unit(
+            "store",
+            "Bytes the store occupies on disk",
+            Unit::Bytes,
+            gauge(*store_bytes as i64),
+        );
+    }
     let degraded = Family::<Labels, Gauge>::default();
     degraded
         .get_or_create(&labels(&[("component", "store"), ("reason", "full")]))
@@ -393,9 +399,7 @@ mod tests {
             stats: &stats,
             problems: vec![("store", "full".into())],
             queue_depth: 2,
-            incidents: Vec::new(),
-            outbox: Vec::new(),
-            store_bytes: 4096,
+            store: Some((Vec::new(), Vec::new(), 4096)),
         });
         for line in [
             "caretaker_reports_ingested_total{result=\"stored\"} 3",

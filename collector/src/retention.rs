@@ -1,6 +1,8 @@
 //! Bounded store growth: raw status samples older than `[retention] raw_status` become hourly
-//! summaries (min / mean / max of CPU, memory and every volume's use), and ping verdicts older
-//! than `[retention] reach` are dropped. Runs every `[retention] every` on its own task,
+//! summaries (min / mean / max of CPU, memory and every volume's use), ping verdicts older
+//! than `[retention] reach` are dropped, hourly summaries older than `summaries` are dropped,
+//! and outbox entries that were sent (or failed for good) longer than `outbox` ago are removed
+//! unless an incident they mail about is still open (its thread and escalation use them). Runs every `[retention] every` on its own task,
 //! straight on the store (old records only; the register writer only adds new ones).
 
 use std::collections::BTreeMap;
@@ -27,6 +29,12 @@ pub struct RetentionConfig {
     pub reach: Duration,
     #[serde(with = "humantime_serde")]
     pub every: Duration,
+    /// Hourly summaries kept this long (13 months: a year-on-year comparison).
+    #[serde(with = "humantime_serde")]
+    pub summaries: Duration,
+    /// Sent or failed emails kept this long in the outbox.
+    #[serde(with = "humantime_serde")]
+    pub outbox: Duration,
 }
 
 impl Default for RetentionConfig {
@@ -35,6 +43,8 @@ impl Default for RetentionConfig {
             raw_status: Duration::from_secs(7 * 86_400),
             reach: Duration::from_secs(90 * 86_400),
             every: Duration::from_secs(3600),
+            summaries: Duration::from_secs(400 * 86_400),
+            outbox: Duration::from_secs(30 * 86_400),
         }
     }
 }
@@ -61,8 +71,36 @@ pub fn compact_all(
         )?;
         let rollups = summarise(&old);
         removed += store.compact(&asset.id, raw_cutoff, rollups, reach_cutoff)?;
+        removed += store.prune_rollups(&asset.id, cutoff(now, config.summaries))?;
     }
+    removed += prune_outbox(store, cutoff(now, config.outbox))?;
     Ok(removed)
+}
+
+fn cutoff(now: OffsetDateTime, keep: Duration) -> OffsetDateTime {
+    now - time::Duration::try_from(keep).unwrap_or(time::Duration::MAX)
+}
+
+/// Removes finished outbox entries older than `before` whose incidents are all resolved.
+fn prune_outbox(store: &dyn Store, before: OffsetDateTime) -> Result<usize, StoreError> {
+    let open: std::collections::HashSet<String> = store
+        .incidents()?
+        .into_iter()
+        .filter(|i| i.resolved_at.is_none())
+        .map(|i| i.id)
+        .collect();
+    let old: Vec<String> = store
+        .outbox()?
+        .into_iter()
+        .filter(|e| e.status == "sent" || e.status == "failed")
+        .filter(|e| e.sent_at.unwrap_or(e.created_at) < before)
+        .filter(|e| !e.incident_ids.iter().any(|id| open.contains(id)))
+        .map(|e| e.id)
+        .collect();
+    if old.is_empty() {
+        return Ok(0);
+    }
+    store.remove_outbox(&old)
 }
 
 fn floor_hour(at: OffsetDateTime) -> OffsetDateTime {
@@ -223,5 +261,79 @@ mod tests {
             "the series starts at half past"
         );
         assert_eq!(rollups[1].1["cpu_percent"]["count"], 12);
+    }
+
+    #[test]
+    fn old_summaries_and_finished_mail_go_unless_an_incident_is_still_open() {
+        use crate::store::Store as _;
+        let store = MemoryStore::default();
+        let now = datetime!(2026-10-20 12:30 UTC);
+        let asset: crate::model::Asset = serde_json::from_value(serde_json::json!({
+            "id": "pc", "kind": "pc", "name": "PC", "hostname": "", "ips": [], "macs": [],
+            "vendor": "", "model": "", "serial": "", "smbios_uuid": "", "machine_id": "",
+            "os": "", "sources": [], "first_seen": "2025-01-01T00:00:00Z", "agent_ids": [],
+            "identity_notes": [], "partial": [], "clock_suspect": false, "classification": ""
+        }))
+        .expect("asset");
+        let mail = |id: &str, status: &str, days_ago: i64, incident: &str| {
+            let at = now - time::Duration::days(days_ago);
+            let rfc = at
+                .format(&time::format_description::well_known::Rfc3339)
+                .expect("rfc");
+            serde_json::from_value::<crate::model::OutboxEntry>(serde_json::json!({
+                "id": id, "created_at": rfc, "due_at": rfc, "to": ["t@school.example"],
+                "subject": "s", "text": "t", "message_id": format!("<{id}>"),
+                "incident_ids": [incident], "attempts": 1, "status": status,
+                "sent_at": if status == "pending" { None } else { Some(rfc.clone()) }
+            }))
+            .expect("outbox entry")
+        };
+        let open: crate::model::Incident = serde_json::from_value(serde_json::json!({
+            "id": "open", "number": "INC0000001", "asset_id": "pc", "asset_name": "PC",
+            "rule": "disk_full", "title": "t", "description": "", "impact": 2, "urgency": 2,
+            "priority": 3, "state": "new", "opened_at": "2026-01-01T00:00:00Z",
+            "updated_at": "2026-01-01T00:00:00Z", "occurrences": 1, "notes": []
+        }))
+        .expect("incident");
+        store
+            .commit(WriteSet {
+                assets: vec![asset],
+                incidents: vec![open],
+                outbox: vec![
+                    mail("old-sent", "sent", 40, "gone"),
+                    mail("old-failed", "failed", 40, "gone"),
+                    mail("old-open", "sent", 40, "open"),
+                    mail("old-pending", "pending", 40, "gone"),
+                    mail("new-sent", "sent", 5, "gone"),
+                ],
+                ..WriteSet::default()
+            })
+            .expect("commit");
+        let hour = |days: i64| {
+            (
+                now - time::Duration::days(days),
+                serde_json::json!({"n": days}),
+            )
+        };
+        store
+            .compact(
+                "pc",
+                OffsetDateTime::UNIX_EPOCH,
+                vec![hour(500), hour(401), hour(399), hour(10)],
+                OffsetDateTime::UNIX_EPOCH,
+            )
+            .expect("rollups");
+        compact_all(&store, &RetentionConfig::default(), now).expect("retention");
+        let left: Vec<String> = store
+            .outbox()
+            .expect("outbox")
+            .into_iter()
+            .map(|e| e.id)
+            .collect();
+        assert_eq!(left, ["old-open", "old-pending", "new-sent"]);
+        let kept = store
+            .rollups("pc", OffsetDateTime::UNIX_EPOCH, now)
+            .expect("rollups");
+        assert_eq!(kept.len(), 2, "400 days of summaries: {kept:?}");
     }
 }

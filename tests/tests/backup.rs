@@ -398,3 +398,54 @@ fn a_backup_under_load_restores_elsewhere_and_agents_carry_on() {
     );
     restored.stop();
 }
+
+#[test]
+fn the_daily_backup_is_written_at_start_encrypted_and_restores() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let passphrase = dir.path().join("passphrase");
+    std::fs::write(&passphrase, "daily secret\n").expect("passphrase");
+    let extra = format!(
+        "[backup]\nevery = \"1h\"\nkeep = 2\npassphrase_file = {:?}\n",
+        passphrase.display().to_string()
+    );
+    let collector = Collector::start_with(&dir.path().join("c"), &extra);
+    let backups = dir.path().join("c/data/backups");
+    let file = wait_for(Duration::from_secs(30), "the first daily backup", || {
+        std::fs::read_dir(&backups)
+            .ok()?
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("caretaker-") && n.ends_with(".ctbk"))
+            })
+    });
+    let target = dir.path().join("restored");
+    let output = collector_cli(&[
+        "restore",
+        "--from",
+        &file.display().to_string(),
+        "--data-dir",
+        &target.display().to_string(),
+        "--passphrase-file",
+        &passphrase.display().to_string(),
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(target.join("api-token"))
+            .expect("token")
+            .trim(),
+        collector.api_token()
+    );
+    assert!(target.join("store").is_dir());
+    assert!(
+        !target.join("backups").exists(),
+        "backups are not inside backups"
+    );
+    assert!(collector.log().contains("Daily backup written"));
+}

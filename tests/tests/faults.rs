@@ -160,6 +160,16 @@ async fn a_full_disk_is_unavailable_not_fatal_and_the_collector_recovers_by_itse
     let (code, body) = get_raw(collector.http, "/api/v1/health", None).expect("health");
     assert_eq!(code, 503, "{body}");
     assert!(body.contains("degraded"), "{body}");
+    // Prometheus sees it too (a full store serves reads: /metrics still answers).
+    let (code, metrics) =
+        get_raw(collector.http, "/metrics", Some(&collector.api_token())).expect("metrics");
+    assert_eq!(code, 200, "{metrics}");
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == "caretaker_degraded{component=\"store\",reason=\"full\"} 1"),
+        "{metrics}"
+    );
 
     // Still full: more refusals, and the log does not fill with errors.
     for _ in 0..50 {

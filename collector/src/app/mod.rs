@@ -425,6 +425,7 @@ impl App {
             crate::retention::run(store.clone(), config.retention.clone(), shutdown.clone())
                 .instrument(tracing::info_span!("retention")),
         );
+        let register_for_watchdog = register.clone();
         drop(register);
         tracker.close();
         Listening {
@@ -435,6 +436,15 @@ impl App {
         .write(&data_dir)?;
         tracing::info!(grpc = %grpc_addr, http = %http_addr, data_dir = %data_dir.display(),
             "Collector ready");
+        crate::sdnotify::notify(&format!(
+            "READY=1\nSTATUS=Agents on {grpc_addr}, API on {http_addr}"
+        ));
+        if let Some(every) = crate::sdnotify::watchdog_interval() {
+            let (register, token) = (register_for_watchdog, shutdown.clone());
+            tracker.spawn(
+                watchdog(register, every, token).instrument(tracing::info_span!("watchdog")),
+            );
+        }
         Ok(Self {
             grpc_addr,
             http_addr,
@@ -458,6 +468,7 @@ impl App {
             () = self.shutdown.cancelled() => None,
             failure = self.failure.recv() => failure,
         };
+        crate::sdnotify::notify("STOPPING=1");
         self.shutdown.cancel();
         let deadline = tokio::time::Instant::now() + SHUTDOWN_DEADLINE;
         if tokio::time::timeout_at(deadline, self.tracker.wait())
@@ -478,6 +489,44 @@ impl App {
             );
         }
         failed.map_or(Ok(()), Err)
+    }
+}
+
+/// `WATCHDOG=1` to systemd twice per interval, but only while the register writer answers
+/// (a no-op job between commits within the interval): a wedged writer gets the collector
+/// restarted. A long backup holds the writer too: keep `WatchdogSec` above the time one takes.
+async fn watchdog(
+    register: register::Register,
+    every: std::time::Duration,
+    token: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(every / 2);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = token.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let work: register::Exclusive = Box::new(move |_| {
+            let _ = tx.send(());
+        });
+        let alive = tokio::time::timeout(every / 2, async {
+            register
+                .send(register::Job::Exclusive { work })
+                .await
+                .is_ok()
+                && rx.await.is_ok()
+        })
+        .await
+        .unwrap_or(false);
+        if alive {
+            crate::sdnotify::notify("WATCHDOG=1");
+        } else {
+            tracing::warn!(
+                "The register writer did not answer in time; withholding the systemd watchdog"
+            );
+        }
     }
 }
 

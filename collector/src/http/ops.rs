@@ -71,10 +71,13 @@ pub async fn metrics(
             "metrics need a bearer token or a client address in [metrics] allow",
         ));
     }
+    // While the store cannot be read (full, being reopened) the rest still answers: that is
+    // when the degraded gauge matters most.
     let store = state.store.clone();
-    let (incidents, outbox, store_bytes) =
+    let read =
         super::blocking(move || Ok((store.incidents()?, store.outbox()?, store.size_on_disk()?)))
-            .await?;
+            .await
+            .ok();
     let snapshot = crate::metrics::Snapshot {
         stats: &state.stats,
         problems: state
@@ -84,9 +87,7 @@ pub async fn metrics(
             .map(|(component, _, reason)| (component, reason))
             .collect(),
         queue_depth: state.register.queue_depth(),
-        incidents,
-        outbox,
-        store_bytes,
+        store: read,
     };
     Ok((
         StatusCode::OK,

@@ -172,6 +172,12 @@ impl Store for FaultyStore {
     ) -> Result<usize, StoreError> {
         self.inner.compact(asset, before, rollups, reach_before)
     }
+    fn prune_rollups(&self, asset: &str, before: OffsetDateTime) -> Result<usize, StoreError> {
+        self.inner.prune_rollups(asset, before)
+    }
+    fn remove_outbox(&self, ids: &[String]) -> Result<usize, StoreError> {
+        self.inner.remove_outbox(ids)
+    }
     fn levels(
         &self,
         asset: &str,

@@ -253,6 +253,24 @@ impl Store for MemoryStore {
         Ok(samples - inner.samples.len() + reach - inner.reach.len())
     }
 
+    fn prune_rollups(&self, asset: &str, before: OffsetDateTime) -> Result<usize, StoreError> {
+        let mut inner = self.lock();
+        let cutoff = unix_millis(before);
+        let count = inner.rollups.len();
+        inner
+            .rollups
+            .retain(|(a, start), _| !(a == asset && *start < cutoff));
+        Ok(count - inner.rollups.len())
+    }
+
+    fn remove_outbox(&self, ids: &[String]) -> Result<usize, StoreError> {
+        let mut inner = self.lock();
+        Ok(ids
+            .iter()
+            .filter(|id| inner.outbox.remove(*id).is_some())
+            .count())
+    }
+
     fn levels(
         &self,
         asset: &str,

@@ -298,6 +298,10 @@ pub trait Store: Send + Sync + 'static {
         rollups: Vec<(OffsetDateTime, serde_json::Value)>,
         reach_before: OffsetDateTime,
     ) -> Result<usize, StoreError>;
+    /// Drops an asset's hourly summaries before `before`; returns how many.
+    fn prune_rollups(&self, asset: &str, before: OffsetDateTime) -> Result<usize, StoreError>;
+    /// Removes these outbox entries (finished ones past retention); returns how many were there.
+    fn remove_outbox(&self, ids: &[String]) -> Result<usize, StoreError>;
     /// Supply levels of one asset in `[from, to)`, oldest first.
     fn levels(
         &self,

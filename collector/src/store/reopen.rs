@@ -155,6 +155,12 @@ impl Store for Reopening {
     ) -> Result<usize, StoreError> {
         self.get()?.compact(asset, before, rollups, reach_before)
     }
+    fn prune_rollups(&self, asset: &str, before: OffsetDateTime) -> Result<usize, StoreError> {
+        self.get()?.prune_rollups(asset, before)
+    }
+    fn remove_outbox(&self, ids: &[String]) -> Result<usize, StoreError> {
+        self.get()?.remove_outbox(ids)
+    }
     fn levels(
         &self,
         asset: &str,

@@ -702,6 +702,41 @@ impl Store for SledStore {
         Ok(removed)
     }
 
+    fn prune_rollups(&self, asset: &str, before: OffsetDateTime) -> Result<usize, StoreError> {
+        let start = codec::asset_prefix(asset);
+        let end = codec::reach_key(asset, unix_millis(before));
+        let mut batch = sled::Batch::default();
+        let mut removed = 0;
+        for entry in self.rollups.range(start..end) {
+            let (key, _) = entry.map_err(io("prune rollups"))?;
+            batch.remove(key);
+            removed += 1;
+        }
+        self.rollups
+            .apply_batch(batch)
+            .map_err(io("prune rollups"))?;
+        self.db.flush().map_err(io("flush"))?;
+        Ok(removed)
+    }
+
+    fn remove_outbox(&self, ids: &[String]) -> Result<usize, StoreError> {
+        let mut removed = 0;
+        let mut batch = sled::Batch::default();
+        for id in ids {
+            if self
+                .outbox
+                .contains_key(id.as_bytes())
+                .map_err(io("read outbox"))?
+            {
+                batch.remove(id.as_bytes());
+                removed += 1;
+            }
+        }
+        self.outbox.apply_batch(batch).map_err(io("prune outbox"))?;
+        self.db.flush().map_err(io("flush"))?;
+        Ok(removed)
+    }
+
     fn levels(
         &self,
         asset: &str,

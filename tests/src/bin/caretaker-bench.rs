@@ -14,6 +14,8 @@
 //!
 //! - `dashboard`: every dashboard page's p50/p99 and first-load bytes on a seeded store
 //!   (3,000 assets, 100,000 incidents, 1,000,000 changes), against the targets.
+//! - `year`: the store of a 1,500-asset school after a year (as retention leaves it): size on
+//!   disk, the cost of one retention pass, and the real collector's start-up time on it.
 //!
 //! `collector` and `agent` start their peers in a temp dir, stop them with SIGTERM and remove the dir; every wait
 //! is bounded. Exit codes: 0 measured, 1 errors during the run (or a peer failed), 2 usage.
@@ -32,6 +34,8 @@ mod discovery;
 mod flood;
 #[path = "bench/harness.rs"]
 mod harness;
+#[path = "bench/year.rs"]
+mod year;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -117,6 +121,27 @@ enum Command {
         /// Default: `caretaker-collector` next to this executable.
         #[arg(long)]
         collector_bin: Option<PathBuf>,
+    },
+    /// The store after a year of a school, and the collector's start-up time on it.
+    Year {
+        #[arg(long, default_value_t = 1500)]
+        assets: usize,
+        /// Share of the assets that are PCs with agents (the rest: network devices).
+        #[arg(long, default_value_t = 0.73)]
+        agent_share: f64,
+        #[arg(long, default_value_t = 365)]
+        days: i64,
+        /// Programs in each PC's inventory.
+        #[arg(long, default_value_t = 300)]
+        programs: usize,
+        #[arg(long, default_value_t = 20)]
+        incidents_per_day: usize,
+        /// Default: `caretaker-collector` next to this executable.
+        #[arg(long)]
+        collector_bin: Option<PathBuf>,
+        /// Keep the store in this (new) directory instead of a temporary one.
+        #[arg(long)]
+        keep: Option<PathBuf>,
         #[arg(long)]
         json: bool,
     },
@@ -240,6 +265,28 @@ async fn run(command: Command) -> anyhow::Result<bool> {
                 skip_slow,
             };
             tokio::task::spawn_blocking(move || discovery::run(&options)).await?
+        }
+        Command::Year {
+            assets,
+            agent_share,
+            days,
+            programs,
+            incidents_per_day,
+            collector_bin,
+            keep,
+            json,
+        } => {
+            let options = year::Options {
+                assets,
+                agent_share,
+                days,
+                programs,
+                incidents_per_day,
+                collector_bin,
+                keep,
+                json,
+            };
+            tokio::task::spawn_blocking(move || year::run(options)).await?
         }
     }
 }
