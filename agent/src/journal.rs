@@ -371,8 +371,9 @@ impl Journal {
     ) -> Result<Vec<Report>, JournalError> {
         let mut out = Vec::new();
         let mut bytes = 0usize;
+        let path = self.dir.join(LOG);
         let read_err = |source| JournalError::Read {
-            path: self.dir.join(LOG),
+            path: path.clone(),
             source,
         };
         let entries: Vec<Entry> = self.live.iter().take(limit_count).copied().collect();
@@ -386,8 +387,17 @@ impl Journal {
                 .seek(SeekFrom::Start(e.offset + HEADER + PREFIX as u64))
                 .map_err(read_err)?;
             self.log.read_exact(&mut buf).map_err(read_err)?;
-            let mut report = Report::decode(buf.as_slice())
-                .map_err(|source| JournalError::Decode { seq: e.seq, source })?;
+            let mut report = match Report::decode(buf.as_slice()) {
+                Ok(report) => report,
+                Err(error) => {
+                    // Intact by its checksum yet not a report: it can never be sent, and
+                    // keeping it would stop delivery of everything after it for good.
+                    tracing::error!(seq = e.seq, %error,
+                        "A journal record is not a report; dropping it (counted as dropped)");
+                    self.discard(e.seq)?;
+                    continue;
+                }
+            };
             report.seq = e.seq;
             bytes += payload_len;
             out.push(report);
@@ -867,6 +877,27 @@ mod tests {
         let mut j = Journal::open(dir.path(), 1 << 20).unwrap();
         assert_eq!(seqs(&mut j), vec![1, 2], "pending reports kept");
         assert_eq!(j.append(status(3)).unwrap(), 3);
+    }
+
+    #[test]
+    fn an_intact_record_that_is_not_a_report_is_dropped_not_a_wedge() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut j = Journal::open(dir.path(), 1 << 20).unwrap();
+        j.append(status(1)).unwrap();
+        drop(j);
+        // A record whose checksum holds but whose payload is no protobuf (field 0).
+        let mut log = OpenOptions::new()
+            .append(true)
+            .open(dir.path().join(LOG))
+            .unwrap();
+        log.write_all(&encode_record(Kind::Status, 2, &[0x00, 0x00]))
+            .unwrap();
+        drop(log);
+        let mut j = Journal::open(dir.path(), 1 << 20).unwrap();
+        assert_eq!(seqs(&mut j), vec![1], "the readable report is still sent");
+        assert_eq!(j.dropped_total(), 1);
+        assert_eq!(j.append(status(3)).unwrap(), 3);
+        assert_eq!(seqs(&mut j), vec![1, 3]);
     }
 
     #[test]

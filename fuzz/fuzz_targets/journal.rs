@@ -16,7 +16,11 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     };
     let (meta, log) = rest.split_at(usize::from(meta_len).min(rest.len()));
     let dir = DIR
-        .get_or_init(|| tempfile::tempdir_in("/dev/shm").or_else(|_| tempfile::tempdir()).expect("tempdir"))
+        .get_or_init(|| {
+            tempfile::tempdir_in("/dev/shm")
+                .or_else(|_| tempfile::tempdir())
+                .expect("tempdir")
+        })
         .path();
     for entry in std::fs::read_dir(dir).expect("dir").flatten() {
         let _ = std::fs::remove_file(entry.path());
@@ -26,7 +30,9 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     }
     std::fs::write(dir.join("journal.log"), log).expect("log");
     let mut journal = Journal::open(dir, 1 << 20).expect("a journal opens whatever its content");
-    let pending = journal.pending(usize::MAX, usize::MAX).expect("what is pending can be read");
+    let pending = journal
+        .pending(usize::MAX, usize::MAX)
+        .expect("what is pending can be read");
     assert_eq!(pending.len(), journal.len());
     let mut last = 0;
     for report in &pending {
