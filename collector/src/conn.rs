@@ -124,6 +124,37 @@ pub fn http_peer(extensions: &axum::http::Extensions) -> Option<SocketAddr> {
         .map(|info| info.0)
 }
 
+/// An HTTP client's address, as axum's connect info for [`GuardedListener`] connections;
+/// [`peer_as_socket_addr`] copies it to the `ConnectInfo<SocketAddr>` handlers extract.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Peer(pub SocketAddr);
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, GuardedListener>>
+    for Peer
+{
+    fn connect_info(stream: axum::serve::IncomingStream<'_, GuardedListener>) -> Self {
+        Peer(*stream.remote_addr())
+    }
+}
+
+/// Middleware: `ConnectInfo<Peer>` also as `ConnectInfo<SocketAddr>`, the one type handlers
+/// and [`http_peer`] read (the HTTPS listener inserts that directly).
+pub async fn peer_as_socket_addr(
+    mut request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    if let Some(axum::extract::ConnectInfo(Peer(addr))) = request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<Peer>>()
+        .copied()
+    {
+        request
+            .extensions_mut()
+            .insert(axum::extract::ConnectInfo(addr));
+    }
+    next.run(request).await
+}
+
 /// A request in flight on a connection; ending it restarts the idle clock.
 struct Busy(Arc<Activity>);
 

@@ -283,7 +283,14 @@ impl Api {
             std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
         )
         .expect("web");
+        // The CA lives in a directory of this process's own (made once per fuzzing process).
+        let pki_dir =
+            std::env::temp_dir().join(format!("caretaker-fuzz-pki-{}", std::process::id()));
+        let pki = Arc::new(
+            crate::pki::Pki::open(&pki_dir, crate::pki::TlsConfig::default(), 50051).expect("pki"),
+        );
         let state = crate::http::ApiState {
+            pki,
             ops,
             web,
             store,

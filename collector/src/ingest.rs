@@ -43,7 +43,8 @@ pub struct IngestService {
     stats: Arc<IngestStats>,
     unauthenticated: Arc<crate::authlog::FailedAuth>,
     /// (source, reason) pairs already logged; cleared past 10,000.
-    unauthenticated_sources: Arc<Mutex<HashSet<(IpAddr, String)>>>,
+    unauthenticated_sources:
+        Arc<std::sync::Mutex<std::collections::HashSet<(std::net::IpAddr, String)>>>,
 }
 
 /// The refusal key of a wrong or missing credential (see `log_refusal`).
@@ -64,6 +65,7 @@ impl IngestService {
             config,
             stats,
             unauthenticated: Arc::default(),
+            unauthenticated_sources: Arc::default(),
         }
     }
 }

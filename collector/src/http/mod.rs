@@ -240,7 +240,8 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let connections = crate::conn::Connections::new(limits.timeouts);
     let app = limited(router(state), limits, &connections)
-        .into_make_service_with_connect_info::<std::net::SocketAddr>();
+        .layer(middleware::from_fn(crate::conn::peer_as_socket_addr))
+        .into_make_service_with_connect_info::<crate::conn::Peer>();
     let listener = crate::conn::GuardedListener {
         listener,
         connections,

@@ -121,6 +121,8 @@ enum Command {
         /// Default: `caretaker-collector` next to this executable.
         #[arg(long)]
         collector_bin: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
     },
     /// The store after a year of a school, and the collector's start-up time on it.
     Year {

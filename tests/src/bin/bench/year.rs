@@ -161,6 +161,7 @@ pub fn run(opts: Options) -> Result<bool> {
                         before: Some(format!("1.{week}")),
                         after: Some(format!("1.{}", week + 1)),
                         clock_suspect: false,
+                        expected_by: None,
                     });
                 }
             }
