@@ -86,11 +86,15 @@ impl Outcome {
 /// Runs the benchmark; returns whether every RPC succeeded with the right ack.
 pub async fn run(opts: Options) -> anyhow::Result<bool> {
     match opts.transport.as_str() {
-        "plaintext" => run_one(&opts, false).await.map(|(ok, _)| ok),
-        "mtls" => run_one(&opts, true).await.map(|(ok, _)| ok),
+        "plaintext" => run_one(&opts, false, false).await.map(|(ok, _)| ok),
+        "mtls" => run_one(&opts, true, true).await.map(|(ok, _)| ok),
         _ => {
-            let (plain_ok, plain) = run_one(&opts, false).await?;
-            let (tls_ok, tls) = run_one(&opts, true).await?;
+            let (shared_ok, shared) = run_one(&opts, false, false).await?;
+            // Plaintext with one connection per agent, as mTLS must have: isolates what TLS
+            // costs from what many connections cost.
+            let (plain_ok, plain) = run_one(&opts, false, true).await?;
+            let (tls_ok, tls) = run_one(&opts, true, true).await?;
+            let plain_ok = plain_ok && shared_ok;
             let num = |f: &serde_json::Value, k: &str| f[k].as_f64().unwrap_or(f64::NAN);
             let p99 = |f: &serde_json::Value| f["latency_ms"]["p99"].as_f64().unwrap_or(f64::NAN);
             let ratio = json!({
@@ -98,6 +102,7 @@ pub async fn run(opts: Options) -> anyhow::Result<bool> {
                 "p99_mtls_over_plaintext": p99(&tls) / p99(&plain),
                 "cpu_per_report_mtls_over_plaintext": num(&tls, "collector_cpu_ms_per_1000_reports") / num(&plain, "collector_cpu_ms_per_1000_reports"),
                 "setup_mtls_over_plaintext": num(&tls, "setup_seconds") / num(&plain, "setup_seconds"),
+                "throughput_mtls_over_plaintext_shared_connections": num(&tls, "reports_per_second") / num(&shared, "reports_per_second"),
             });
             if opts.json {
                 println!(
@@ -106,7 +111,7 @@ pub async fn run(opts: Options) -> anyhow::Result<bool> {
                 );
             } else {
                 println!(
-                    "mTLS vs plaintext:   throughput x{:.2} ({:.0} vs {:.0} reports/s), p99 x{:.2} ({:.2} vs {:.2} ms), CPU per report x{:.2}, set-up (enrol + inventory) x{:.2}",
+                    "mTLS vs plaintext (both one connection per agent):   throughput x{:.2} ({:.0} vs {:.0} reports/s), p99 x{:.2} ({:.2} vs {:.2} ms), CPU per report x{:.2}, set-up (enrol + inventory) x{:.2}",
                     ratio["throughput_mtls_over_plaintext"]
                         .as_f64()
                         .unwrap_or(f64::NAN),
@@ -125,13 +130,21 @@ pub async fn run(opts: Options) -> anyhow::Result<bool> {
                         .unwrap_or(f64::NAN),
                 );
             }
+            println!(
+                "mTLS vs plaintext over {CHANNELS} shared connections: throughput x{:.2}",
+                num(&tls, "reports_per_second") / num(&shared, "reports_per_second")
+            );
             Ok(plain_ok && tls_ok)
         }
     }
 }
 
 /// One run on one transport: whether every RPC succeeded, and the figures.
-async fn run_one(opts: &Options, mtls: bool) -> anyhow::Result<(bool, serde_json::Value)> {
+async fn run_one(
+    opts: &Options,
+    mtls: bool,
+    per_agent: bool,
+) -> anyhow::Result<(bool, serde_json::Value)> {
     ensure!(opts.agents > 0, "--agents must be at least 1");
     ensure!(
         opts.reports_per_agent > 0,
@@ -144,7 +157,7 @@ async fn run_one(opts: &Options, mtls: bool) -> anyhow::Result<(bool, serde_json
         "[tls]\nplaintext = true\n"
     };
     let collector = Collector::start_with(&opts.collector_bin, extra).await?;
-    let result = measure(&collector, opts, mtls).await;
+    let result = measure(&collector, opts, mtls, per_agent).await;
     let stopped = collector.stop().await;
     let figures = result?;
     let stopped = stopped.context("stopping the collector")?;
@@ -166,6 +179,7 @@ async fn measure(
     collector: &Collector,
     opts: &Options,
     mtls: bool,
+    per_agent: bool,
 ) -> anyhow::Result<serde_json::Value> {
     let pid = collector.pid();
     let ticks_per_sec = harness::clock_ticks() as f64;
@@ -181,8 +195,9 @@ async fn measure(
             caretaker_tests::tls::collector_cas(&collector.data_dir),
         )
     });
+    let own = per_agent.then_some(collector.grpc);
     let (agents, enrol) =
-        enrol_all(&channels, &collector.enroll_token, opts, &limit, roots).await?;
+        enrol_all(&channels, &collector.enroll_token, opts, &limit, roots, own).await?;
     let inventory = submit_inventories(&agents, &limit).await?;
     let setup_wall = setup_started.elapsed();
     ensure!(
@@ -218,7 +233,7 @@ async fn measure(
         "reports_per_agent": opts.reports_per_agent,
         "concurrency": opts.concurrency,
         "transport": if mtls { "mtls" } else { "plaintext" },
-        "channels": if mtls { n as usize } else { CHANNELS },
+        "channels": if per_agent { n as usize } else { CHANNELS },
         "setup_seconds": setup_wall.as_secs_f64(),
         "reports": total,
         "wall_seconds": wall.as_secs_f64(),
@@ -394,6 +409,7 @@ async fn enrol_all(
     opts: &Options,
     limit: &Arc<Semaphore>,
     mtls: Option<(std::net::SocketAddr, String)>,
+    own_plaintext: Option<std::net::SocketAddr>,
 ) -> anyhow::Result<(Vec<Agent>, Outcome)> {
     let tasks = (0..opts.agents)
         .map(|index| {
@@ -433,7 +449,15 @@ async fn enrol_all(
                                     ),
                                 ))
                             }
-                            None => shared,
+                            None => match own_plaintext {
+                                Some(addr) => AgentServiceClient::new(
+                                    Endpoint::from_shared(format!("http://{addr}"))
+                                        .map_err(|e| e.to_string())?
+                                        .tcp_nodelay(true)
+                                        .connect_lazy(),
+                                ),
+                                None => shared,
+                            },
                         };
                         Ok(Agent {
                             index,
