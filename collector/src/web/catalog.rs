@@ -528,8 +528,10 @@ mod tests {
             i.opened_at += time::Duration::minutes(i64::from(n));
             i
         };
-        let mut set = WriteSet::default();
-        set.incidents = vec![incident(1, 3), incident(2, 1), incident(3, 3)];
+        let set = WriteSet {
+            incidents: vec![incident(1, 3), incident(2, 1), incident(3, 3)],
+            ..Default::default()
+        };
         store.commit(set).expect("commit");
         let catalog = Catalog::new(store.clone(), touched.clone());
         let order = |c: &Catalog| {
@@ -537,8 +539,10 @@ mod tests {
                 .expect("read")
         };
         assert_eq!(order(&catalog), ["i2", "i3", "i1"]);
-        let mut set = WriteSet::default();
-        set.incidents = vec![incident(1, 1)];
+        let set = WriteSet {
+            incidents: vec![incident(1, 1)],
+            ..Default::default()
+        };
         touched.add(&set);
         store.commit(set).expect("commit");
         assert_eq!(

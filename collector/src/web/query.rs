@@ -231,10 +231,11 @@ pub async fn incidents(
                 if !keep {
                     continue;
                 }
-                if total >= query.offset && page.len() < take {
-                    if let Some(incident) = data.incidents.get(&key.id) {
-                        page.push(incident.clone());
-                    }
+                if total >= query.offset
+                    && page.len() < take
+                    && let Some(incident) = data.incidents.get(&key.id)
+                {
+                    page.push(incident.clone());
                 }
                 total += 1;
             }
