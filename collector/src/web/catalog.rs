@@ -21,6 +21,8 @@ use crate::store::{Store, StoreError};
 #[derive(Debug, Clone)]
 pub struct Entry {
     pub asset: Asset,
+    /// The name in lower case (the list's default order).
+    pub name_lower: String,
     pub reach: Option<ReachSample>,
     pub last_seen: Option<OffsetDateTime>,
     /// Lower-case text the search box matches: names, addresses, serial, users, room.
@@ -39,10 +41,52 @@ pub struct Entry {
     pub ups: Option<(bool, Option<f32>, bool)>,
 }
 
+/// An incident's place in the list order, with what the list filters on.
+#[derive(Debug, Clone)]
+pub struct IncidentKey {
+    pub priority: u8,
+    pub opened_at: OffsetDateTime,
+    pub id: String,
+    pub state: crate::model::IncidentState,
+    pub asset_id: String,
+    /// Lower case: number, title, asset name, assignee.
+    pub text: String,
+}
+
+impl IncidentKey {
+    fn of(i: &Incident) -> Self {
+        Self {
+            priority: i.priority,
+            opened_at: i.opened_at,
+            id: i.id.clone(),
+            state: i.state,
+            asset_id: i.asset_id.clone(),
+            text: format!(
+                "{} {} {} {}",
+                i.number,
+                i.title,
+                i.asset_name,
+                i.desk.assigned_to.as_deref().unwrap_or_default()
+            )
+            .to_lowercase(),
+        }
+    }
+
+    /// Most urgent first, then newest.
+    fn order(&self, other: &Self) -> std::cmp::Ordering {
+        self.priority
+            .cmp(&other.priority)
+            .then_with(|| other.opened_at.cmp(&self.opened_at))
+            .then_with(|| self.id.cmp(&other.id))
+    }
+}
+
 #[derive(Default)]
 pub struct Data {
     pub assets: HashMap<AssetId, Entry>,
     pub incidents: HashMap<String, Incident>,
+    /// Every incident in list order (priority, then newest), kept sorted as they change.
+    pub order: Vec<IncidentKey>,
     /// Interned software titles (lower case), and their ids.
     pub titles: Vec<String>,
     title_ids: HashMap<String, u32>,
@@ -125,6 +169,18 @@ impl Catalog {
             data.assets.insert(entry.asset.id.clone(), entry);
         }
         for incident in incidents {
+            if let Some(old) = data.incidents.get(&incident.id) {
+                let old = IncidentKey::of(old);
+                if let Ok(at) = data.order.binary_search_by(|k| k.order(&old)) {
+                    data.order.remove(at);
+                }
+            }
+            let key = IncidentKey::of(&incident);
+            let at = data
+                .order
+                .binary_search_by(|k| k.order(&key))
+                .unwrap_or_else(|at| at);
+            data.order.insert(at, key);
             data.incidents.insert(incident.id.clone(), incident);
         }
         *seen = generation;
@@ -145,6 +201,8 @@ impl Catalog {
             .into_iter()
             .map(|i| (i.id.clone(), i))
             .collect();
+        data.order = data.incidents.values().map(IncidentKey::of).collect();
+        data.order.sort_unstable_by(IncidentKey::order);
         Ok(data)
     }
 }
@@ -271,6 +329,7 @@ fn entry(
     }
     let seen = last_seen.get(&asset.id).copied();
     Ok(Entry {
+        name_lower: asset.name.to_lowercase(),
         asset,
         reach,
         last_seen: seen,
@@ -450,6 +509,46 @@ mod tests {
                 .read(|d| d.assets["a1"].reach.map(|r| r.up))
                 .expect("read"),
             Some(false)
+        );
+    }
+
+    #[test]
+    fn the_incident_order_stays_sorted_as_incidents_change() {
+        let store = Arc::new(MemoryStore::default());
+        let touched = Arc::new(Touched::default());
+        let incident = |n: u8, priority: u8| {
+            let mut i: Incident = serde_json::from_value(serde_json::json!({
+                "id": format!("i{n}"), "number": format!("INC000000{n}"), "asset_id": "a",
+                "asset_name": "PC", "rule": "r", "title": "t", "description": "",
+                "impact": 1, "urgency": 1, "priority": priority, "state": "new",
+                "opened_at": "2026-12-01T10:00:00Z", "updated_at": "2026-12-01T10:00:00Z",
+                "occurrences": 1, "notes": []
+            }))
+            .expect("incident");
+            i.opened_at += time::Duration::minutes(i64::from(n));
+            i
+        };
+        let set = WriteSet {
+            incidents: vec![incident(1, 3), incident(2, 1), incident(3, 3)],
+            ..Default::default()
+        };
+        store.commit(set).expect("commit");
+        let catalog = Catalog::new(store.clone(), touched.clone());
+        let order = |c: &Catalog| {
+            c.read(|d| d.order.iter().map(|k| k.id.clone()).collect::<Vec<_>>())
+                .expect("read")
+        };
+        assert_eq!(order(&catalog), ["i2", "i3", "i1"]);
+        let set = WriteSet {
+            incidents: vec![incident(1, 1)],
+            ..Default::default()
+        };
+        touched.add(&set);
+        store.commit(set).expect("commit");
+        assert_eq!(
+            order(&catalog),
+            ["i2", "i1", "i3"],
+            "i1 moved up with its priority"
         );
     }
 }

@@ -39,11 +39,30 @@ pub struct AssetQuery {
     pub limit: usize,
 }
 
-fn kind_name(asset: &Asset) -> String {
-    serde_json::to_value(asset.kind)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_default()
+pub fn kind_name(asset: &Asset) -> &'static str {
+    use crate::model::AssetKind as K;
+    match asset.kind {
+        K::Pc => "pc",
+        K::Server => "server",
+        K::Laptop => "laptop",
+        K::Printer => "printer",
+        K::Switch => "switch",
+        K::Router => "router",
+        K::AccessPoint => "access-point",
+        K::Ups => "ups",
+        K::Nas => "nas",
+        K::Projector => "projector",
+        K::Phone => "phone",
+        K::Unknown => "unknown",
+    }
+}
+
+fn source_name(source: crate::model::Source) -> &'static str {
+    match source {
+        crate::model::Source::Agent => "agent",
+        crate::model::Source::Ping => "ping",
+        crate::model::Source::Snmp => "snmp",
+    }
 }
 
 pub fn status_name(status: Status) -> &'static str {
@@ -68,7 +87,7 @@ pub async fn assets(state: &ApiState, query: AssetQuery) -> Result<(Vec<Listed>,
     let (stale, reach_stale) = (state.stale_after, state.reach_stale_after);
     blocking(move || {
         let now = OffsetDateTime::now_utc();
-        let listed = web.catalog.read(|data| {
+        let (rows, total) = web.catalog.read(|data| {
             let words: Vec<(String, std::collections::HashSet<u32>)> = query
                 .q
                 .split_whitespace()
@@ -79,18 +98,17 @@ pub async fn assets(state: &ApiState, query: AssetQuery) -> Result<(Vec<Listed>,
                 })
                 .collect();
             let location = query.location.to_lowercase();
-            let mut rows: Vec<Listed> = Vec::new();
+            let mut rows: Vec<(&Entry, Status, Option<OffsetDateTime>)> = Vec::new();
             for entry in data.assets.values() {
                 if !query.kind.is_empty() && kind_name(&entry.asset) != query.kind {
                     continue;
                 }
                 if !query.source.is_empty()
-                    && !entry.asset.sources.iter().any(|s| {
-                        serde_json::to_value(s)
-                            .ok()
-                            .and_then(|v| v.as_str().map(|x| x == query.source))
-                            .unwrap_or(false)
-                    })
+                    && !entry
+                        .asset
+                        .sources
+                        .iter()
+                        .any(|s| source_name(*s) == query.source)
                 {
                     continue;
                 }
@@ -112,45 +130,55 @@ pub async fn assets(state: &ApiState, query: AssetQuery) -> Result<(Vec<Listed>,
                 if !query.status.is_empty() && status_name(status) != query.status {
                     continue;
                 }
-                rows.push(Listed {
+                rows.push((entry, status, last_seen));
+            }
+            fn name<'a>(r: &(&'a Entry, Status, Option<OffsetDateTime>)) -> &'a str {
+                r.0.name_lower.as_str()
+            }
+            match query.sort.as_str() {
+                "kind" => rows.sort_unstable_by(|a, b| {
+                    (kind_name(&a.0.asset), name(a)).cmp(&(kind_name(&b.0.asset), name(b)))
+                }),
+                "status" => rows.sort_unstable_by(|a, b| {
+                    (status_name(a.1), name(a)).cmp(&(status_name(b.1), name(b)))
+                }),
+                "ip" => rows.sort_by_cached_key(|r| {
+                    (
+                        r.0.asset
+                            .ips
+                            .first()
+                            .and_then(|ip| ip.parse::<std::net::IpAddr>().ok()),
+                        r.0.name_lower.clone(),
+                    )
+                }),
+                "last_seen" => rows.sort_unstable_by(|a, b| (a.2, name(a)).cmp(&(b.2, name(b)))),
+                _ => rows.sort_unstable_by(|a, b| {
+                    (name(a), a.0.asset.id.as_str()).cmp(&(name(b), b.0.asset.id.as_str()))
+                }),
+            }
+            if query.desc {
+                rows.reverse();
+            }
+            let total = rows.len();
+            let take = if query.limit == 0 {
+                usize::MAX
+            } else {
+                query.limit
+            };
+            let page: Vec<Listed> = rows
+                .into_iter()
+                .skip(query.offset)
+                .take(take)
+                .map(|(entry, status, last_seen)| Listed {
                     asset: entry.asset.clone(),
                     status,
                     last_seen,
                     location: entry.location.clone(),
                     users: entry.users.clone(),
-                });
-            }
-            rows
+                })
+                .collect();
+            (page, total)
         })?;
-        let mut rows = listed;
-        let name = |l: &Listed| l.asset.name.to_lowercase();
-        match query.sort.as_str() {
-            "kind" => rows.sort_by_cached_key(|l| (kind_name(&l.asset), name(l))),
-            "status" => rows.sort_by_cached_key(|l| (status_name(l.status), name(l))),
-            "ip" => rows.sort_by_cached_key(|l| {
-                (
-                    l.asset
-                        .ips
-                        .first()
-                        .and_then(|ip| ip.parse::<std::net::IpAddr>().ok()),
-                    name(l),
-                )
-            }),
-            "last_seen" => rows.sort_by_cached_key(|l| (l.last_seen, name(l))),
-            _ => rows.sort_by_cached_key(|l| (name(l), l.asset.id.clone())),
-        }
-        if query.desc {
-            rows.reverse();
-        }
-        let total = rows.len();
-        let rows: Vec<Listed> = if query.limit == 0 {
-            rows
-        } else {
-            rows.into_iter()
-                .skip(query.offset)
-                .take(query.limit)
-                .collect()
-        };
         Ok((rows, total))
     })
     .await
@@ -188,48 +216,29 @@ pub async fn incidents(
     blocking(move || {
         let words: Vec<String> = query.q.split_whitespace().map(str::to_lowercase).collect();
         Ok(web.catalog.read(|data| {
-            let mut found: Vec<&Incident> = data
-                .incidents
-                .values()
-                .filter(|i| {
-                    keep(i.state)
-                        && query.asset.as_ref().is_none_or(|a| *a == i.asset_id)
-                        && query.priority.is_none_or(|p| p == i.priority)
-                        && (words.is_empty() || {
-                            let text = format!(
-                                "{} {} {} {}",
-                                i.number,
-                                i.title,
-                                i.asset_name,
-                                i.desk.assigned_to.as_deref().unwrap_or_default()
-                            )
-                            .to_lowercase();
-                            words.iter().all(|w| text.contains(w.as_str()))
-                        })
-                })
-                .collect();
-            let total = found.len();
             let take = if query.limit == 0 {
                 usize::MAX
             } else {
-                query.offset.saturating_add(query.limit)
+                query.limit
             };
-            let order = |a: &&Incident, b: &&Incident| {
-                a.priority
-                    .cmp(&b.priority)
-                    .then_with(|| b.opened_at.cmp(&a.opened_at))
-                    .then_with(|| a.id.cmp(&b.id))
-            };
-            if take < found.len() {
-                found.select_nth_unstable_by(take, order);
-                found.truncate(take);
+            let mut total = 0;
+            let mut page = Vec::new();
+            for key in &data.order {
+                let keep = keep(key.state)
+                    && query.asset.as_ref().is_none_or(|a| *a == key.asset_id)
+                    && query.priority.is_none_or(|p| p == key.priority)
+                    && words.iter().all(|w| key.text.contains(w.as_str()));
+                if !keep {
+                    continue;
+                }
+                if total >= query.offset
+                    && page.len() < take
+                    && let Some(incident) = data.incidents.get(&key.id)
+                {
+                    page.push(incident.clone());
+                }
+                total += 1;
             }
-            found.sort_unstable_by(order);
-            let page = found
-                .into_iter()
-                .skip(query.offset)
-                .cloned()
-                .collect::<Vec<_>>();
             (page, total)
         })?)
     })
@@ -280,7 +289,7 @@ pub async fn overview(state: &ApiState) -> Result<Overview, Failure> {
                     reach_stale,
                     now,
                 );
-                let counts = kinds.entry(kind_name(&entry.asset)).or_default();
+                let counts = kinds.entry(kind_name(&entry.asset).to_owned()).or_default();
                 match status {
                     Status::Up => counts.0 += 1,
                     Status::Down => counts.1 += 1,
