@@ -3,7 +3,7 @@
 //! Users and sessions live in the store (written through the register writer) and are
 //! mirrored here in memory; this module is their only writer. Passwords are argon2id PHC
 //! strings, hashed and checked in `spawn_blocking`. A session is a random token in an
-//! `HttpOnly; SameSite=Strict` cookie (`Secure` when `[web] secure_cookies`); the store keeps
+//! `HttpOnly; SameSite=Strict` cookie (`Secure` when `[web] secure_cookies` or `[tls] https`); the store keeps
 //! only its SHA-256. Every POST must pass the Origin check (a present `Origin`/`Referer` must
 //! name this host) and carry the form token: the session's own, or before login the
 //! `caretaker_form` cookie's (double submit). Wrong passwords are throttled per user name and

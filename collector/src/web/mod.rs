@@ -109,7 +109,10 @@ impl Web {
             .and_then(|s| s.base_url.as_ref())
             .map(|u| u.trim_end_matches('/').to_owned());
         let catalog = catalog::Catalog::new(store.clone(), register.touched());
-        let auth = auth::Auth::load(store, register, &config.web)?;
+        // Under HTTPS (`[tls] https`) session cookies are always `Secure`.
+        let mut web_config = config.web.clone();
+        web_config.secure_cookies |= config.tls.https;
+        let auth = auth::Auth::load(store, register, &web_config)?;
         let web = Arc::new(Self {
             config: config.web.clone(),
             tz,
