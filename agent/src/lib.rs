@@ -27,7 +27,7 @@ pub mod logfile;
 pub mod platform;
 pub mod report;
 pub mod schedule;
-pub mod sdnotify;
+pub use caretaker_proto::sdnotify;
 #[cfg(windows)]
 pub mod service;
 pub mod status;

@@ -40,7 +40,7 @@ pub mod reload;
 pub mod retention;
 pub mod rules;
 pub mod scan;
-pub mod sdnotify;
+pub use caretaker_proto::sdnotify;
 pub mod secret;
 pub mod store;
 pub mod track;

@@ -2,7 +2,10 @@
 //!
 //! The `.proto` sources live in `proto/caretaker/v1/`; `build.rs` compiles them with protox so
 //! builds need no system `protoc`. Enable the `server` feature for the collector side; the
-//! agent uses the default `client` feature only.
+//! agent uses the default `client` feature only. Besides the protocol, the few pieces both
+//! binaries need alike: report [`limits`] and systemd notification ([`sdnotify`]).
+
+pub mod sdnotify;
 
 pub mod v1 {
     #![allow(clippy::doc_markdown, clippy::large_enum_variant)] // generated code

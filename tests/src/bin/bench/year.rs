@@ -137,7 +137,7 @@ pub fn run(opts: Options) -> Result<bool> {
                 .push(serde_json::from_value::<AgentRecord>(json!({
                     "agent_id": agent, "secret_sha256": "00".repeat(32),
                     "enrolled_at": rfc(year_ago), "hostname": format!("r{n}"),
-                    "smbios_uuid": "", "macs": [], "peer": "10.20.0.1:50000", "asset_id": id
+                    "smbios_uuid": "", "macs": [], "peer": "198.18.0.1:50000", "asset_id": id
                 }))?);
             set.inventories.push((
                 id.clone(),
