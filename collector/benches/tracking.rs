@@ -46,6 +46,8 @@ fn asset(i: usize, now: OffsetDateTime) -> Asset {
         partial: vec![],
         clock_suspect: false,
         classification: String::new(),
+        register: Default::default(),
+        register_rev: 0,
     }
 }
 

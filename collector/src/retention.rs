@@ -207,6 +207,8 @@ mod tests {
             partial: vec![],
             clock_suspect: false,
             classification: String::new(),
+            register: Default::default(),
+            register_rev: 0,
         };
         // Ten days of five-minute reports.
         let samples: Vec<StatusSample> = (0..10 * 288)

@@ -147,6 +147,8 @@ fn asset(incident: &Incident) -> Asset {
         partial: Vec::new(),
         clock_suspect: false,
         classification: String::new(),
+        register: Default::default(),
+        register_rev: 0,
     }
 }
 

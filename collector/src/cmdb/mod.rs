@@ -364,6 +364,8 @@ pub(crate) fn blank_asset(id: AssetId, first_seen: OffsetDateTime) -> Asset {
         partial: Vec::new(),
         clock_suspect: false,
         classification: String::new(),
+        register: Default::default(),
+        register_rev: 0,
     }
 }
 

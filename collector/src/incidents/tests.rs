@@ -32,6 +32,8 @@ fn asset(id: &str, kind: AssetKind) -> Asset {
         partial: Vec::new(),
         clock_suspect: false,
         classification: String::new(),
+        register: Default::default(),
+        register_rev: 0,
     }
 }
 

@@ -4,6 +4,7 @@
 //! CMDB produces them, the HTTP layer renders them. Times are UTC and serialise as RFC 3339.
 
 pub mod mac;
+pub mod register;
 pub mod snmp;
 
 use std::collections::BTreeSet;
@@ -11,6 +12,7 @@ use std::collections::BTreeSet;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
+pub use register::{Lifecycle, RegisterFields};
 pub use snmp::{SnmpSnapshot, SupplyLevels};
 
 pub type AssetId = String;
@@ -41,6 +43,9 @@ pub enum Source {
     Agent,
     Ping,
     Snmp,
+    /// Entered by a technician (dashboard, API or CSV import): things that never answer on
+    /// the network, such as whiteboards, visualisers and laptop trolleys.
+    Manual,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -88,6 +93,12 @@ pub struct Asset {
     /// layer 3, port 23" (empty when nothing told, or the kind came from an agent).
     #[serde(default)]
     pub classification: String,
+    /// What the school records about the device (tag, room, cost, warranty, lifecycle).
+    #[serde(default)]
+    pub register: RegisterFields,
+    /// Bumped by every register edit; an edit naming an older revision is refused (409).
+    #[serde(default)]
+    pub register_rev: u64,
 }
 
 /// Why an agent identity was joined to an asset.

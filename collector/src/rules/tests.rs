@@ -39,6 +39,8 @@ fn asset(id: &str, sources: &[Source]) -> Asset {
         partial: Vec::new(),
         clock_suspect: false,
         classification: String::new(),
+        register: Default::default(),
+        register_rev: 0,
     }
 }
 

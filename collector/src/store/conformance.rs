@@ -32,6 +32,8 @@ fn asset(id: &str, name: &str) -> Asset {
         partial: Vec::new(),
         clock_suspect: false,
         classification: String::new(),
+        register: Default::default(),
+        register_rev: 0,
     }
 }
 

@@ -430,6 +430,8 @@ mod tests {
             partial: Vec::new(),
             clock_suspect: false,
             classification: String::new(),
+            register: Default::default(),
+            register_rev: 0,
         }
     }
 

@@ -62,6 +62,7 @@ fn source_name(source: crate::model::Source) -> &'static str {
         crate::model::Source::Agent => "agent",
         crate::model::Source::Ping => "ping",
         crate::model::Source::Snmp => "snmp",
+        crate::model::Source::Manual => "manual",
     }
 }
 

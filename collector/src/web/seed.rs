@@ -98,6 +98,8 @@ pub fn seed(
             partial: Vec::new(),
             clock_suspect: false,
             classification: String::new(),
+            register: Default::default(),
+            register_rev: 0,
         });
         set.reach.push((
             id.clone(),
