@@ -297,6 +297,9 @@ fn change_id(asset_id: &str, rev: u64, index: usize, field: &str) -> String {
     hex::encode(&digest[..8])
 }
 
+/// One edit's result: `(asset, created, matched_by, (field, before, after))`.
+type Done = (AssetId, bool, &'static str, Vec<(String, String, String)>);
+
 /// What one job has done so far, before anything is kept.
 struct Working<'a> {
     cmdb: &'a Cmdb,
@@ -502,8 +505,7 @@ impl Cmdb {
     ) -> Result<Vec<EditOutcome>, EditError> {
         let mut work = Working::new(self);
         // Per edit: (asset, created, matched_by, changes).
-        let mut done: Vec<(AssetId, bool, &'static str, Vec<(String, String, String)>)> =
-            Vec::with_capacity(edits.len());
+        let mut done: Vec<Done> = Vec::with_capacity(edits.len());
         for (index, edit) in edits.iter().enumerate() {
             let (mut asset, created, matched_by) =
                 work.resolve(index, &edit.target, &edit.patch, now)?;
@@ -624,8 +626,10 @@ mod tests {
 
     fn cmdb_with(assets: &[Asset]) -> Cmdb {
         let store = MemoryStore::default();
-        let mut set = WriteSet::default();
-        set.assets = assets.to_vec();
+        let set = WriteSet {
+            assets: assets.to_vec(),
+            ..Default::default()
+        };
         crate::store::Store::commit(&store, set).expect("commit");
         Cmdb::load(&store, super::super::Settings::default()).expect("load")
     }
