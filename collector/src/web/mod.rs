@@ -20,7 +20,7 @@ pub mod catalog;
 mod charts;
 mod pages;
 pub mod query;
-mod report;
+pub(crate) mod report;
 pub mod seed;
 mod static_files;
 
