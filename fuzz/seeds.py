@@ -162,3 +162,8 @@ put("http_api", "problem", api(1, "problems/x", b'{"root_cause":"fan","known_err
 put("http_api", "availability", api(0, "availability?asset=x&window=7d"))
 put("http_api", "capacity", api(0, "capacity?asset=x&since=2026-01-01T00:00:00Z"))
 put("http_api", "no-token", api(0, "incidents?status=all", flags=0))
+
+# --- report_form: the staff form's urlencoded body ----------------------------------------
+put("report_form", "full", "csrf=abc&name=Ann+Smith&email=ann%40school.example&room=B12&device=pc01&text=The+projector+shows+no+picture")
+put("report_form", "no-device", "name=Bob&email=bob@school.example&room=&device=&text=help%0Aplease")
+put("report_form", "markup", "name=%3Cscript%3E&email=x%40y&device=projector&text=%3Cb%3Eno%3C%2Fb%3E")

@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 long=0
 if [ "${1:-}" = "--long" ]; then long=1; shift; fi
 seconds=${1:-$([ "$long" = 1 ] && echo 300 || echo 20)}
-targets=(submit config journal snmp_response snmp_tables packets http_api)
+targets=(submit config journal snmp_response snmp_tables packets http_api report_form)
 
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal

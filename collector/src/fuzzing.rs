@@ -3,7 +3,9 @@
 //!
 //! Parsers of untrusted bytes today: an agent's Submit (`wire`), SNMP responses and the
 //! tables assembled from walks (`scan::snmp`), ICMP and ARP replies (`scan::icmp`,
-//! `scan::arp`), the config file (`config`), and the JSON API's requests (`http`). The
+//! `scan::arp`), the config file (`config`), the JSON API's requests (`http`), and the staff
+//! form `/report` (`web::report`: axum's form decoding, the field checks, the device
+//! picker). The
 //! agent's journal reader has its target in the agent crate's public API. Nothing here runs
 //! in the daemon; it is compiled in normal builds so it cannot rot.
 
@@ -218,6 +220,82 @@ pub fn packets(bytes: &[u8]) {
             "a reply from our own address is gratuitous"
         );
         assert_eq!(mac[0] & 1, 0, "a multicast sender is never taken");
+    }
+}
+
+/// The devices the `report_form` target picks from: `(id, name, hostname, room)`.
+const DEVICES: &[crate::web::report::Candidate<'static>] = &[
+    ("a1", "B12-PC01", "b12-pc01", "B12"),
+    ("a2", "B12-PC02", "b12-pc02", "B12"),
+    ("a3", "Projector B12", "", "B12"),
+    ("a4", "LIB-PC01", "lib-pc01", "Library"),
+];
+
+/// A `/report` body as the staff form posts it (`application/x-www-form-urlencoded`), decoded
+/// by the very extractor the route uses (`axum::Form`), then checked and its device picked
+/// as `web::report::submit` does. A refused body is a 4xx; an accepted one is trimmed and
+/// within every bound; a picked device is one that exists and matches what was typed.
+pub fn report_form(bytes: &[u8]) {
+    use crate::web::report::{self, ReportForm};
+    use axum::extract::FromRequest;
+    static RUNTIME: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    let runtime = RUNTIME.get_or_init(|| {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime")
+    });
+    let Ok(request) = axum::http::Request::builder()
+        .method("POST")
+        .uri("/report")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(axum::body::Body::from(bytes.to_vec()))
+    else {
+        return;
+    };
+    let decoded = runtime.block_on(axum::Form::<ReportForm>::from_request(request, &()));
+    let form = match decoded {
+        Ok(axum::Form(form)) => form,
+        Err(rejection) => {
+            use axum::response::IntoResponse;
+            let status = rejection.into_response().status();
+            assert!(
+                status.is_client_error(),
+                "a bad form is the client's: {status}"
+            );
+            return;
+        }
+    };
+    let checked = report::check(&form);
+    if checked.error.is_empty() {
+        assert!(!checked.name.is_empty() && checked.name.len() <= report::MAX_NAME);
+        assert!(checked.email.contains('@') && checked.email.len() <= report::MAX_EMAIL);
+        assert!(!checked.email.contains(char::is_whitespace));
+        assert!(!checked.text.is_empty() && checked.text.len() <= report::MAX_TEXT);
+        assert!(checked.room.len() <= report::MAX_NAME && checked.device.len() <= report::MAX_NAME);
+    }
+    for field in [
+        &checked.name,
+        &checked.email,
+        &checked.room,
+        &checked.device,
+        &checked.text,
+    ] {
+        assert_eq!(field.trim(), field.as_str(), "fields are trimmed");
+    }
+    if !checked.device.is_empty() {
+        match report::pick_device(DEVICES, &checked.device, &checked.room) {
+            Ok(id) => {
+                let (_, name, host, _) = DEVICES.iter().find(|d| d.0 == id).expect("a real device");
+                let typed = checked.device.to_lowercase();
+                assert!(
+                    id == checked.device
+                        || name.to_lowercase().contains(&typed)
+                        || host.to_lowercase().contains(&typed),
+                    "{id} picked for {typed:?}"
+                );
+            }
+            Err(why) => assert!(!why.is_empty()),
+        }
     }
 }
 

@@ -259,8 +259,14 @@ impl Observations {
         }
     }
 
+    /// Takes in a change; one already held (the same id, e.g. marked expected since) is
+    /// replaced where it stands.
     pub fn change(&mut self, change: &Change) {
         let changes = &mut self.entry(&change.asset_id).changes;
+        if let Some(held) = changes.iter_mut().rev().find(|c| c.id == change.id) {
+            *held = change.clone();
+            return;
+        }
         changes.push_back(change.clone());
         while changes.len() > MAX_CHANGES {
             changes.pop_front();

@@ -446,6 +446,77 @@ fn the_api_speaks_https_with_the_internal_ca_and_the_cli_follows() {
 }
 
 #[test]
+fn https_serves_the_new_ca_s_certificate_after_a_rotation_without_a_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let config = dir.path().join("collector.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "data_dir = {:?}\n[grpc]\nlisten = \"127.0.0.1:0\"\n[http]\nlisten = \"127.0.0.1:0\"\n[tls]\nhttps = true\n",
+            data.display().to_string()
+        ),
+    )
+    .expect("config");
+    let mut child = Command::new(bin("caretaker-collector"))
+        .args(["run", "--config"])
+        .arg(&config)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("collector");
+    let listening = caretaker_tests::Listening::wait(&data, Duration::from_secs(30), || {
+        child.try_wait().ok().flatten().map(|s| s.to_string())
+    });
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let listening = listening.expect("listening");
+        let url = format!("https://localhost:{}/api/v1/health", listening.http.port());
+        // Only the CA given is trusted (curl's own store is not used).
+        let status_with = |ca: &Path| {
+            let out = Command::new("curl")
+                .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--cacert"])
+                .arg(ca)
+                .arg(&url)
+                .output()
+                .expect("curl must be installed");
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        };
+        let old_ca = dir.path().join("old-ca.pem");
+        std::fs::copy(data.join("pki/ca.pem"), &old_ca).expect("copy the CA");
+        assert_eq!(status_with(&old_ca), "200");
+        let rotate = Command::new(bin("caretaker-collector"))
+            .args(["ca", "rotate", "--config"])
+            .arg(&config)
+            .output()
+            .expect("cli");
+        assert!(
+            rotate.status.success(),
+            "ca rotate: {}",
+            String::from_utf8_lossy(&rotate.stderr)
+        );
+        let new_ca = dir.path().join("new-ca.pem");
+        std::fs::copy(data.join("pki/ca.pem"), &new_ca).expect("copy the new CA");
+        assert_ne!(
+            std::fs::read(&old_ca).unwrap(),
+            std::fs::read(&new_ca).unwrap(),
+            "a new CA"
+        );
+        // The same process now serves a certificate the new CA issued; a browser or script
+        // that trusts only the new CA connects.
+        assert_eq!(
+            status_with(&new_ca),
+            "200",
+            "HTTPS still serves the old CA's certificate after ca rotate"
+        );
+        assert!(child.try_wait().expect("wait").is_none(), "not restarted");
+    }));
+    let _ = child.kill();
+    let _ = child.wait();
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+#[test]
 fn a_reimaged_pc_enrols_again_as_the_same_asset_and_its_old_certificate_is_revoked() {
     let dir = tempfile::tempdir().expect("tempdir");
     let collector = Collector::start(dir.path());

@@ -449,6 +449,119 @@ fn run_once_enrols_with_a_real_collector_and_keeps_reports_while_it_is_away() {
     collector.stop();
 }
 
+/// Every file under `dir`, read as bytes (the collector's data directory).
+fn all_bytes(dir: &Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(all_bytes(&path));
+        } else if let Ok(bytes) = std::fs::read(&path) {
+            out.push((path, bytes));
+        }
+    }
+    out
+}
+
+#[test]
+fn run_once_enrols_over_mtls_at_the_collectors_own_port_and_reuses_its_certificate() {
+    let p = Prefix::new();
+    seed_programs(&p);
+    let dir = tempfile::tempdir().unwrap();
+    let mut collector = Collector::start(&dir.path().join("collector"));
+    // A real token (CA pin inside), and the collector's TLS-only port: no test proxy between.
+    let token = collector.enroll_token();
+    assert!(token.starts_with("ct1_"), "{token}");
+    let url = collector.direct_url();
+    let state = r"C:\caretaker-mtls";
+    let out = p.agent(
+        &[
+            "run",
+            "--once",
+            "--collector",
+            &url,
+            "--enroll-token",
+            &token,
+            "--state-dir",
+            state,
+        ],
+        3 * MINUTE,
+    );
+    assert!(out.status.success(), "run --once failed: {}", stderr(&out));
+    let read_identity = || -> Value {
+        serde_json::from_str(
+            &std::fs::read_to_string(p.c_drive(r"C:\caretaker-mtls\identity.json"))
+                .expect("identity.json"),
+        )
+        .expect("identity JSON")
+    };
+    let first = read_identity();
+    let cert = first["certificate_pem"].as_str().unwrap().to_owned();
+    let key = first["key_pem"].as_str().unwrap().to_owned();
+    assert!(cert.contains("BEGIN CERTIFICATE"), "{first}");
+    assert!(key.contains("PRIVATE KEY"), "the key is made on the PC");
+    assert!(
+        first["ca_pem"]
+            .as_str()
+            .unwrap()
+            .contains("BEGIN CERTIFICATE"),
+        "the CA is kept for later calls"
+    );
+    // A client pair rustls accepts (key matches certificate), issued by this collector's CA.
+    let ca = std::fs::read_to_string(collector.dir.join("data/pki/ca.pem")).unwrap();
+    let _ = caretaker_tests::tls::client_config(&ca, Some((&cert, &key)));
+    let assets = collector.assets();
+    assert_eq!(assets.len(), 1, "{assets:#?}");
+    let id = assets[0]["id"].as_str().unwrap().to_owned();
+    let detail = collector.get(&format!("/assets/{id}"));
+    assert!(
+        detail["software"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["name"] == "Caretaker Test Suite"),
+        "the inventory arrived over mTLS: {detail}"
+    );
+    // The private key never left the PC: no byte of its body is in the collector's files.
+    let body: String = key
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect::<Vec<_>>()
+        .join("");
+    let probe = &body[body.len().saturating_sub(48)..];
+    for (path, bytes) in all_bytes(&collector.dir) {
+        assert!(
+            !String::from_utf8_lossy(&bytes).contains(probe),
+            "the agent's key is in {}",
+            path.display()
+        );
+    }
+    let log = collector.log();
+    assert!(
+        !log.contains("spoke plaintext"),
+        "the agent spoke TLS to the TLS port:\n{log}"
+    );
+
+    // Second run, no token: the stored certificate alone authenticates, nothing is re-made.
+    let out = p.agent(
+        &["run", "--once", "--collector", &url, "--state-dir", state],
+        3 * MINUTE,
+    );
+    assert!(
+        out.status.success(),
+        "second run --once failed: {}",
+        stderr(&out)
+    );
+    let second = read_identity();
+    assert_eq!(second["agent_id"], first["agent_id"]);
+    assert_eq!(second["certificate_pem"], first["certificate_pem"]);
+    assert_eq!(second["key_pem"], first["key_pem"]);
+    let assets = collector.assets();
+    assert_eq!(assets.len(), 1, "still one asset: {assets:#?}");
+    assert_eq!(assets[0]["id"], id.as_str());
+    collector.stop();
+}
+
 fn service_state(p: &Prefix) -> String {
     let out = p.agent(&["service", "status"], MINUTE);
     format!(

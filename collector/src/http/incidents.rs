@@ -150,7 +150,45 @@ pub async fn problems(State(state): State<ApiState>) -> Result<Json<Value>, ApiE
 #[serde(deny_unknown_fields)]
 pub struct ProblemBody {
     root_cause: Option<String>,
+    workaround: Option<String>,
     known_error: Option<bool>,
+}
+
+/// `GET /problems/{id}` (id or `PRB…` number): the problem, with its linked incidents'
+/// numbers, states and titles.
+pub async fn problem(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let (store, web, wanted) = (state.store.clone(), state.web.clone(), id.clone());
+    let found = blocking(move || {
+        let Some(problem) = store
+            .problems()?
+            .into_iter()
+            .find(|p| p.id == wanted || p.number.eq_ignore_ascii_case(&wanted))
+        else {
+            return Ok(None);
+        };
+        let incidents = web.catalog.read(|data| {
+            problem
+                .incident_ids
+                .iter()
+                .map(|id| match data.incidents.get(id) {
+                    Some(i) => {
+                        json!({"id": i.id, "number": i.number, "state": i.state, "title": i.title})
+                    }
+                    None => json!({"id": id}),
+                })
+                .collect::<Vec<_>>()
+        })?;
+        let mut value = json!(problem);
+        value["incidents"] = json!(incidents);
+        Ok(Some(value))
+    })
+    .await?;
+    found
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("problem {id}")))
 }
 
 pub async fn update_problem(
@@ -161,8 +199,11 @@ pub async fn update_problem(
     let Json(body) = payload.map_err(|r| rejected(r.status(), r.body_text()))?;
     let problem = ask(&state, |reply| Job::Problem {
         id,
-        root_cause: body.root_cause,
-        known_error: body.known_error,
+        update: crate::incidents::ProblemUpdate {
+            root_cause: body.root_cause,
+            workaround: body.workaround,
+            known_error: body.known_error,
+        },
         reply,
     })
     .await?;

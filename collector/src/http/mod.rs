@@ -98,7 +98,10 @@ pub fn router(state: ApiState) -> Router {
         .route("/problems", get(incidents::problems))
         .route("/availability", get(tracking::availability))
         .route("/outbox", get(incidents::outbox))
-        .route("/problems/{id}", post(incidents::update_problem))
+        .route(
+            "/problems/{id}",
+            get(incidents::problem).post(incidents::update_problem),
+        )
         .route(
             "/users",
             get(crate::web::auth::api_list).post(crate::web::auth::api_add),

@@ -109,16 +109,14 @@ impl Detector {
         self.engine.report(now, report, asset_name, out)
     }
 
-    /// A technician's update of a problem's root cause or known-error flag.
+    /// A technician's update of a problem's root cause, workaround or known-error flag.
     pub fn update_problem(
         &mut self,
         now: OffsetDateTime,
         id: &str,
-        root_cause: Option<String>,
-        known_error: Option<bool>,
+        update: super::ProblemUpdate,
         out: &mut WriteSet,
     ) -> Result<Problem, ActionError> {
-        self.engine
-            .update_problem(now, id, root_cause, known_error, out)
+        self.engine.update_problem(now, id, update, out)
     }
 }

@@ -16,6 +16,7 @@ pub mod problems;
 pub mod topology;
 
 pub use detect::{Detection, Detector};
+pub use problems::ProblemUpdate;
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -154,6 +155,11 @@ pub enum Action {
     Hold {
         by: String,
         reason: String,
+    },
+    /// Take an incident off hold (back in progress), with an optional note.
+    Resume {
+        by: String,
+        text: Option<String>,
     },
     /// Open a resolved incident again.
     Reopen {
@@ -694,6 +700,27 @@ impl Engine {
                 });
                 self.event(now, &incident.id, IncidentEventKind::Held { by }, out);
             }
+            Action::Resume { by, text } => {
+                if incident.state != IncidentState::OnHold {
+                    return Ok(Err(conflict(&incident, "taken off hold")));
+                }
+                if text.as_ref().is_some_and(|t| t.len() > 10_000) {
+                    return Ok(Err(ActionError::Invalid(
+                        "a note is limited to 10,000 bytes".to_owned(),
+                    )));
+                }
+                incident.state = IncidentState::InProgress;
+                incident.desk.hold_reason = None;
+                incident.notes.push(Note {
+                    at: now,
+                    author: by.clone(),
+                    text: match text {
+                        Some(t) => format!("Taken off hold: {t}"),
+                        None => "Taken off hold.".to_owned(),
+                    },
+                });
+                self.event(now, &incident.id, IncidentEventKind::Noted { by }, out);
+            }
             Action::Reopen { by, text } => {
                 if incident.state != IncidentState::Resolved {
                     return Ok(Err(conflict(&incident, "reopened")));
@@ -789,11 +816,10 @@ impl Engine {
         &mut self,
         now: OffsetDateTime,
         id: &str,
-        root_cause: Option<String>,
-        known_error: Option<bool>,
+        update: ProblemUpdate,
         out: &mut WriteSet,
     ) -> Result<Problem, ActionError> {
-        self.problems.update(now, id, root_cause, known_error, out)
+        self.problems.update(now, id, update, out)
     }
 }
 
@@ -804,6 +830,7 @@ fn action_name(action: &Action) -> &'static str {
         Action::Resolve { .. } => "resolved",
         Action::Assign { .. } => "assigned",
         Action::Hold { .. } => "put on hold",
+        Action::Resume { .. } => "taken off hold",
         Action::Reopen { .. } => "reopened",
     }
 }

@@ -1,7 +1,7 @@
 //! Problem management: propose a problem when one rule fires on one asset again and again
 //! (`problem_repeats` times within `problem_window`) or on many assets at once
 //! (`widespread_assets` within `widespread_window`), linking the incidents. Technicians add
-//! the root cause and set the known-error flag.
+//! the root cause and the workaround and set the known-error flag.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -10,6 +10,14 @@ use time::OffsetDateTime;
 use super::{ActionError, IncidentsConfig};
 use crate::model::{Incident, Problem};
 use crate::store::WriteSet;
+
+/// A technician's change to a problem: each field given is set.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProblemUpdate {
+    pub root_cause: Option<String>,
+    pub workaround: Option<String>,
+    pub known_error: Option<bool>,
+}
 
 #[derive(Debug, Default)]
 pub struct Problems {
@@ -151,6 +159,7 @@ impl Problems {
             created_at: now,
             updated_at: now,
             root_cause: String::new(),
+            workaround: String::new(),
             known_error: false,
         };
         self.next_number += 1;
@@ -181,22 +190,31 @@ impl Problems {
         &mut self,
         now: OffsetDateTime,
         id: &str,
-        root_cause: Option<String>,
-        known_error: Option<bool>,
+        update: ProblemUpdate,
         out: &mut WriteSet,
     ) -> Result<Problem, ActionError> {
+        let ProblemUpdate {
+            root_cause,
+            workaround,
+            known_error,
+        } = update;
+        for (text, what) in [(&root_cause, "a root cause"), (&workaround, "a workaround")] {
+            if text.as_ref().is_some_and(|t| t.len() > 10_000) {
+                return Err(ActionError::Invalid(format!(
+                    "{what} is limited to 10,000 bytes"
+                )));
+            }
+        }
         let problem = self
             .all
             .values_mut()
             .find(|p| p.id == id || p.number.eq_ignore_ascii_case(id))
             .ok_or_else(|| ActionError::NotFound(id.to_owned()))?;
         if let Some(cause) = root_cause {
-            if cause.len() > 10_000 {
-                return Err(ActionError::Invalid(
-                    "a root cause is limited to 10,000 bytes".to_owned(),
-                ));
-            }
             problem.root_cause = cause;
+        }
+        if let Some(workaround) = workaround {
+            problem.workaround = workaround;
         }
         if let Some(flag) = known_error {
             problem.known_error = flag;

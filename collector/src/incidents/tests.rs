@@ -407,3 +407,45 @@ fn priority_is_impact_plus_urgency_minus_one() {
     assert_eq!(priority(2, 3), 4);
     assert_eq!(priority(3, 3), 5);
 }
+
+#[test]
+fn an_incident_on_hold_is_resumed_and_only_then() {
+    let mut h = Harness::new(IncidentsConfig::default(), Vec::new());
+    h.step(0, vec![down("pc1")]);
+    let id = h.incidents()[0].id.clone();
+    let act = |h: &mut Harness, action: Action| {
+        let mut out = WriteSet::default();
+        let t = h.t;
+        let result = h
+            .engine
+            .act(&h.store, t, &id, action, &mut out)
+            .expect("store");
+        h.store.commit(out).expect("commit");
+        result
+    };
+    let resume = || Action::Resume {
+        by: "sam".to_owned(),
+        text: Some("part arrived".to_owned()),
+    };
+    assert!(
+        matches!(act(&mut h, resume()), Err(ActionError::Conflict { .. })),
+        "an incident not on hold cannot be resumed"
+    );
+    let held = act(
+        &mut h,
+        Action::Hold {
+            by: "sam".to_owned(),
+            reason: "waiting for a part".to_owned(),
+        },
+    )
+    .expect("hold");
+    assert_eq!(held.state, IncidentState::OnHold);
+    let resumed = act(&mut h, resume()).expect("resume");
+    assert_eq!(resumed.state, IncidentState::InProgress);
+    assert_eq!(resumed.desk.hold_reason, None);
+    assert_eq!(
+        resumed.notes.last().map(|n| n.text.as_str()),
+        Some("Taken off hold: part arrived")
+    );
+    assert_eq!(h.incidents()[0].state, IncidentState::InProgress, "stored");
+}

@@ -411,6 +411,10 @@ pub struct Problem {
     pub updated_at: OffsetDateTime,
     #[serde(default)]
     pub root_cause: String,
+    /// What staff or technicians can do until the root cause is fixed (shown on the linked
+    /// incidents).
+    #[serde(default)]
+    pub workaround: String,
     #[serde(default)]
     pub known_error: bool,
 }

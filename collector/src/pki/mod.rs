@@ -346,6 +346,8 @@ pub struct Pki {
     state: Mutex<State>,
     revoked: RwLock<Revocations>,
     server_config: RwLock<Arc<rustls::ServerConfig>>,
+    /// The internal CA's server certificate as HTTPS serves it (swapped on rotation).
+    https_cert: Arc<HttpsCert>,
     /// The current CA's subject, to tell agents on an older CA to renew.
     current_subject: RwLock<String>,
     /// Notified when certificates are issued or revoked, or the CA changes.
@@ -410,8 +412,10 @@ impl Pki {
             tokens,
         };
         let config = Self::build_server_config(&dir, &settings, &state, false)?;
+        let https_cert = Arc::new(HttpsCert(RwLock::new(certified_key(&dir)?)));
         let subject = state.current.subject.clone();
         Ok(Self {
+            https_cert,
             dir,
             settings,
             grpc_port,
@@ -454,25 +458,23 @@ impl Pki {
             .clone()
     }
 
-    /// The server chain and key for the HTTP listener (internal CA), with `http/1.1` ALPN.
+    /// The HTTP listener's TLS (`http/1.1` ALPN): the supplied certificate and key, or the
+    /// internal CA's server certificate, read at each handshake so that after `ca rotate`
+    /// the listener serves the new one without a restart.
     pub fn https_config(&self) -> Result<Arc<rustls::ServerConfig>, PkiError> {
-        let (chain, key) = match (
+        let builder = rustls::ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| PkiError::Tls(e.to_string()))?
+            .with_no_client_auth();
+        let mut config = match (
             &self.settings.https_cert_file,
             &self.settings.https_key_file,
         ) {
-            (Some(cert), Some(key)) => (read_chain(cert)?, read_key(key)?),
-            _ => {
-                let chain = read_chain(&self.dir.join("server.pem"))?;
-                let key = read_key(&self.dir.join("server.key"))?;
-                (chain, key)
-            }
+            (Some(cert), Some(key)) => builder
+                .with_single_cert(read_chain(cert)?, read_key(key)?)
+                .map_err(|e| PkiError::Tls(e.to_string()))?,
+            _ => builder.with_cert_resolver(self.https_cert.clone()),
         };
-        let mut config = rustls::ServerConfig::builder_with_provider(provider())
-            .with_safe_default_protocol_versions()
-            .map_err(|e| PkiError::Tls(e.to_string()))?
-            .with_no_client_auth()
-            .with_single_cert(chain, key)
-            .map_err(|e| PkiError::Tls(e.to_string()))?;
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
         Ok(Arc::new(config))
     }
@@ -819,6 +821,7 @@ impl Pki {
             .server_config
             .write()
             .unwrap_or_else(|p| p.into_inner()) = config;
+        *self.https_cert.0.write().unwrap_or_else(|p| p.into_inner()) = certified_key(&self.dir)?;
         *self
             .current_subject
             .write()
@@ -858,6 +861,30 @@ fn bundle(state: &State) -> String {
 }
 
 /// The one crypto provider (ring: no C toolchain beyond what ring needs, same on Windows).
+/// The internal CA's server certificate for HTTPS: every handshake takes the one in force,
+/// which [`Pki::rotate`] swaps.
+#[derive(Debug)]
+struct HttpsCert(RwLock<Arc<rustls::sign::CertifiedKey>>);
+
+impl rustls::server::ResolvesServerCert for HttpsCert {
+    fn resolve(
+        &self,
+        _hello: rustls::server::ClientHello<'_>,
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        Some(self.0.read().unwrap_or_else(|p| p.into_inner()).clone())
+    }
+}
+
+/// `server.pem` + `server.key` in `dir`, ready to serve.
+fn certified_key(dir: &Path) -> Result<Arc<rustls::sign::CertifiedKey>, PkiError> {
+    let chain = read_chain(&dir.join("server.pem"))?;
+    let key = provider()
+        .key_provider
+        .load_private_key(read_key(&dir.join("server.key"))?)
+        .map_err(|e| PkiError::Tls(e.to_string()))?;
+    Ok(Arc::new(rustls::sign::CertifiedKey::new(chain, key)))
+}
+
 pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }

@@ -152,8 +152,7 @@ pub enum Job {
     /// A technician's update to a problem.
     Problem {
         id: String,
-        root_cause: Option<String>,
-        known_error: Option<bool>,
+        update: crate::incidents::ProblemUpdate,
         reply: Reply<Result<Problem, ActionError>>,
     },
 }
@@ -695,6 +694,10 @@ impl State {
                 } = *records;
                 set.users = users;
                 set.sessions = sessions;
+                // A change marked expected no longer counts for `unauthorised_change`.
+                if !changes.is_empty() {
+                    batch.evaluate_at(OffsetDateTime::now_utc());
+                }
                 set.changes = changes;
                 batch.accept(set, reply, ());
             }
@@ -710,16 +713,9 @@ impl State {
                     .edit_register(&edits, &author, dry_run, now, &mut set);
                 batch.accept(set, reply, outcome);
             }
-            Job::Problem {
-                id,
-                root_cause,
-                known_error,
-                reply,
-            } => {
+            Job::Problem { id, update, reply } => {
                 let now = OffsetDateTime::now_utc();
-                let outcome =
-                    self.detector
-                        .update_problem(now, &id, root_cause, known_error, &mut set);
+                let outcome = self.detector.update_problem(now, &id, update, &mut set);
                 batch.accept(set, reply, outcome);
             }
         }

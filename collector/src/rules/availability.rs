@@ -35,12 +35,16 @@ pub(super) fn check(
             asset_id: asset.id.clone(),
             title: format!("{} down", label(asset)),
             description: format!(
-                "{} ({}) has not answered ping for {} ({} checks in a row); last answer {}.",
+                "{} ({}) has not answered ping for {} ({} checks in a row); {}.",
                 label(asset),
                 asset.ips.join(", "),
                 human(cx.now - since),
                 obs.ping.consecutive_misses,
-                obs.ping.last_up_at.map_or("never".to_owned(), |t| t.to_string()),
+                // No clock time in the text: the pages show times in the school's zone.
+                obs.ping.last_up_at.map_or("it has never answered".to_owned(), |t| format!(
+                    "last answer {} ago",
+                    human(cx.now - t)
+                )),
             ),
             impact: rule.impact,
             urgency: rule.urgency,

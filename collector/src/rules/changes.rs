@@ -1,5 +1,6 @@
-//! Change management: software or hardware changes outside an approved change window,
-//! blocklisted software present, required software missing.
+//! Change management: software or hardware changes outside an approved change window (and
+//! not marked expected by a technician), blocklisted software present, required software
+//! missing.
 
 use serde_json::json;
 
@@ -30,6 +31,7 @@ pub(super) fn check(
         .iter()
         .filter(|c| c.kind != "created" && relevant(&c.field) && cx.now - c.at <= window)
         .filter(|c| !cx.change_windows.iter().any(|w| w.contains(c.at)))
+        .filter(|c| c.expected_by.is_none())
         .collect();
     let installed = |name: &String| obs.software.as_ref().map(|list| list.contains(name));
     let blocklisted: Vec<&String> = rule

@@ -84,6 +84,20 @@ fn host_down_needs_consecutive_misses_and_a_silent_agent() {
     );
     obs.ping("pc", NOW - time::Duration::seconds(10), false, m);
     assert_eq!(rules_fired(&assets, &obs), ["host_down"]);
+    // The description carries no raw UTC clock time (`… +00:00:00`), only durations.
+    let cx = Context {
+        now: NOW,
+        assets: &assets,
+        obs: &obs,
+        change_windows: &[],
+        baseline: None,
+    };
+    let down = evaluate(&RulesConfig::default(), &cx);
+    assert!(
+        down[0].description.ends_with("last answer 30 s ago."),
+        "{}",
+        down[0].description
+    );
     // An agent still reporting proves the host is up (ping blocked by a firewall).
     let agent_pc = [asset("pc", &[Source::Ping, Source::Agent])];
     obs.agent("pc", NOW - time::Duration::seconds(5));
@@ -295,6 +309,38 @@ fn changes_outside_a_window_and_software_lists() {
     let fired = fired(&assets, &obs, &config, &[], None);
     assert_eq!(fired.len(), 1);
     assert_eq!(fired[0].1, "Blocklisted software on PC");
+}
+
+#[test]
+fn a_change_marked_expected_no_longer_counts() {
+    let assets = [asset("pc", &[Source::Agent])];
+    let mut obs = Observations::default();
+    obs.agent("pc", NOW);
+    let at = NOW - time::Duration::hours(2);
+    let removed = change("software:adobe-reader", "removed", at);
+    let added = change("software:vlc", "added", at);
+    obs.change(&removed);
+    obs.change(&added);
+    let both = fired(&assets, &obs, &RulesConfig::default(), &[], None);
+    assert!(
+        both[0].1.starts_with("adobe-reader removed"),
+        "{}",
+        both[0].1
+    );
+    // The dashboard writes the record again with who expected it: it replaces the one held.
+    let mut expected = removed.clone();
+    expected.expected_by = Some("sam".to_owned());
+    obs.change(&expected);
+    assert_eq!(obs.entry("pc").changes.len(), 2, "replaced, not added");
+    let one = fired(&assets, &obs, &RulesConfig::default(), &[], None);
+    assert!(one[0].1.starts_with("vlc added"), "{}", one[0].1);
+    let mut expected = added.clone();
+    expected.expected_by = Some("sam".to_owned());
+    obs.change(&expected);
+    assert!(
+        fired(&assets, &obs, &RulesConfig::default(), &[], None).is_empty(),
+        "every change expected: no condition"
+    );
 }
 
 #[test]

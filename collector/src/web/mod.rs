@@ -21,7 +21,7 @@ mod charts;
 mod pages;
 pub mod query;
 mod register;
-mod report;
+pub(crate) mod report;
 pub mod seed;
 mod static_files;
 

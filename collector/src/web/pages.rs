@@ -1159,6 +1159,11 @@ struct IncidentPage {
     open: bool,
     acknowledged: bool,
     resolved: bool,
+    /// On hold: the page offers "Resume" instead of "Put on hold".
+    held: bool,
+    /// The linked problem `(id, number)` and its workaround, if it has one.
+    problem: Option<(String, String)>,
+    workaround: String,
     technicians: Vec<String>,
     message: String,
 }
@@ -1228,7 +1233,6 @@ pub async fn incident(
                 .map(|t| web.local(t))
                 .unwrap_or_default(),
         ),
-        ("Problem", incident.problem_id.clone().unwrap_or_default()),
     ];
     if let Some(r) = &incident.desk.reporter {
         facts.push(("Reported by", format!("{} <{}>", r.name, r.email)));
@@ -1255,6 +1259,13 @@ pub async fn incident(
         author: n.author.clone(),
         text: n.text.clone(),
     }));
+    let linked = match incident.problem_id.clone() {
+        Some(id) => {
+            let store = state.store.clone();
+            blocking(move || Ok(store.problems()?.into_iter().find(|p| p.id == id))).await?
+        }
+        None => None,
+    };
     let technicians = web
         .auth
         .users()
@@ -1267,6 +1278,7 @@ pub async fn incident(
         "assign" => "Assignment saved.",
         "note" => "Note added.",
         "hold" => "Put on hold.",
+        "resume" => "Taken off hold.",
         "resolve" => "Resolved.",
         "reopen" => "Reopened.",
         _ => "",
@@ -1281,6 +1293,9 @@ pub async fn incident(
         open: incident.state.is_open(),
         acknowledged: incident.acknowledged_at.is_some(),
         resolved: incident.state == IncidentState::Resolved,
+        held: incident.state == IncidentState::OnHold,
+        problem: linked.as_ref().map(|p| (p.id.clone(), p.number.clone())),
+        workaround: linked.map(|p| p.workaround).unwrap_or_default(),
         technicians,
         message,
     }))
@@ -1296,7 +1311,7 @@ pub struct ActionForm {
     to: String,
 }
 
-/// `POST /incidents/{id}/{ack|assign|note|hold|resolve|reopen}`: the same incident actions
+/// `POST /incidents/{id}/{ack|assign|note|hold|resume|resolve|reopen}`: the same incident actions
 /// the API and CLI use, by the logged-in user; then back to the incident (POST-redirect-GET).
 pub async fn incident_action(
     State(state): State<ApiState>,
@@ -1320,6 +1335,7 @@ pub async fn incident_action(
         "assign" => Action::Assign { by, to: form.to },
         "note" => Action::Note { by, text },
         "hold" => Action::Hold { by, reason: text },
+        "resume" => Action::Resume { by, text: optional },
         "resolve" => Action::Resolve { by, text: optional },
         "reopen" => Action::Reopen { by, text: optional },
         _ => {
@@ -1358,6 +1374,7 @@ struct ProblemRow {
     title: String,
     pattern: String,
     root_cause: String,
+    workaround: String,
     known_error: bool,
     incidents: Vec<(String, String)>,
     assets: usize,
@@ -1411,6 +1428,7 @@ pub async fn problems(
             title: p.title.clone(),
             pattern: p.pattern.clone(),
             root_cause: p.root_cause.clone(),
+            workaround: p.workaround.clone(),
             known_error: p.known_error,
             incidents,
             assets: p.asset_ids.len(),
@@ -1429,6 +1447,8 @@ pub struct ProblemForm {
     csrf: String,
     #[serde(default)]
     root_cause: String,
+    #[serde(default)]
+    workaround: String,
     known_error: Option<String>,
 }
 
@@ -1450,8 +1470,11 @@ pub async fn problem_update(
         .register
         .ask(|reply| Job::Problem {
             id: id.clone(),
-            root_cause: Some(form.root_cause),
-            known_error: Some(form.known_error.is_some()),
+            update: crate::incidents::ProblemUpdate {
+                root_cause: Some(form.root_cause),
+                workaround: Some(form.workaround),
+                known_error: Some(form.known_error.is_some()),
+            },
             reply,
         })
         .await

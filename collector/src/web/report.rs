@@ -60,20 +60,120 @@ pub async fn form(State(state): State<ApiState>, headers: HeaderMap) -> Response
     response
 }
 
+/// The form as posted (every field optional: a missing one is caught by [`check`]).
 #[derive(Deserialize)]
 pub struct ReportForm {
     #[serde(default)]
-    csrf: String,
+    pub csrf: String,
     #[serde(default)]
-    name: String,
+    pub name: String,
     #[serde(default)]
-    email: String,
+    pub email: String,
     #[serde(default)]
-    room: String,
+    pub room: String,
     #[serde(default)]
-    device: String,
+    pub device: String,
     #[serde(default)]
-    text: String,
+    pub text: String,
+}
+
+/// A form's fields, trimmed; `error` says what to fix (empty: acceptable).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checked {
+    pub name: String,
+    pub email: String,
+    pub room: String,
+    pub device: String,
+    pub text: String,
+    pub error: String,
+}
+
+/// The most bytes each field may hold.
+pub const MAX_NAME: usize = 200;
+pub const MAX_EMAIL: usize = 254;
+pub const MAX_TEXT: usize = 10_000;
+
+/// Trims the fields and checks them, as `submit` does before anything is stored.
+pub fn check(form: &ReportForm) -> Checked {
+    let name = form.name.trim().to_owned();
+    let email = form.email.trim().to_owned();
+    let room = form.room.trim().to_owned();
+    let text = form.text.trim().to_owned();
+    let device = form.device.trim().to_owned();
+    let error = if name.is_empty() || name.len() > MAX_NAME {
+        "Please give your name (at most 200 characters)."
+    } else if email.len() > MAX_EMAIL
+        || !email.contains('@')
+        || email.contains(char::is_whitespace)
+        || email.contains(char::is_control)
+    {
+        "Please give an email address we can reply to."
+    } else if text.is_empty() || text.len() > MAX_TEXT {
+        "Please say what is wrong (at most 10,000 characters)."
+    } else if room.len() > MAX_NAME || device.len() > MAX_NAME {
+        "The room and device are limited to 200 characters."
+    } else {
+        ""
+    };
+    Checked {
+        name,
+        email,
+        room,
+        device,
+        text,
+        error: error.to_owned(),
+    }
+}
+
+/// One device the picker may choose: `(id, name, hostname, room)`.
+pub type Candidate<'a> = (&'a str, &'a str, &'a str, &'a str);
+
+/// The device a typed `device` (and `room`) means, for the form without JavaScript: an exact
+/// id, name or hostname first; else the one device whose name or hostname contains what was
+/// typed (in the room typed, if any); several or none is an error saying so.
+pub fn pick_device<'a>(
+    candidates: &[Candidate<'a>],
+    device: &str,
+    room: &str,
+) -> Result<&'a str, String> {
+    if let Some((id, ..)) = candidates.iter().find(|(id, name, host, _)| {
+        *id == device || name.eq_ignore_ascii_case(device) || host.eq_ignore_ascii_case(device)
+    }) {
+        return Ok(id);
+    }
+    let needle = device.to_lowercase();
+    let room = room.to_lowercase();
+    let partial = |(_, name, host, _): &&Candidate<'a>| {
+        name.to_lowercase().contains(&needle) || host.to_lowercase().contains(&needle)
+    };
+    let mut found: Vec<&Candidate<'a>> = candidates.iter().filter(partial).collect();
+    if found.len() > 1 && !room.is_empty() {
+        let here: Vec<_> = found
+            .iter()
+            .copied()
+            .filter(|(.., r)| r.to_lowercase().contains(&room))
+            .collect();
+        if !here.is_empty() {
+            found = here;
+        }
+    }
+    match found.as_slice() {
+        [] => Err(format!(
+            "No device is called {device:?}. Leave it empty if you are not sure."
+        )),
+        [(id, ..)] => Ok(id),
+        many => {
+            let mut names: Vec<&str> = many.iter().take(5).map(|(_, name, ..)| *name).collect();
+            if many.len() > 5 {
+                names.push("…");
+            }
+            Err(format!(
+                "{} devices match {device:?}: {}. Type more of the name, or leave it empty.",
+                many.len(),
+                names.join(", ")
+            ))
+        }
+    }
 }
 
 pub async fn submit(
@@ -104,34 +204,36 @@ pub async fn submit(
             ),
         ));
     }
-    let name = form.name.trim().to_owned();
-    let email = form.email.trim().to_owned();
-    let room = form.room.trim().to_owned();
-    let text = form.text.trim().to_owned();
-    let device = form.device.trim().to_owned();
-    let mut error = String::new();
-    if name.is_empty() || name.len() > 200 {
-        error = "Please give your name (at most 200 characters).".to_owned();
-    } else if email.len() > 254 || !email.contains('@') || email.contains(char::is_whitespace) {
-        error = "Please give an email address we can reply to.".to_owned();
-    } else if text.is_empty() || text.len() > 10_000 {
-        error = "Please say what is wrong (at most 10,000 characters).".to_owned();
-    } else if room.len() > 200 || device.len() > 200 {
-        error = "The room and device are limited to 200 characters.".to_owned();
-    }
+    let Checked {
+        name,
+        email,
+        room,
+        device,
+        text,
+        mut error,
+    } = check(&form);
     let asset_id = if device.is_empty() || !error.is_empty() {
         None
     } else {
         let (found, _) = query::assets(&state, AssetQuery::default()).await?;
-        let found = found.into_iter().find(|l| {
-            l.asset.id == device
-                || l.asset.name.eq_ignore_ascii_case(&device)
-                || l.asset.hostname.eq_ignore_ascii_case(&device)
-        });
-        if found.is_none() {
-            error = format!("No device is called {device:?}. Leave it empty if you are not sure.");
+        let candidates: Vec<Candidate<'_>> = found
+            .iter()
+            .map(|l| {
+                (
+                    l.asset.id.as_str(),
+                    l.asset.name.as_str(),
+                    l.asset.hostname.as_str(),
+                    l.location.as_str(),
+                )
+            })
+            .collect();
+        match pick_device(&candidates, &device, &room) {
+            Ok(id) => Some(id.to_owned()),
+            Err(why) => {
+                error = why;
+                None
+            }
         }
-        found.map(|l| l.asset.id)
     };
     if !error.is_empty() {
         let mut response = render(&ReportPage {
@@ -255,4 +357,48 @@ pub async fn poster(State(state): State<ApiState>, headers: HeaderMap) -> Respon
         qr,
     })
     .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DEVICES: &[Candidate<'static>] = &[
+        ("a1", "B12-PC01", "b12-pc01", "B12"),
+        ("a2", "B12-PC02", "b12-pc02", "B12"),
+        ("a3", "Projector B12", "", "B12"),
+        ("a4", "LIB-PC01", "lib-pc01", "Library"),
+    ];
+
+    #[test]
+    fn a_partial_name_picks_the_one_device_it_names() {
+        assert_eq!(pick_device(DEVICES, "b12-pc02", ""), Ok("a2"), "exact");
+        assert_eq!(pick_device(DEVICES, "projector", ""), Ok("a3"));
+        assert_eq!(pick_device(DEVICES, "lib-pc", ""), Ok("a4"));
+        // "PC01" is in two rooms; the room typed decides.
+        assert_eq!(pick_device(DEVICES, "pc01", "library"), Ok("a4"));
+        let many = pick_device(DEVICES, "pc0", "").unwrap_err();
+        assert!(many.starts_with("3 devices match"), "{many}");
+        let none = pick_device(DEVICES, "scanner", "").unwrap_err();
+        assert!(none.starts_with("No device is called"), "{none}");
+    }
+
+    #[test]
+    fn the_form_is_trimmed_and_checked() {
+        let form = |name: &str, email: &str, text: &str| ReportForm {
+            csrf: String::new(),
+            name: name.to_owned(),
+            email: email.to_owned(),
+            room: " B12 ".to_owned(),
+            device: String::new(),
+            text: text.to_owned(),
+        };
+        let ok = check(&form(" Ann ", "ann@school.example", "No picture"));
+        assert_eq!((ok.name.as_str(), ok.room.as_str()), ("Ann", "B12"));
+        assert!(ok.error.is_empty());
+        assert!(!check(&form("", "a@b", "x")).error.is_empty());
+        assert!(!check(&form("Ann", "no-at-sign", "x")).error.is_empty());
+        assert!(!check(&form("Ann", "a@b\u{0}", "x")).error.is_empty());
+        assert!(!check(&form("Ann", "a@b", "  ")).error.is_empty());
+    }
 }
