@@ -442,7 +442,10 @@ impl App {
         if let Some(every) = crate::sdnotify::watchdog_interval() {
             let (register, token) = (register_for_watchdog, shutdown.clone());
             tracker.spawn(
-                watchdog(register, every, token).instrument(tracing::info_span!("watchdog")),
+                watchdog(register, every, token, |m| {
+                    crate::sdnotify::notify(m);
+                })
+                .instrument(tracing::info_span!("watchdog")),
             );
         }
         Ok(Self {
@@ -493,15 +496,19 @@ impl App {
 }
 
 /// `WATCHDOG=1` to systemd twice per interval, but only while the register writer answers
-/// (a no-op job between commits within the interval): a wedged writer gets the collector
-/// restarted. A long backup holds the writer too: keep `WatchdogSec` above the time one takes.
+/// (a no-op job between commits within the interval), or while long exclusive work (a
+/// backup holding the writer) is visibly advancing: a wedged writer gets the collector
+/// restarted, a big backup does not.
 async fn watchdog(
     register: register::Register,
     every: std::time::Duration,
     token: CancellationToken,
+    notify: fn(&str),
 ) {
     let mut tick = tokio::time::interval(every / 2);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let progress = register.progress();
+    let mut seen = progress.load(std::sync::atomic::Ordering::Relaxed);
     loop {
         tokio::select! {
             () = token.cancelled() => return,
@@ -520,8 +527,11 @@ async fn watchdog(
         })
         .await
         .unwrap_or(false);
-        if alive {
-            crate::sdnotify::notify("WATCHDOG=1");
+        let now = progress.load(std::sync::atomic::Ordering::Relaxed);
+        let busy = now != seen;
+        seen = now;
+        if alive || busy {
+            notify("WATCHDOG=1");
         } else {
             tracing::warn!(
                 "The register writer did not answer in time; withholding the systemd watchdog"
@@ -644,5 +654,93 @@ impl Listening {
     pub fn read(data_dir: &Path) -> Option<Self> {
         let text = std::fs::read_to_string(data_dir.join(Self::FILE)).ok()?;
         serde_json::from_str(&text).ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    use tokio_util::sync::CancellationToken;
+
+    use crate::register;
+    use crate::store::{MemoryStore, Store};
+
+    static PINGS: AtomicUsize = AtomicUsize::new(0);
+
+    fn count(message: &str) {
+        assert_eq!(message, "WATCHDOG=1");
+        PINGS.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Holds the writer for `hold`, advancing the progress counter every 20 ms when `advance`.
+    async fn hold_writer(register: &register::Register, hold: Duration, advance: bool) {
+        let progress: Arc<AtomicU64> = register.progress();
+        let (done, finished) = tokio::sync::oneshot::channel();
+        let work: register::Exclusive = Box::new(move |_| {
+            let until = std::time::Instant::now() + hold;
+            while std::time::Instant::now() < until {
+                std::thread::sleep(Duration::from_millis(20));
+                if advance {
+                    progress.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            let _ = done.send(());
+        });
+        register
+            .send(register::Job::Exclusive { work })
+            .await
+            .expect("queued");
+        finished.await.expect("held");
+    }
+
+    /// A backup that holds the writer but advances keeps the watchdog fed; a writer held
+    /// without progress (wedged) does not get fed.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_watchdog_tells_a_busy_writer_from_a_stuck_one() {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::default());
+        let agents = crate::agents::Agents::load(store.as_ref()).expect("agents");
+        let config = crate::config::Config::default();
+        let (register, writer) = register::start(
+            store,
+            super::register_options(&config),
+            agents,
+            Arc::default(),
+            Arc::default(),
+        )
+        .expect("register");
+        let token = CancellationToken::new();
+        let every = Duration::from_millis(200);
+        let task = tokio::spawn(super::watchdog(
+            register.clone(),
+            every,
+            token.clone(),
+            count,
+        ));
+
+        let before = PINGS.load(Ordering::SeqCst);
+        hold_writer(&register, Duration::from_millis(1_500), true).await;
+        let busy = PINGS.load(Ordering::SeqCst) - before;
+        // Fed roughly every 100 ms while the held writer advanced (15 chances).
+        assert!(
+            busy >= 4,
+            "a busy writer fed the watchdog only {busy} times"
+        );
+
+        // Let the queued probes drain, then hold without progress.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let before = PINGS.load(Ordering::SeqCst);
+        hold_writer(&register, Duration::from_millis(1_500), false).await;
+        let stuck = PINGS.load(Ordering::SeqCst) - before;
+        // At most the probe that was already answered as the hold began.
+        assert!(stuck <= 2, "a stuck writer fed the watchdog {stuck} times");
+
+        token.cancel();
+        task.await.expect("watchdog ends");
+        writer
+            .stop(tokio::time::Instant::now() + Duration::from_secs(5))
+            .await;
     }
 }

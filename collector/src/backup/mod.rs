@@ -9,8 +9,10 @@
 //! **Point in time**: the snapshot is taken on the register writer's thread between two
 //! commits ([`Job::Exclusive`]), so every register record is as of one commit; ingest waits
 //! (its queue holds 8,192 jobs, then agents get UNAVAILABLE and retry from their journals)
-//! while it is written. The alerts' outbox and retention write on their own; their records
-//! are as of the moment their tree is read.
+//! while it is written; reading the file back to check it happens after the writer is free
+//! again. The snapshot advances [`Register::progress`] as it goes, so the systemd watchdog
+//! knows a long backup from a stuck writer. The alerts' outbox and retention write on their
+//! own; their records are as of the moment their tree is read.
 //!
 //! **Format**: `archive` (records and a SHA-256) inside `crypt` (plain, or Argon2id →
 //! ChaCha20-Poly1305 with a passphrase file). A backup is written to `FILE.partial`, synced,
@@ -168,6 +170,8 @@ pub struct Summary {
     pub bytes: u64,
 }
 
+const TICK_RECORDS: u64 = 4_096;
+
 /// Writes one snapshot of `store` and the files under `data_dir` (less `skip`) to `out`.
 pub fn write_snapshot(
     store: &dyn Store,
@@ -175,6 +179,19 @@ pub fn write_snapshot(
     skip: &[PathBuf],
     out: impl Write,
     passphrase: Option<&Passphrase>,
+) -> Result<Summary, BackupError> {
+    write_snapshot_ticking(store, data_dir, skip, out, passphrase, &|| {})
+}
+
+/// [`write_snapshot`], calling `tick` every [`TICK_RECORDS`] records (progress for the
+/// watchdog while the writer is held).
+fn write_snapshot_ticking(
+    store: &dyn Store,
+    data_dir: &Path,
+    skip: &[PathBuf],
+    out: impl Write,
+    passphrase: Option<&Passphrase>,
+    tick: &dyn Fn(),
 ) -> Result<Summary, BackupError> {
     let header = archive::Header {
         created_at: time::OffsetDateTime::now_utc()
@@ -193,6 +210,9 @@ pub fn write_snapshot(
         }
         Dump::Entry(key, value) => {
             summary.records += 1;
+            if summary.records % TICK_RECORDS == 0 {
+                tick();
+            }
             writer.entry(key, value)
         }
     })?;
@@ -277,16 +297,42 @@ pub fn write_file(
     path: &Path,
     passphrase: Option<&Passphrase>,
 ) -> Result<Summary, BackupError> {
+    let summary = write_partial(store, data_dir, skip, path, passphrase, &|| {})?;
+    finish_file(path, passphrase)?;
+    Ok(summary)
+}
+
+/// The part of [`write_file`] that needs the store: the snapshot into `path`'s partial file,
+/// flushed to disk; `tick` is called as records go by. Then [`finish_file`].
+fn write_partial(
+    store: &dyn Store,
+    data_dir: &Path,
+    skip: &[PathBuf],
+    path: &Path,
+    passphrase: Option<&Passphrase>,
+    tick: &dyn Fn(),
+) -> Result<Summary, BackupError> {
     let partial = partial_path(path);
     let result = (|| {
         let file = create_private(&partial).map_err(BackupError::Write)?;
-        let mut summary = write_snapshot(store, data_dir, skip, BufWriter::new(&file), passphrase)?;
+        let out = BufWriter::new(&file);
+        let mut summary = write_snapshot_ticking(store, data_dir, skip, out, passphrase, tick)?;
         file.sync_all().map_err(BackupError::Write)?;
         summary.bytes = file.metadata().map_err(BackupError::Write)?.len();
-        verify(&partial, passphrase)?;
-        std::fs::rename(&partial, path).map_err(BackupError::Write)?;
         Ok(summary)
     })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&partial);
+    }
+    result
+}
+
+/// Reads the partial file back through (checksum, passphrase, format) and only then gives it
+/// its name; nothing of a bad one is left behind.
+fn finish_file(path: &Path, passphrase: Option<&Passphrase>) -> Result<(), BackupError> {
+    let partial = partial_path(path);
+    let result = verify(&partial, passphrase)
+        .and_then(|_| std::fs::rename(&partial, path).map_err(BackupError::Write));
     if result.is_err() {
         let _ = std::fs::remove_file(&partial);
     }
@@ -494,9 +540,15 @@ impl Snapshots {
         let (reply, answer) = tokio::sync::oneshot::channel();
         let data_dir = self.data_dir.clone();
         let skip = self.skip.clone();
+        let progress = self.register.progress();
+        let (finish_path, finish_passphrase) = (path.clone(), passphrase.clone());
+        // Only the snapshot holds the writer; reading it back happens after ingest resumed.
         let work: crate::register::Exclusive = Box::new(move |store| {
+            let tick = || {
+                progress.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            };
             let result = store.map_err(BackupError::from).and_then(|store| {
-                write_file(store, &data_dir, &skip, &path, passphrase.as_deref())
+                write_partial(store, &data_dir, &skip, &path, passphrase.as_deref(), &tick)
             });
             let _ = reply.send(result);
         });
@@ -504,9 +556,15 @@ impl Snapshots {
             .send(Job::Exclusive { work })
             .await
             .map_err(BackupError::Register)?;
-        answer
+        let summary = answer
             .await
-            .map_err(|_| BackupError::Register(RegisterError::WriterGone))?
+            .map_err(|_| BackupError::Register(RegisterError::WriterGone))??;
+        tokio::task::spawn_blocking(move || {
+            finish_file(&finish_path, finish_passphrase.as_deref())
+        })
+        .await
+        .map_err(|e| BackupError::Write(std::io::Error::other(e)))??;
+        Ok(summary)
     }
 }
 

@@ -217,7 +217,7 @@ pub mod iso_date {
 
 /// `Option<Option<Date>>` for patches: absent leaves the date, null or "" clears it.
 mod patch_date {
-    use serde::{Deserialize, Deserializer, Serializer};
+    use serde::{Deserializer, Serializer};
     use time::Date;
 
     pub fn serialize<S: Serializer>(date: &Option<Option<Date>>, s: S) -> Result<S::Ok, S::Error> {

@@ -230,9 +230,16 @@ enum Message {
 pub struct Register {
     jobs: mpsc::Sender<Message>,
     touched: Arc<Touched>,
+    progress: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Register {
+    /// A counter that long [`Job::Exclusive`] work (a backup) advances as it goes, so the
+    /// watchdog can tell a writer that is busy from one that is stuck.
+    pub fn progress(&self) -> Arc<std::sync::atomic::AtomicU64> {
+        self.progress.clone()
+    }
+
     /// What the writer's commits touched (for read-side caches).
     pub fn touched(&self) -> Arc<Touched> {
         self.touched.clone()
@@ -326,6 +333,7 @@ pub fn start(
         Register {
             jobs: jobs.clone(),
             touched,
+            progress: Arc::default(),
         },
         Writer {
             thread,
