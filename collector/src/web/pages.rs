@@ -356,6 +356,12 @@ pub struct AssetParams {
     #[serde(default)]
     location: String,
     #[serde(default)]
+    pub(super) room: String,
+    #[serde(default)]
+    pub(super) department: String,
+    #[serde(default)]
+    pub(super) lifecycle: String,
+    #[serde(default)]
     sort: String,
     #[serde(default)]
     desc: Option<String>,
@@ -402,7 +408,7 @@ struct AssetsPage {
     body: AssetsPartial,
 }
 
-const KINDS: [&str; 12] = [
+pub const KINDS: [&str; 16] = [
     "pc",
     "server",
     "laptop",
@@ -414,6 +420,10 @@ const KINDS: [&str; 12] = [
     "nas",
     "projector",
     "phone",
+    "display",
+    "visualiser",
+    "trolley",
+    "other",
     "unknown",
 ];
 
@@ -427,6 +437,9 @@ async fn assets_body(state: &ApiState, p: &AssetParams) -> Result<AssetsPartial,
             status: p.status.clone(),
             source: p.source.clone(),
             location: p.location.clone(),
+            room: p.room.clone(),
+            department: p.department.clone(),
+            lifecycle: p.lifecycle.clone(),
             sort: p.sort.clone(),
             desc: p.desc.is_some(),
             offset: (page - 1) * PER_PAGE,
@@ -436,12 +449,15 @@ async fn assets_body(state: &ApiState, p: &AssetParams) -> Result<AssetsPartial,
     .await?;
     let web = &state.web;
     let base = format!(
-        "q={}&kind={}&status={}&source={}&location={}&sort={}{}",
+        "q={}&kind={}&status={}&source={}&location={}&room={}&department={}&lifecycle={}&sort={}{}",
         url_encode(&p.q),
         url_encode(&p.kind),
         url_encode(&p.status),
         url_encode(&p.source),
         url_encode(&p.location),
+        url_encode(&p.room),
+        url_encode(&p.department),
+        url_encode(&p.lifecycle),
         url_encode(&p.sort),
         if p.desc.is_some() { "&desc=1" } else { "" }
     );
