@@ -725,6 +725,7 @@ mod tests {
             after: Some(after.into()),
             clock_suspect: false,
             expected_by: None,
+            author: None,
         };
         let changes = [
             change(datetime!(2026-11-01 12:00 UTC), "deployed", "in-repair"),
