@@ -249,12 +249,15 @@ impl Data {
     }
 }
 
+/// An entry's software kept from before: title ids and `(title id, version)`.
+type Kept = (Vec<u32>, Vec<(u32, String)>);
+
 fn entry(
     store: &dyn Store,
     data: &mut Data,
     asset: Asset,
     last_seen: &HashMap<AssetId, OffsetDateTime>,
-    software: Option<(Vec<u32>, Vec<(u32, String)>)>,
+    software: Option<Kept>,
 ) -> Result<Entry, StoreError> {
     let reach = store.latest_reach(&asset.id)?;
     let inventory = match software {
