@@ -39,6 +39,10 @@ pub struct Config {
     pub backup: Option<crate::backup::BackupConfig>,
     /// Who may scrape `/metrics`.
     pub metrics: crate::metrics::MetricsConfig,
+    /// `[[release.title]]`: software titles' minimum versions and licences (`release`).
+    pub release: crate::release::ReleaseConfig,
+    /// `[finance]`: device lifespan and the warranty notice (`finance`).
+    pub finance: crate::finance::FinanceConfig,
     /// The file this was loaded from (for live reload); set by [`load`].
     #[serde(skip)]
     pub source: Option<PathBuf>,
@@ -68,6 +72,8 @@ impl Default for Config {
             web: crate::web::WebConfig::default(),
             backup: None,
             metrics: crate::metrics::MetricsConfig::default(),
+            release: crate::release::ReleaseConfig::default(),
+            finance: crate::finance::FinanceConfig::default(),
             source: None,
             hours: crate::track::SchoolHours::always(),
         }
@@ -579,7 +585,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
     })?;
     let mut found = required_keys(text);
     found.extend(validate(&mut config));
-    let issues = found
+    let mut issues = found
         .into_iter()
         .map(|(section, key, message)| {
             let (line, column) = locate_key(text, section, key);
@@ -591,6 +597,16 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
             }
         })
         .collect::<Vec<_>>();
+    // `[[release.title]]` tables repeat: each issue points into its own table.
+    for (index, key, message) in config.release.validate() {
+        let (line, column) = crate::release::locate(text, index, key);
+        issues.push(ConfigIssue {
+            file: path.to_owned(),
+            line,
+            column,
+            message: format!("release.title[{}].{key}: {message}", index + 1),
+        });
+    }
     if issues.is_empty() {
         Ok(config)
     } else {
@@ -802,6 +818,12 @@ fn validate(config: &mut Config) -> Vec<(&'static str, &'static str, String)> {
         }
     }
     issues.extend(config.rules.validate());
+    for (key, message) in config.finance.validate() {
+        issues.push(("finance", key, message));
+    }
+    // The rules read these two from their own config.
+    config.rules.release = std::sync::Arc::new(config.release.clone());
+    config.rules.warranty_notice_days = config.finance.warranty_notice_days;
     match config.school_hours.as_ref().map(|h| h.validate()) {
         Some(Ok(hours)) => config.hours = hours,
         Some(Err(errors)) => {

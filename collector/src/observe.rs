@@ -76,6 +76,9 @@ pub struct AssetObs {
     pub levels_stored: Option<(OffsetDateTime, SupplyLevels)>,
     /// Names of the installed software, from the latest complete inventory.
     pub software: Option<std::collections::BTreeSet<String>>,
+    /// Installed software by lower-case name → its version (the oldest, if installed twice),
+    /// from the latest complete inventory (Release Management's rules).
+    pub versions: BTreeMap<String, String>,
 }
 
 /// Every asset's observations.
@@ -302,6 +305,7 @@ impl Observations {
                         .map(|s| s.name.clone())
                         .collect(),
                 );
+                self.entry(asset).versions = versions(&record.inventory.software);
             }
         }
         for (asset, snapshot) in &set.snmp {
@@ -419,9 +423,25 @@ pub fn load<'a>(
                     .map(|s| s.name.clone())
                     .collect(),
             );
+            obs.entry(id).versions = versions(&record.inventory.software);
         }
     }
     Ok(obs)
+}
+
+/// Lower-case name → version, keeping the oldest of a title installed twice.
+pub fn versions(software: &[caretaker_proto::v1::Software]) -> BTreeMap<String, String> {
+    let mut out: BTreeMap<String, String> = BTreeMap::new();
+    for program in software {
+        let name = program.name.to_lowercase();
+        match out.get(&name) {
+            Some(old) if crate::release::version::compare(old, &program.version).is_le() => {}
+            _ => {
+                out.insert(name, program.version.clone());
+            }
+        }
+    }
+    out
 }
 
 #[cfg(test)]

@@ -104,6 +104,17 @@ impl Reloader {
         })
     }
 
+    /// `[release]` and `[finance]` as in force now (the pages and the API read them).
+    pub async fn release_finance(
+        &self,
+    ) -> (crate::release::ReleaseConfig, crate::finance::FinanceConfig) {
+        let running = self.running.lock().await;
+        (
+            running.config.release.clone(),
+            running.config.finance.clone(),
+        )
+    }
+
     /// Reads the config file again and applies what changed (see the module comment).
     pub async fn reload(&self) -> Result<Outcome, ReloadError> {
         let path = self.source.clone().ok_or(ReloadError::NoFile)?;

@@ -9,6 +9,7 @@ mod incidents;
 mod ops;
 mod pki;
 pub mod register;
+mod release_finance;
 pub mod tls;
 mod tracking;
 
@@ -97,6 +98,10 @@ pub fn router(state: ApiState) -> Router {
         .route("/incidents/{id}/note", post(incidents::note))
         .route("/problems", get(incidents::problems))
         .route("/availability", get(tracking::availability))
+        .route("/software", get(release_finance::software))
+        .route("/software/{title}", get(release_finance::title))
+        .route("/finance", get(release_finance::report))
+        .route("/finance/{part}", get(release_finance::part))
         .route("/outbox", get(incidents::outbox))
         .route(
             "/problems/{id}",

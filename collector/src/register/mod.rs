@@ -617,7 +617,19 @@ impl State {
             Job::Discovery { sweep, reply } => {
                 let obs = &self.obs;
                 let last_up = |id: &str| obs.assets.get(id).and_then(|o| o.ping.last_up_at);
-                match self.cmdb.apply_sweep(store, &sweep, &last_up, &mut set) {
+                match self
+                    .cmdb
+                    .apply_sweep(store, &sweep, &last_up, &mut set)
+                    .and_then(|summary| {
+                        // Printers' page counters into their monthly totals (`finance`).
+                        crate::finance::count_pages(
+                            store,
+                            sweep.finished_at,
+                            &set.snmp,
+                            &mut set.meta,
+                        )?;
+                        Ok(summary)
+                    }) {
                     Ok(summary) => {
                         self.stats.writer.sweep(&sweep);
                         batch.swept = true;

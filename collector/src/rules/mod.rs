@@ -6,13 +6,17 @@
 //! `[rules.NAME]` config table with `enabled`, `impact`, `urgency` and its thresholds; an
 //! unknown rule name is a config error. Files: `availability` (host down, agent silent,
 //! reboots), `capacity` (disk, memory, CPU, printer supplies), `devices` (printer errors, UPS,
-//! unknown devices), `changes` (unauthorised software and hardware changes).
+//! unknown devices), `changes` (unauthorised software and hardware changes), `release`
+//! (outdated software, licence over-deployment, per `[[release.title]]`), `warranty` (warranty
+//! expiry, `[finance] warranty_notice_days`).
 
 mod availability;
 mod capacity;
 pub mod certificates;
 mod changes;
 mod devices;
+pub mod release;
+pub mod warranty;
 
 use std::time::Duration;
 
@@ -93,9 +97,12 @@ rule_config!(UpsOnBattery { runtime_minutes: u64 = 10 } impact 1, urgency 1);
 rule_config!(UnknownDevice { #[serde(with = "humantime_serde")] within: Duration = Duration::from_secs(24 * 3600) } impact 3, urgency 3);
 rule_config!(UnauthorisedChange { blocklist: Vec<String> = Vec::new(), required: Vec<String> = Vec::new(), #[serde(with = "humantime_serde")] within: Duration = Duration::from_secs(24 * 3600) } impact 3, urgency 3);
 rule_config!(Reboots { count: usize = 3, #[serde(with = "humantime_serde")] within: Duration = Duration::from_secs(24 * 3600) } impact 3, urgency 3);
+rule_config!(OutdatedSoftware {} impact 3, urgency 3);
+rule_config!(LicenceOverdeployed {} impact 3, urgency 2);
+rule_config!(WarrantyExpiry {} impact 3, urgency 3);
 
 /// Every rule's name, as used in `[rules.NAME]` and in incidents.
-pub const NAMES: [&str; 11] = [
+pub const NAMES: [&str; 14] = [
     "host_down",
     "agent_silent",
     "disk_full",
@@ -107,6 +114,9 @@ pub const NAMES: [&str; 11] = [
     "unknown_device",
     "unauthorised_change",
     "reboots",
+    "outdated_software",
+    "licence_overdeployed",
+    "warranty_expiry",
 ];
 
 /// `[rules]`: one table per rule; a name not listed here is a config error.
@@ -124,13 +134,22 @@ pub struct RulesConfig {
     pub unknown_device: UnknownDevice,
     pub unauthorised_change: UnauthorisedChange,
     pub reboots: Reboots,
+    pub outdated_software: OutdatedSoftware,
+    pub licence_overdeployed: LicenceOverdeployed,
+    pub warranty_expiry: WarrantyExpiry,
+    /// `[[release.title]]`, copied here by the config's validation (the rules' input).
+    #[serde(skip)]
+    pub release: std::sync::Arc<crate::release::ReleaseConfig>,
+    /// `[finance] warranty_notice_days`, copied here by the config's validation.
+    #[serde(skip)]
+    pub warranty_notice_days: u32,
 }
 
 impl RulesConfig {
     /// Impossible thresholds, as `(section, key, message)`.
     pub fn validate(&self) -> Vec<(&'static str, &'static str, String)> {
         let mut issues = Vec::new();
-        let levels: [(&'static str, u8, u8); 11] = [
+        let levels: [(&'static str, u8, u8); 14] = [
             (
                 "rules.host_down",
                 self.host_down.impact,
@@ -182,6 +201,21 @@ impl RulesConfig {
                 self.unauthorised_change.urgency,
             ),
             ("rules.reboots", self.reboots.impact, self.reboots.urgency),
+            (
+                "rules.outdated_software",
+                self.outdated_software.impact,
+                self.outdated_software.urgency,
+            ),
+            (
+                "rules.licence_overdeployed",
+                self.licence_overdeployed.impact,
+                self.licence_overdeployed.urgency,
+            ),
+            (
+                "rules.warranty_expiry",
+                self.warranty_expiry.impact,
+                self.warranty_expiry.urgency,
+            ),
         ];
         for (section, impact, urgency) in levels {
             if !(1..=3).contains(&impact) {
@@ -303,6 +337,8 @@ pub fn evaluate(config: &RulesConfig, context: &Context<'_>) -> Vec<Condition> {
         changes::check(config, context, asset, obs, &mut out);
     }
     certificates::check(context, &mut out);
+    release::check(config, context, &mut out);
+    warranty::check(config, context, &mut out);
     out
 }
 

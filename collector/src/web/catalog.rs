@@ -30,6 +30,8 @@ pub struct Entry {
     pub haystack: String,
     /// Title ids (into [`Data::titles`]) of the installed software.
     pub software: Vec<u32>,
+    /// `(title id, version)` per installed program ("" where the source gives none).
+    pub versions: Vec<(u32, String)>,
     /// Users logged on at the latest status report.
     pub users: Vec<String>,
     /// SNMP sysLocation (the room, on most devices).
@@ -90,6 +92,8 @@ pub struct Data {
     pub order: Vec<IncidentKey>,
     /// Interned software titles (lower case), and their ids.
     pub titles: Vec<String>,
+    /// Each title as first seen (its case), by the same id.
+    pub title_names: Vec<String>,
     title_ids: HashMap<String, u32>,
     /// The newest ping verdict of any asset: when the last sweep or watch ran.
     pub last_reach: Option<OffsetDateTime>,
@@ -163,7 +167,11 @@ impl Catalog {
         for asset in assets {
             // Status reports and pings leave the software list as it was: no decode.
             let keep = (!touched.inventories.contains(&asset.id))
-                .then(|| data.assets.get(&asset.id).map(|e| e.software.clone()))
+                .then(|| {
+                    data.assets
+                        .get(&asset.id)
+                        .map(|e| (e.software.clone(), e.versions.clone()))
+                })
                 .flatten();
             let entry = entry(store, data, asset, &last_seen, keep)?;
             data.last_reach = data.last_reach.max(entry.reach.map(|r| r.at));
@@ -216,6 +224,7 @@ impl Data {
         }
         let id = u32::try_from(self.titles.len()).unwrap_or(u32::MAX);
         self.titles.push(lower.clone());
+        self.title_names.push(name.to_owned());
         self.title_ids.insert(lower, id);
         id
     }
@@ -240,12 +249,15 @@ impl Data {
     }
 }
 
+/// An entry's software kept from before: title ids and `(title id, version)`.
+type Kept = (Vec<u32>, Vec<(u32, String)>);
+
 fn entry(
     store: &dyn Store,
     data: &mut Data,
     asset: Asset,
     last_seen: &HashMap<AssetId, OffsetDateTime>,
-    software: Option<Vec<u32>>,
+    software: Option<Kept>,
 ) -> Result<Entry, StoreError> {
     let reach = store.latest_reach(&asset.id)?;
     let inventory = match software {
@@ -292,16 +304,24 @@ fn entry(
         .and_then(|s| s.ups.as_ref())
         .map(|u| (u.on_battery, u.charge_percent, u.replace_battery));
     let kept = software.is_some();
-    let mut software = software.unwrap_or_default();
+    let (mut software, mut versions) = software.unwrap_or_default();
     if let Some(record) = &inventory {
         for program in &record.inventory.software {
-            software.push(data.title(&program.name));
+            let id = data.title(&program.name);
+            software.push(id);
+            versions.push((id, program.version.clone()));
         }
     }
     if let Some(snmp) = snmp.as_ref().filter(|_| !kept) {
         for program in &snmp.software {
-            software.push(data.title(program));
+            let id = data.title(program);
+            software.push(id);
+            versions.push((id, String::new()));
         }
+    }
+    if !kept {
+        versions.sort_unstable();
+        versions.dedup();
     }
     software.sort_unstable();
     software.dedup();
@@ -342,6 +362,7 @@ fn entry(
         last_seen: seen,
         haystack,
         software,
+        versions,
         users,
         location,
         volumes,

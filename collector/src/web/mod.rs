@@ -18,9 +18,11 @@
 pub mod auth;
 pub mod catalog;
 mod charts;
+pub mod finance;
 mod pages;
 pub mod query;
 mod register;
+pub mod releases;
 pub(crate) mod report;
 pub mod seed;
 mod static_files;
@@ -177,6 +179,9 @@ pub fn routes() -> Router<ApiState> {
         .route("/problems/{id}", post(pages::problem_update))
         .route("/changes", get(pages::changes))
         .route("/changes/expected", post(pages::change_expected))
+        .route("/releases", get(releases::list))
+        .route("/releases/{title}", get(releases::title))
+        .route("/finance", get(finance::page))
         .route("/report", get(report::form).post(report::submit))
         .route("/ui/report/devices", get(report::devices))
         .route("/report/poster", get(report::poster))

@@ -126,7 +126,11 @@ pub fn url_encode(text: &str) -> String {
 }
 
 /// The logged-in user, or a redirect to the login page that comes back here.
-fn viewer(state: &ApiState, headers: &HeaderMap, uri: &Uri) -> Result<Viewer, PageError> {
+pub(super) fn viewer(
+    state: &ApiState,
+    headers: &HeaderMap,
+    uri: &Uri,
+) -> Result<Viewer, PageError> {
     state.web.auth.viewer(headers).ok_or_else(|| {
         PageError::Login(
             uri.path_and_query()
