@@ -667,8 +667,10 @@ mod tests {
         );
         let store = MemoryStore::default();
         let printer = |count: u64| {
-            let mut s = SnmpSnapshot::default();
-            s.page_count = Some(count);
+            let s = SnmpSnapshot {
+                page_count: Some(count),
+                ..SnmpSnapshot::default()
+            };
             vec![("p1".to_owned(), s)]
         };
         let sweep = |at, count, store: &MemoryStore| {
