@@ -467,8 +467,6 @@ mod tests {
             dns_name: None,
             kind: AssetKind::Unknown,
             classification: String::new(),
-            register: Default::default(),
-            register_rev: 0,
             enterprise_vendor: None,
             open_ports: Vec::new(),
             snmp: None,
