@@ -1001,6 +1001,7 @@ mod tests {
                     after: Some("1.1".to_owned()),
                     clock_suspect: false,
                     expected_by: None,
+                    author: None,
                 }],
                 location: Some("Building B, room 12".to_owned()),
             },

@@ -83,6 +83,7 @@ impl Cmdb {
                         after,
                         clock_suspect: false,
                         expected_by: None,
+                        author: None,
                     });
                 };
             if existing.is_none() {
@@ -242,6 +243,7 @@ impl Cmdb {
                     after: Some(keep.join(" ")),
                     clock_suspect: false,
                     expected_by: None,
+                    author: None,
                 });
                 asset.ips = keep;
                 updated.push(asset);
@@ -296,6 +298,7 @@ impl Cmdb {
                 after: (kind == "returned").then(|| asset.name.clone()),
                 clock_suspect: false,
                 expected_by: None,
+                author: None,
             });
             out.meta.push((gone_key(&asset.id), mark));
             marks.push((asset.id.clone(), mark));

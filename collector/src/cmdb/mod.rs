@@ -10,6 +10,7 @@ pub mod agents;
 pub mod diff;
 pub mod discovery;
 pub mod identity;
+pub mod register;
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -281,6 +282,7 @@ impl Cmdb {
             after,
             clock_suspect: report.clock_suspect,
             expected_by: None,
+            author: None,
         };
         match &previous {
             Some(previous) => {

@@ -8,6 +8,7 @@ mod assets;
 mod incidents;
 mod ops;
 mod pki;
+pub mod register;
 pub mod tls;
 mod tracking;
 
@@ -115,6 +116,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/ca", get(pki::ca))
         .route("/ca/rotate", post(pki::rotate))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token))
+        // Register edits check the token or a dashboard session themselves.
+        .merge(register::routes())
         .route("/health", get(health))
         .method_not_allowed_fallback(|| async {
             (

@@ -33,6 +33,14 @@ pub enum AssetKind {
     Nas,
     Projector,
     Phone,
+    /// Interactive whiteboards and classroom panels (manual assets).
+    Display,
+    /// Document cameras.
+    Visualiser,
+    /// Laptop and tablet charging trolleys.
+    Trolley,
+    /// Anything else a technician records by hand.
+    Other,
     Unknown,
 }
 
@@ -148,6 +156,9 @@ pub struct Change {
     /// Who marked the change as expected (planned), from the dashboard.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expected_by: Option<String>,
+    /// Who made the change (register edits: the dashboard user, `api` or the importer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub author: Option<String>,
 }
 
 /// The latest merged inventory of an asset, as the agent sent it (protobuf), with provenance.

@@ -138,6 +138,17 @@ pub enum Job {
     },
     /// Run `work` between commits (see [`Exclusive`]).
     Exclusive { work: Exclusive },
+    /// Register edits (dashboard, `PATCH /api/v1/assets/{id}`, bulk edit, CSV import): all
+    /// of them or none (`cmdb::register`); a dry run answers what would happen and writes
+    /// nothing.
+    EditRegister {
+        edits: Vec<crate::model::register::RegisterEdit>,
+        author: String,
+        dry_run: bool,
+        reply: Reply<
+            Result<Vec<crate::model::register::EditOutcome>, crate::model::register::EditError>,
+        >,
+    },
     /// A technician's update to a problem.
     Problem {
         id: String,
@@ -679,6 +690,18 @@ impl State {
                 set.changes = changes;
                 batch.accept(set, reply, ());
             }
+            Job::EditRegister {
+                edits,
+                author,
+                dry_run,
+                reply,
+            } => {
+                let now = OffsetDateTime::now_utc();
+                let outcome = self
+                    .cmdb
+                    .edit_register(&edits, &author, dry_run, now, &mut set);
+                batch.accept(set, reply, outcome);
+            }
             Job::Problem {
                 id,
                 root_cause,
@@ -834,6 +857,7 @@ fn refuse(job: Job, error: &RegisterError) {
         Job::Discovery { reply, .. } => drop(reply.send(Err(error.clone()))),
         Job::Act { reply, .. } => drop(reply.send(Err(error.clone()))),
         Job::Problem { reply, .. } => drop(reply.send(Err(error.clone()))),
+        Job::EditRegister { reply, .. } => drop(reply.send(Err(error.clone()))),
         Job::Report { reply, .. } => drop(reply.send(Err(error.clone()))),
         Job::Records { reply, .. } => drop(reply.send(Err(error.clone()))),
         Job::Exclusive { work } => work(Err(error.clone())),

@@ -251,6 +251,7 @@ fn change(field: &str, kind: &str, at: OffsetDateTime) -> Change {
         after: None,
         clock_suspect: false,
         expected_by: None,
+        author: None,
     }
 }
 

@@ -48,6 +48,7 @@ fn change(id: &str, asset: &str, at: OffsetDateTime) -> Change {
         after: Some("1.0".to_owned()),
         clock_suspect: false,
         expected_by: None,
+        author: None,
     }
 }
 

@@ -25,7 +25,8 @@ pub struct Entry {
     pub name_lower: String,
     pub reach: Option<ReachSample>,
     pub last_seen: Option<OffsetDateTime>,
-    /// Lower-case text the search box matches: names, addresses, serial, users, room.
+    /// Lower-case text the search box matches: names, addresses, serial, users, room, and the
+    /// register's asset tag, location, assigned user and department.
     pub haystack: String,
     /// Title ids (into [`Data::titles`]) of the installed software.
     pub software: Vec<u32>,
@@ -314,6 +315,12 @@ fn entry(
         &asset.os,
         &asset.id,
         &location,
+        &asset.register.asset_tag,
+        &asset.register.site,
+        &asset.register.building,
+        &asset.register.room,
+        &asset.register.assigned_user,
+        &asset.register.department,
     ] {
         haystack.push_str(&part.to_lowercase());
         haystack.push('\n');

@@ -20,6 +20,7 @@ pub mod catalog;
 mod charts;
 mod pages;
 pub mod query;
+mod register;
 mod report;
 pub mod seed;
 mod static_files;
@@ -159,6 +160,15 @@ pub fn routes() -> Router<ApiState> {
         .route("/assets", get(pages::assets))
         .route("/ui/assets", get(pages::assets_partial))
         .route("/assets/{id}", get(pages::asset))
+        .route("/assets/{id}/register", post(register::edit))
+        .route(
+            "/assets/new",
+            get(register::new_form).post(register::create),
+        )
+        .route(
+            "/assets/bulk",
+            get(register::bulk_form).post(register::bulk),
+        )
         .route("/incidents", get(pages::incidents))
         .route("/ui/incidents", get(pages::incidents_partial))
         .route("/incidents/{id}", get(pages::incident))

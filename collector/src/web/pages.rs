@@ -45,7 +45,7 @@ impl Nav {
         }
     }
 
-    fn of(web: &Web, viewer: &Viewer, active: &'static str) -> Self {
+    pub fn of(web: &Web, viewer: &Viewer, active: &'static str) -> Self {
         Self {
             user: viewer.user.name.clone(),
             role: viewer.user.role.name().to_owned(),
@@ -218,6 +218,7 @@ struct ChangeRow {
     before: String,
     after: String,
     expected_by: String,
+    author: String,
 }
 
 fn change_row(web: &Web, c: &Change) -> ChangeRow {
@@ -231,6 +232,7 @@ fn change_row(web: &Web, c: &Change) -> ChangeRow {
         before: c.before.clone().unwrap_or_default(),
         after: c.after.clone().unwrap_or_default(),
         expected_by: c.expected_by.clone().unwrap_or_default(),
+        author: c.author.clone().unwrap_or_default(),
     }
 }
 
@@ -352,6 +354,12 @@ pub struct AssetParams {
     #[serde(default)]
     location: String,
     #[serde(default)]
+    pub(super) room: String,
+    #[serde(default)]
+    pub(super) department: String,
+    #[serde(default)]
+    pub(super) lifecycle: String,
+    #[serde(default)]
     sort: String,
     #[serde(default)]
     desc: Option<String>,
@@ -392,13 +400,19 @@ struct AssetsPage {
     status: String,
     source: String,
     location: String,
+    room: String,
+    department: String,
+    lifecycle: String,
+    lifecycles: Vec<&'static str>,
+    /// The filters as a query string (the bulk edit link).
+    filter: String,
     sort: String,
     desc: bool,
     kinds: Vec<&'static str>,
     body: AssetsPartial,
 }
 
-const KINDS: [&str; 12] = [
+pub const KINDS: [&str; 16] = [
     "pc",
     "server",
     "laptop",
@@ -410,6 +424,10 @@ const KINDS: [&str; 12] = [
     "nas",
     "projector",
     "phone",
+    "display",
+    "visualiser",
+    "trolley",
+    "other",
     "unknown",
 ];
 
@@ -423,6 +441,9 @@ async fn assets_body(state: &ApiState, p: &AssetParams) -> Result<AssetsPartial,
             status: p.status.clone(),
             source: p.source.clone(),
             location: p.location.clone(),
+            room: p.room.clone(),
+            department: p.department.clone(),
+            lifecycle: p.lifecycle.clone(),
             sort: p.sort.clone(),
             desc: p.desc.is_some(),
             offset: (page - 1) * PER_PAGE,
@@ -432,12 +453,15 @@ async fn assets_body(state: &ApiState, p: &AssetParams) -> Result<AssetsPartial,
     .await?;
     let web = &state.web;
     let base = format!(
-        "q={}&kind={}&status={}&source={}&location={}&sort={}{}",
+        "q={}&kind={}&status={}&source={}&location={}&room={}&department={}&lifecycle={}&sort={}{}",
         url_encode(&p.q),
         url_encode(&p.kind),
         url_encode(&p.status),
         url_encode(&p.source),
         url_encode(&p.location),
+        url_encode(&p.room),
+        url_encode(&p.department),
+        url_encode(&p.lifecycle),
         url_encode(&p.sort),
         if p.desc.is_some() { "&desc=1" } else { "" }
     );
@@ -479,6 +503,24 @@ pub async fn assets(
     Ok(render(&AssetsPage {
         nav: Nav::of(&state.web, &viewer, "assets"),
         desc: p.desc.is_some(),
+        filter: format!(
+            "q={}&kind={}&status={}&source={}&location={}&room={}&department={}&lifecycle={}",
+            url_encode(&p.q),
+            url_encode(&p.kind),
+            url_encode(&p.status),
+            url_encode(&p.source),
+            url_encode(&p.location),
+            url_encode(&p.room),
+            url_encode(&p.department),
+            url_encode(&p.lifecycle)
+        ),
+        lifecycles: crate::model::Lifecycle::ALL
+            .iter()
+            .map(|l| l.as_str())
+            .collect(),
+        room: p.room,
+        department: p.department,
+        lifecycle: p.lifecycle,
         q: p.q,
         kind: p.kind,
         status: p.status,
@@ -536,6 +578,7 @@ struct Bar {
 struct AssetPage {
     nav: Nav,
     id: String,
+    register: super::register::Section,
     name: String,
     facts: Vec<(&'static str, String)>,
     notes: Vec<String>,
@@ -975,6 +1018,7 @@ pub async fn asset(
     Ok(render(&AssetPage {
         nav: Nav::of(&web, &viewer, "assets"),
         id: asset.id.clone(),
+        register: super::register::section(&asset, &viewer),
         name: asset.name.clone(),
         facts,
         notes,

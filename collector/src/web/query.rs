@@ -29,8 +29,12 @@ pub struct AssetQuery {
     pub kind: String,
     pub status: String,
     pub source: String,
-    /// Part of the room / location.
+    /// Part of the room / location (SNMP sysLocation or the register's site, building, room).
     pub location: String,
+    /// Register filters: part of the room, part of the department, a lifecycle state.
+    pub room: String,
+    pub department: String,
+    pub lifecycle: String,
     /// `name` (default), `kind`, `status`, `ip`, `last_seen`.
     pub sort: String,
     pub desc: bool,
@@ -53,6 +57,10 @@ pub fn kind_name(asset: &Asset) -> &'static str {
         K::Nas => "nas",
         K::Projector => "projector",
         K::Phone => "phone",
+        K::Display => "display",
+        K::Visualiser => "visualiser",
+        K::Trolley => "trolley",
+        K::Other => "other",
         K::Unknown => "unknown",
     }
 }
@@ -99,6 +107,8 @@ pub async fn assets(state: &ApiState, query: AssetQuery) -> Result<(Vec<Listed>,
                 })
                 .collect();
             let location = query.location.to_lowercase();
+            let room = query.room.trim().to_lowercase();
+            let department = query.department.trim().to_lowercase();
             let mut rows: Vec<(&Entry, Status, Option<OffsetDateTime>)> = Vec::new();
             for entry in data.assets.values() {
                 if !query.kind.is_empty() && kind_name(&entry.asset) != query.kind {
@@ -113,7 +123,24 @@ pub async fn assets(state: &ApiState, query: AssetQuery) -> Result<(Vec<Listed>,
                 {
                     continue;
                 }
-                if !location.is_empty() && !entry.location.to_lowercase().contains(&location) {
+                let register = &entry.asset.register;
+                if !location.is_empty()
+                    && !entry.location.to_lowercase().contains(&location)
+                    && ![&register.site, &register.building, &register.room]
+                        .iter()
+                        .any(|p| p.to_lowercase().contains(&location))
+                {
+                    continue;
+                }
+                if !room.is_empty() && !register.room.to_lowercase().contains(&room) {
+                    continue;
+                }
+                if !department.is_empty()
+                    && !register.department.to_lowercase().contains(&department)
+                {
+                    continue;
+                }
+                if !query.lifecycle.is_empty() && register.lifecycle.as_str() != query.lifecycle {
                     continue;
                 }
                 if !words.is_empty() && !matches(entry, &words) {

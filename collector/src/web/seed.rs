@@ -205,6 +205,7 @@ pub fn seed(
             after: Some("1.1".to_owned()),
             clock_suspect: false,
             expected_by: None,
+            author: None,
         });
         if set.changes.len() >= 20_000 {
             store.commit(std::mem::take(&mut set))?;

@@ -162,6 +162,7 @@ pub fn run(opts: Options) -> Result<bool> {
                         after: Some(format!("1.{}", week + 1)),
                         clock_suspect: false,
                         expected_by: None,
+                        author: None,
                     });
                 }
             }
