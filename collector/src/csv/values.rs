@@ -221,7 +221,7 @@ pub fn parse_kind(text: &str) -> Result<AssetKind, String> {
     serde_json::from_value(serde_json::Value::String(wanted)).map_err(|_| {
         format!(
             "{text:?} is not a kind; use pc, server, laptop, printer, switch, router, \
-             access-point, ups, nas, projector, phone or unknown"
+             access-point, ups, nas, projector, phone, display, visualiser, trolley, other or unknown"
         )
     })
 }
@@ -256,6 +256,12 @@ pub fn kind_of_category(text: &str) -> AssetKind {
         AssetKind::Projector
     } else if has(&["phone", "voip", "handset"]) {
         AssetKind::Phone
+    } else if has(&["whiteboard", "display", "panel", "screen", "monitor", "tv"]) {
+        AssetKind::Display
+    } else if has(&["visualiser", "visualizer", "document camera"]) {
+        AssetKind::Visualiser
+    } else if has(&["trolley", "cart", "charging"]) {
+        AssetKind::Trolley
     } else {
         AssetKind::Unknown
     }
