@@ -72,6 +72,25 @@ pub fn request(
     path: &str,
     body: Option<&str>,
 ) -> std::io::Result<(u16, String)> {
+    let (status, body) = request_bytes(
+        config,
+        method,
+        path,
+        "application/json",
+        body.unwrap_or("").as_bytes(),
+    )?;
+    Ok((status, String::from_utf8_lossy(&body).into_owned()))
+}
+
+/// [`request`] with any content type and a byte body, answering the body's bytes (CSV
+/// import and export).
+pub fn request_bytes(
+    config: &Config,
+    method: &str,
+    path: &str,
+    content_type: &str,
+    body: &[u8],
+) -> std::io::Result<(u16, Vec<u8>)> {
     let token_path = config
         .http
         .api_token_file
@@ -81,23 +100,23 @@ pub fn request(
         .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", token_path.display())))?;
     let addr = api_addr(config);
     let tcp = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
-    tcp.set_read_timeout(Some(Duration::from_secs(30)))?;
+    tcp.set_read_timeout(Some(Duration::from_secs(120)))?;
     let mut stream: Box<dyn ReadWrite> = if config.tls.https {
         Box::new(https_stream(config, tcp)?)
     } else {
         Box::new(tcp)
     };
-    let body = body.unwrap_or("");
     write!(
         stream,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {}\r\nContent-Type: {content_type}\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n",
         token.trim(),
         body.len()
     )?;
+    stream.write_all(body)?;
     let mut response = Vec::new();
     stream.read_to_end(&mut response)?;
-    Ok(parse_response(&response))
+    Ok(parse_response_bytes(&response))
 }
 
 trait ReadWrite: Read + Write {}
@@ -208,7 +227,13 @@ impl tokio_rustls::rustls::client::danger::ServerCertVerifier for PinnedLeaf {
 
 /// Status and body of a raw HTTP/1.1 response. The framing is undone on bytes and only the
 /// body is decoded (lossily): a chunk boundary may fall inside a UTF-8 character.
+#[cfg(test)]
 fn parse_response(raw: &[u8]) -> (u16, String) {
+    let (status, body) = parse_response_bytes(raw);
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+fn parse_response_bytes(raw: &[u8]) -> (u16, Vec<u8>) {
     let (head, rest) = match find(raw, b"\r\n\r\n") {
         Some(end) => (&raw[..end], &raw[end + 4..]),
         None => (raw, &[][..]),
@@ -227,7 +252,7 @@ fn parse_response(raw: &[u8]) -> (u16, String) {
     } else {
         rest.to_vec()
     };
-    (status, String::from_utf8_lossy(&body).into_owned())
+    (status, body)
 }
 
 fn dechunk(mut body: &[u8]) -> Vec<u8> {

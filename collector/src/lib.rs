@@ -24,6 +24,7 @@ pub mod backup;
 pub mod cmdb;
 pub mod config;
 pub mod conn;
+pub mod csv;
 pub mod errors;
 pub mod finance;
 pub mod fuzzing;

@@ -111,6 +111,27 @@ enum Command {
         #[arg(long, env = "USER", default_value = "technician")]
         by: String,
     },
+    /// Export the register (or incidents, changes, software) as CSV from the running
+    /// collector, to stdout or --out.
+    Export {
+        #[arg(long, env = "CARETAKER_CONFIG")]
+        config: PathBuf,
+        #[arg(value_parser = ["assets", "incidents", "changes", "software"])]
+        what: String,
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Import assets from a CSV file (ours or Snipe-IT's export) into the running collector:
+    /// all rows or none; --dry-run shows what would change.
+    Import {
+        #[arg(long, env = "CARETAKER_CONFIG")]
+        config: PathBuf,
+        #[arg(value_parser = ["assets"])]
+        what: String,
+        file: PathBuf,
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Dashboard accounts in the running collector: add, list, disable, passwd.
     User {
         #[arg(long, env = "CARETAKER_CONFIG", global = true)]
@@ -286,6 +307,7 @@ fn parse_ports(text: &str) -> Result<Ports, String> {
 
 mod cli_api;
 mod cli_backup;
+mod cli_csv;
 mod cli_demo;
 mod cli_doctor;
 mod cli_incidents;
@@ -368,6 +390,13 @@ fn main() -> ExitCode {
             status,
             json,
         } => cli_incidents::list(&config, &status, json),
+        Command::Export { config, what, out } => cli_csv::export(&config, &what, out.as_deref()),
+        Command::Import {
+            config,
+            what: _,
+            file,
+            dry_run,
+        } => cli_csv::import(&config, &file, dry_run),
         Command::Incident {
             config,
             action,

@@ -5,6 +5,7 @@
 //! `{"error": "..."}` with a fitting status. `serve` runs until its cancellation token fires.
 
 mod assets;
+pub mod csv;
 mod incidents;
 mod ops;
 mod pki;
@@ -123,9 +124,11 @@ pub fn router(state: ApiState) -> Router {
         .route("/agents/{id}/revoke", post(pki::revoke_agent))
         .route("/ca", get(pki::ca))
         .route("/ca/rotate", post(pki::rotate))
+        .merge(csv::export_routes())
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token))
         // Register edits check the token or a dashboard session themselves.
         .merge(register::routes())
+        .merge(csv::import_routes())
         .route("/health", get(health))
         .method_not_allowed_fallback(|| async {
             (
