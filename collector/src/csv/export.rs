@@ -333,6 +333,7 @@ mod tests {
             after: Some("-B2".into()),
             clock_suspect: false,
             expected_by: None,
+            author: None,
         };
         let mut out = Vec::new();
         write_changes(&mut out, &[change]).unwrap();
