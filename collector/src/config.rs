@@ -39,6 +39,12 @@ pub struct Config {
     pub backup: Option<crate::backup::BackupConfig>,
     /// Who may scrape `/metrics`.
     pub metrics: crate::metrics::MetricsConfig,
+    /// `[[service]]`: services for Service Level Management (`sla`).
+    pub service: Vec<crate::sla::ServiceConfig>,
+    /// `[sla]`: response and resolution targets per priority.
+    pub sla: crate::sla::SlaConfig,
+    /// `[report]`: the monthly service-level report's recipients and send time.
+    pub report: crate::sla::ReportConfig,
     /// The file this was loaded from (for live reload); set by [`load`].
     #[serde(skip)]
     pub source: Option<PathBuf>,
@@ -68,6 +74,9 @@ impl Default for Config {
             web: crate::web::WebConfig::default(),
             backup: None,
             metrics: crate::metrics::MetricsConfig::default(),
+            service: Vec::new(),
+            sla: crate::sla::SlaConfig::default(),
+            report: crate::sla::ReportConfig::default(),
             source: None,
             hours: crate::track::SchoolHours::always(),
         }
@@ -663,6 +672,11 @@ fn validate(config: &mut Config) -> Vec<(&'static str, &'static str, String)> {
     for (key, problem) in config.metrics.problems() {
         issues.push(("metrics", key, problem));
     }
+    issues.extend(crate::sla::config::validate(
+        &config.service,
+        &mut config.sla,
+        &config.report,
+    ));
     if let Some(backup) = &config.backup {
         for (key, problem) in backup.problems() {
             issues.push(("backup", key, problem));
