@@ -41,8 +41,9 @@ pub struct Config {
     pub metrics: crate::metrics::MetricsConfig,
     /// `[[service]]`: services for Service Level Management (`sla`).
     pub service: Vec<crate::sla::ServiceConfig>,
-    /// `[sla]`: response and resolution targets per priority.
-    pub sla: crate::sla::SlaConfig,
+    /// `[sla]`: response and resolution targets per priority (defaults in the report, and
+    /// no warnings, when absent).
+    pub sla: Option<crate::sla::SlaConfig>,
     /// `[report]`: the monthly service-level report's recipients and send time.
     pub report: crate::sla::ReportConfig,
     /// The file this was loaded from (for live reload); set by [`load`].
@@ -75,7 +76,7 @@ impl Default for Config {
             backup: None,
             metrics: crate::metrics::MetricsConfig::default(),
             service: Vec::new(),
-            sla: crate::sla::SlaConfig::default(),
+            sla: None,
             report: crate::sla::ReportConfig::default(),
             source: None,
             hours: crate::track::SchoolHours::always(),
@@ -674,7 +675,7 @@ fn validate(config: &mut Config) -> Vec<(&'static str, &'static str, String)> {
     }
     issues.extend(crate::sla::config::validate(
         &config.service,
-        &mut config.sla,
+        config.sla.as_mut(),
         &config.report,
     ));
     if let Some(backup) = &config.backup {

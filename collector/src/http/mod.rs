@@ -97,6 +97,14 @@ pub fn router(state: ApiState) -> Router {
         .route("/problems", get(incidents::problems))
         .route("/availability", get(tracking::availability))
         .route("/outbox", get(incidents::outbox))
+        .route(
+            "/reports/monthly",
+            get(crate::web::service_levels::api_json),
+        )
+        .route(
+            "/reports/monthly.pdf",
+            get(crate::web::service_levels::api_pdf),
+        )
         .route("/problems/{id}", post(incidents::update_problem))
         .route(
             "/users",

@@ -292,7 +292,7 @@ impl ReportConfig {
 /// Checks the three sections, filling `sla.parsed`; `(section, key, message)` triples.
 pub fn validate(
     services: &[ServiceConfig],
-    sla: &mut SlaConfig,
+    sla: Option<&mut SlaConfig>,
     report: &ReportConfig,
 ) -> Vec<(&'static str, &'static str, String)> {
     let mut issues = Vec::new();
@@ -309,9 +309,11 @@ pub fn validate(
             ));
         }
     }
-    match sla.targets() {
-        Ok(targets) => sla.parsed = targets,
-        Err(problems) => issues.extend(problems.into_iter().map(|(k, m)| ("sla", k, m))),
+    if let Some(sla) = sla {
+        match sla.targets() {
+            Ok(targets) => sla.parsed = targets,
+            Err(problems) => issues.extend(problems.into_iter().map(|(k, m)| ("sla", k, m))),
+        }
     }
     issues.extend(report.problems().into_iter().map(|(k, m)| ("report", k, m)));
     issues

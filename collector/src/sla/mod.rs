@@ -29,6 +29,8 @@ pub use config::{Clock, ReportConfig, ServiceConfig, SlaConfig, Targets};
 pub struct Settings {
     pub services: Vec<ServiceConfig>,
     pub sla: SlaConfig,
+    /// `[sla]` is configured: warnings are mailed (never on the defaults alone).
+    pub warn: bool,
     pub report: ReportConfig,
     pub hours: crate::track::SchoolHours,
     /// The school's name for the report's title.
@@ -48,7 +50,8 @@ impl Settings {
         };
         Self {
             services: config.service.clone(),
-            sla: config.sla.clone(),
+            sla: config.sla.clone().unwrap_or_default(),
+            warn: config.sla.is_some(),
             report: config.report.clone(),
             hours: config.hours.clone(),
             school_name,

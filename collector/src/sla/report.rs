@@ -185,7 +185,7 @@ pub fn gather(
     })
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct MonthlyReport {
     pub school_name: String,
     /// `2026-11`.
@@ -209,7 +209,7 @@ pub struct MonthlyReport {
     pub warranties: Vec<WarrantyRow>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct ServiceRow {
     pub name: String,
     pub members: usize,
@@ -226,7 +226,7 @@ pub struct ServiceRow {
     pub resolved: usize,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct PriorityRow {
     /// `P2`.
     pub priority: String,
@@ -243,7 +243,7 @@ pub struct PriorityRow {
     pub pending: usize,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct ProblemRow {
     /// A problem's number and title, or the rule name.
     pub what: String,
@@ -251,7 +251,7 @@ pub struct ProblemRow {
     pub assets: usize,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct CapacityRow {
     pub asset: String,
     pub what: String,
@@ -259,7 +259,7 @@ pub struct CapacityRow {
     pub outlook: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct WarrantyRow {
     pub asset: String,
     pub tag: String,

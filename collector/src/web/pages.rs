@@ -45,7 +45,7 @@ impl Nav {
         }
     }
 
-    fn of(web: &Web, viewer: &Viewer, active: &'static str) -> Self {
+    pub(super) fn of(web: &Web, viewer: &Viewer, active: &'static str) -> Self {
         Self {
             user: viewer.user.name.clone(),
             role: viewer.user.role.name().to_owned(),
@@ -126,7 +126,11 @@ pub fn url_encode(text: &str) -> String {
 }
 
 /// The logged-in user, or a redirect to the login page that comes back here.
-fn viewer(state: &ApiState, headers: &HeaderMap, uri: &Uri) -> Result<Viewer, PageError> {
+pub(super) fn viewer(
+    state: &ApiState,
+    headers: &HeaderMap,
+    uri: &Uri,
+) -> Result<Viewer, PageError> {
     state.web.auth.viewer(headers).ok_or_else(|| {
         PageError::Login(
             uri.path_and_query()
@@ -1197,6 +1201,7 @@ pub async fn incident(
         facts.push(("Flapping", "yes: opened and cleared repeatedly".to_owned()));
     }
     facts.retain(|(_, v)| !v.is_empty());
+    facts.extend(super::service_levels::incident_facts(&state, &incident, now).await);
     let mut timeline = vec![TimelineEntry {
         at: web.local(incident.opened_at),
         author: if incident.desk.reporter.is_some() {
