@@ -43,6 +43,13 @@ pub struct Config {
     pub release: crate::release::ReleaseConfig,
     /// `[finance]`: device lifespan and the warranty notice (`finance`).
     pub finance: crate::finance::FinanceConfig,
+    /// `[[service]]`: services for Service Level Management (`sla`).
+    pub service: Vec<crate::sla::ServiceConfig>,
+    /// `[sla]`: response and resolution targets per priority (defaults in the report, and
+    /// no warnings, when absent).
+    pub sla: Option<crate::sla::SlaConfig>,
+    /// `[report]`: the monthly service-level report's recipients and send time.
+    pub report: crate::sla::ReportConfig,
     /// The file this was loaded from (for live reload); set by [`load`].
     #[serde(skip)]
     pub source: Option<PathBuf>,
@@ -74,6 +81,9 @@ impl Default for Config {
             metrics: crate::metrics::MetricsConfig::default(),
             release: crate::release::ReleaseConfig::default(),
             finance: crate::finance::FinanceConfig::default(),
+            service: Vec::new(),
+            sla: None,
+            report: crate::sla::ReportConfig::default(),
             source: None,
             hours: crate::track::SchoolHours::always(),
         }
@@ -679,6 +689,11 @@ fn validate(config: &mut Config) -> Vec<(&'static str, &'static str, String)> {
     for (key, problem) in config.metrics.problems() {
         issues.push(("metrics", key, problem));
     }
+    issues.extend(crate::sla::config::validate(
+        &config.service,
+        config.sla.as_mut(),
+        &config.report,
+    ));
     if let Some(backup) = &config.backup {
         for (key, problem) in backup.problems() {
             issues.push(("backup", key, problem));

@@ -45,6 +45,7 @@ pub mod rules;
 pub mod scan;
 pub use caretaker_proto::sdnotify;
 pub mod secret;
+pub mod sla;
 pub mod store;
 pub mod track;
 pub mod web;

@@ -196,6 +196,32 @@ enum Command {
         #[command(subcommand)]
         action: CaAction,
     },
+    /// The monthly service-level report from the running collector: `report monthly
+    /// --month YYYY-MM --out F.pdf` (PDF), or `--json`.
+    Report {
+        #[arg(long, env = "CARETAKER_CONFIG", global = true)]
+        config: Option<PathBuf>,
+        /// Only `monthly`.
+        kind: String,
+        /// `YYYY-MM`; last month when absent.
+        #[arg(long)]
+        month: Option<String>,
+        /// Where to write the PDF.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Print the report's figures as JSON instead.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Seed a known service-level month into an empty data directory (the SLA test).
+    #[command(hide = true)]
+    SeedSla {
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// `YYYY-MM`.
+        #[arg(long)]
+        month: String,
+    },
     /// Fill an empty data directory with a synthetic school (for `caretaker-bench dashboard`).
     #[command(hide = true)]
     BenchSeed {
@@ -313,6 +339,7 @@ mod cli_doctor;
 mod cli_incidents;
 mod cli_ops;
 mod cli_pki;
+mod cli_report;
 mod cli_scan;
 mod cli_users;
 
@@ -404,6 +431,20 @@ fn main() -> ExitCode {
             text,
             by,
         } => cli_incidents::act(&config, &action, &id, text, &by),
+        Command::Report {
+            config,
+            kind,
+            month,
+            out,
+            json,
+        } => cli_report::run(
+            config.as_deref(),
+            &kind,
+            month.as_deref(),
+            out.as_deref(),
+            json,
+        ),
+        Command::SeedSla { data_dir, month } => cli_report::seed(&data_dir, &month),
         Command::BenchSeed {
             data_dir,
             assets,

@@ -6,6 +6,8 @@
 //! - `[school_hours]` → the availability figures the API computes;
 //! - `[smtp]` (routes, recipients, quiet hours, …) → the alerts task restarts with it (the
 //!   outbox is durable, so nothing is lost or sent twice);
+//! - `[[service]]`, `[sla]`, `[report]` → the alerts task (SLA warnings, monthly email)
+//!   restarts with them; the report pages read the config in force ([`Reloader::current`]);
 //! - `[scan]`, `[snmp]` (ranges, rates, credentials) → the sweep and watch tasks restart.
 //!
 //! A bad file changes nothing: the old config stays and the error says why (file, line and
@@ -115,6 +117,11 @@ impl Reloader {
         )
     }
 
+    /// The config in force now (the service-level pages read their settings from it).
+    pub async fn current(&self) -> Config {
+        self.running.lock().await.config.clone()
+    }
+
     /// Reads the config file again and applies what changed (see the module comment).
     pub async fn reload(&self) -> Result<Outcome, ReloadError> {
         let path = self.source.clone().ok_or(ReloadError::NoFile)?;
@@ -144,11 +151,17 @@ impl Reloader {
             *self.hours.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(new.hours.clone());
             outcome.applied.push("school_hours");
         }
-        if text(&old.smtp) != text(&new.smtp) {
+        let service_levels = |c: &Config| text(&(&c.service, &c.sla, &c.report, &c.hours));
+        if text(&old.smtp) != text(&new.smtp) || service_levels(old) != service_levels(&new) {
             running.alerts.cancel();
             running.alerts = self.shutdown.child_token();
             (self.spawn_alerts)(&new, running.alerts.clone());
-            outcome.applied.push("smtp");
+            if text(&old.smtp) != text(&new.smtp) {
+                outcome.applied.push("smtp");
+            }
+            if service_levels(old) != service_levels(&new) {
+                outcome.applied.push("service_levels");
+            }
         }
         if text(&(&old.scan, &old.snmp)) != text(&(&new.scan, &new.snmp)) {
             running.scan.cancel();

@@ -20,7 +20,7 @@ use serde_json::Value;
 const PYTHON: &str = "/usr/bin/python3";
 
 const HANDLER: &str = r#"
-import asyncio, email, email.policy, json, logging, os, ssl, sys, time
+import asyncio, base64, email, email.policy, json, logging, os, ssl, sys, time
 from functools import partial
 
 class JsonDrop:
@@ -55,6 +55,14 @@ class JsonDrop:
             "html": html.get_content() if html is not None else "",
             "tls": getattr(session, "ssl", None) is not None,
             "queued_as": name,
+            "attachments": [
+                {
+                    "filename": part.get_filename() or "",
+                    "content_type": part.get_content_type(),
+                    "base64": base64.b64encode(part.get_payload(decode=True) or b"").decode(),
+                }
+                for part in msg.iter_attachments()
+            ],
         }
         tmp = os.path.join(self.outdir, "." + name)
         with open(tmp, "w") as f:
@@ -96,6 +104,8 @@ pub struct ReceivedMail {
     pub text: String,
     pub html: String,
     pub tls: bool,
+    /// `(filename, content type, bytes)` of each attachment.
+    pub attachments: Vec<(String, String, Vec<u8>)>,
 }
 
 impl ReceivedMail {
@@ -368,6 +378,23 @@ impl SmtpServer {
                 text: v["text"].as_str().unwrap_or("").to_owned(),
                 html: v["html"].as_str().unwrap_or("").to_owned(),
                 tls: v["tls"].as_bool().unwrap_or(false),
+                attachments: v["attachments"]
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .map(|x| {
+                                use base64::Engine as _;
+                                (
+                                    x["filename"].as_str().unwrap_or("").to_owned(),
+                                    x["content_type"].as_str().unwrap_or("").to_owned(),
+                                    base64::engine::general_purpose::STANDARD
+                                        .decode(x["base64"].as_str().unwrap_or(""))
+                                        .unwrap_or_default(),
+                                )
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default(),
             })
             .collect()
     }

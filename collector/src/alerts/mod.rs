@@ -77,13 +77,21 @@ pub fn spawn(
     tracker: &TaskTracker,
     store: Arc<dyn Store>,
     config: SmtpConfig,
+    sla: Arc<crate::sla::Settings>,
     cancel: CancellationToken,
 ) {
-    tracker.spawn(run(store, config, cancel).instrument(tracing::info_span!("alerts")));
+    tracker.spawn(run(store, config, sla, cancel).instrument(tracing::info_span!("alerts")));
 }
 
 /// The alerting task; returns when `cancel` fires (or at once when SMTP cannot be set up).
-pub async fn run(store: Arc<dyn Store>, config: SmtpConfig, cancel: CancellationToken) {
+/// Beside incident mail it plans the service-level warnings and the monthly report
+/// (`sla::mail`), on the escalation check's schedule.
+pub async fn run(
+    store: Arc<dyn Store>,
+    config: SmtpConfig,
+    sla: Arc<crate::sla::Settings>,
+    cancel: CancellationToken,
+) {
     let policy = Arc::new(config.policy());
     let password = match config.password(|k| std::env::var(k).ok()) {
         Ok(p) => p,
@@ -103,6 +111,9 @@ pub async fn run(store: Arc<dyn Store>, config: SmtpConfig, cancel: Cancellation
     let mut tick = tokio::time::interval(config.poll_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut next_escalation = tokio::time::Instant::now();
+    let sla_events = Arc::new(std::sync::Mutex::new(
+        crate::sla::mail::EventCache::default(),
+    ));
     info!(server = %config.server, port = config.port, "Email alerts running");
     loop {
         tokio::select! {
@@ -118,6 +129,9 @@ pub async fn run(store: Arc<dyn Store>, config: SmtpConfig, cancel: Cancellation
                 plan_escalation_mail(&store, &policy, OffsetDateTime::now_utc()).await
             {
                 warn!(%error, "Escalation check failed; retrying");
+            }
+            if let Err(error) = plan_service_levels(&store, &sla, &policy, &sla_events).await {
+                warn!(%error, "Service-level check failed; retrying");
             }
         }
         if let Err(error) = sender.send_due(&store, &mailer, &cancel).await {
@@ -261,6 +275,35 @@ pub async fn plan_escalation_mail(
             })?;
         }
         Ok(n)
+    })
+    .await
+}
+
+/// Plans the SLA warnings and the monthly report due now (`sla::mail`).
+async fn plan_service_levels(
+    store: &Arc<dyn Store>,
+    sla: &Arc<crate::sla::Settings>,
+    policy: &Arc<Policy>,
+    cache: &Arc<std::sync::Mutex<crate::sla::mail::EventCache>>,
+) -> Result<(), AlertError> {
+    let (store, sla, policy, cache) = (
+        Arc::clone(store),
+        Arc::clone(sla),
+        Arc::clone(policy),
+        Arc::clone(cache),
+    );
+    blocking(move || {
+        let now = OffsetDateTime::now_utc();
+        let mut cache = cache.lock().unwrap_or_else(|p| p.into_inner());
+        let warned =
+            crate::sla::mail::plan_warnings(store.as_ref(), &sla, &policy, &mut cache, now)?;
+        if warned > 0 {
+            info!(warnings = warned, "Service-level warnings planned");
+        }
+        if let Some(month) = crate::sla::mail::plan_monthly(store.as_ref(), &sla, now)? {
+            info!(%month, "Monthly service-level report planned");
+        }
+        Ok::<(), AlertError>(())
     })
     .await
 }

@@ -98,7 +98,25 @@ impl Mailer {
         if !entry.references.is_empty() {
             builder = builder.references(entry.references.join(" "));
         }
-        let mut message = if entry.html.is_empty() {
+        let mut message = if !entry.attachments.is_empty() {
+            use base64::Engine as _;
+            let mut mixed = MultiPart::mixed().singlepart(
+                SinglePart::builder()
+                    .header(ContentType::TEXT_PLAIN)
+                    .body(entry.text.clone()),
+            );
+            for file in &entry.attachments {
+                let bytes = base64::engine::general_purpose::STANDARD
+                    .decode(&file.base64)
+                    .map_err(|e| format!("attachment {} is not base64: {e}", file.filename))?;
+                let kind = ContentType::parse(&file.content_type)
+                    .map_err(|e| format!("attachment {} has a bad type: {e}", file.filename))?;
+                mixed = mixed.singlepart(
+                    lettre::message::Attachment::new(file.filename.clone()).body(bytes, kind),
+                );
+            }
+            builder.multipart(mixed)
+        } else if entry.html.is_empty() {
             builder
                 .header(ContentType::TEXT_PLAIN)
                 .body(entry.text.clone())

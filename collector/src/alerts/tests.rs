@@ -154,7 +154,12 @@ fn asset(incident: &Incident) -> Asset {
 
 fn start(h: &Harness, config: SmtpConfig) -> (CancellationToken, tokio::task::JoinHandle<()>) {
     let cancel = CancellationToken::new();
-    let task = tokio::spawn(run(Arc::clone(&h.store), config, cancel.clone()));
+    let task = tokio::spawn(run(
+        Arc::clone(&h.store),
+        config,
+        Default::default(),
+        cancel.clone(),
+    ));
     (cancel, task)
 }
 

@@ -254,9 +254,13 @@ impl App {
             let (tracker, store) = (tracker.clone(), store.clone());
             Box::new(
                 move |config: &Config, token: CancellationToken| match &config.smtp {
-                    Some(smtp) => {
-                        crate::alerts::spawn(&tracker, store.clone(), smtp.clone(), token)
-                    }
+                    Some(smtp) => crate::alerts::spawn(
+                        &tracker,
+                        store.clone(),
+                        smtp.clone(),
+                        Arc::new(crate::sla::Settings::from_config(config)),
+                        token,
+                    ),
                     None => {
                         tracing::warn!(
                             "No [smtp] section: incidents are opened but nobody is emailed"

@@ -105,6 +105,14 @@ pub fn router(state: ApiState) -> Router {
         .route("/finance/{part}", get(release_finance::part))
         .route("/outbox", get(incidents::outbox))
         .route(
+            "/reports/monthly",
+            get(crate::web::service_levels::api_json),
+        )
+        .route(
+            "/reports/monthly.pdf",
+            get(crate::web::service_levels::api_pdf),
+        )
+        .route(
             "/problems/{id}",
             get(incidents::problem).post(incidents::update_problem),
         )

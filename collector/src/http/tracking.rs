@@ -9,12 +9,10 @@ use serde_json::{Value, json};
 use time::OffsetDateTime;
 
 use super::{ApiError, ApiState, blocking};
-use crate::model::Status;
 use crate::track::{self, SchoolHours};
 
-/// A stored verdict stands for this long; beyond it the state is unknown (the collector was
-/// off, or the device was not checked), never "down".
-const MAX_GAP: std::time::Duration = std::time::Duration::from_secs(20 * 60);
+/// A stored verdict stands for this long (see `track::VERDICT_MAX_GAP`).
+const MAX_GAP: std::time::Duration = track::VERDICT_MAX_GAP;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -63,7 +61,7 @@ pub async fn availability(
     })
     .await?;
     let asset = asset.ok_or_else(|| ApiError::not_found(format!("asset {}", params.asset)))?;
-    let samples = timeline(&reach, &status);
+    let samples = track::verdict_timeline(&reach, &status);
     let outages = track::outages(&samples, MAX_GAP);
     let in_window: Vec<_> = outages
         .iter()
@@ -96,24 +94,4 @@ pub async fn availability(
         "mtbf_secs": mtbf.map(|d| d.as_secs()),
         "mttr_secs": mttr.map(|d| d.as_secs()),
     })))
-}
-
-/// Ping verdicts and agent reports merged into one timeline: a status report proves the host
-/// was up at that moment; ping decides for devices without an agent.
-fn timeline(
-    reach: &[crate::model::ReachSample],
-    status: &[crate::model::StatusSample],
-) -> Vec<(OffsetDateTime, Status)> {
-    let mut samples: Vec<(OffsetDateTime, Status)> = reach
-        .iter()
-        .map(|r| (r.at, if r.up { Status::Up } else { Status::Down }))
-        .chain(
-            status
-                .iter()
-                .filter(|s| !s.clock_suspect)
-                .map(|s| (s.at, Status::Up)),
-        )
-        .collect();
-    samples.sort_by_key(|(at, _)| *at);
-    samples
 }

@@ -449,6 +449,19 @@ pub struct OutboxEntry {
     /// What the server said when it accepted or refused it.
     #[serde(default)]
     pub server_reply: String,
+    /// Files sent with it (the monthly service-level report's PDF).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<MailAttachment>,
+}
+
+/// A file attached to an outbox email, kept in the entry so a retry sends the same bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MailAttachment {
+    pub filename: String,
+    /// `application/pdf`.
+    pub content_type: String,
+    /// The file, base64 (standard alphabet).
+    pub base64: String,
 }
 
 impl OutboxEntry {
@@ -476,6 +489,7 @@ impl OutboxEntry {
             last_error: String::new(),
             sent_at: None,
             server_reply: String::new(),
+            attachments: Vec::new(),
         }
     }
 }

@@ -61,6 +61,31 @@ pub struct Availability {
     pub percent: Option<f64>,
 }
 
+/// A stored verdict stands for this long; beyond it the state is unknown (the collector was
+/// off, or the device was not checked), never "down". Shared by `/api/v1/availability` and the
+/// monthly service-level report.
+pub const VERDICT_MAX_GAP: Duration = Duration::from_secs(20 * 60);
+
+/// Ping verdicts and agent reports merged into one timeline: a status report proves the host
+/// was up at that moment; ping decides for devices without an agent.
+pub fn verdict_timeline(
+    reach: &[crate::model::ReachSample],
+    status: &[crate::model::StatusSample],
+) -> Vec<(OffsetDateTime, Status)> {
+    let mut samples: Vec<(OffsetDateTime, Status)> = reach
+        .iter()
+        .map(|r| (r.at, if r.up { Status::Up } else { Status::Down }))
+        .chain(
+            status
+                .iter()
+                .filter(|s| !s.clock_suspect)
+                .map(|s| (s.at, Status::Up)),
+        )
+        .collect();
+    samples.sort_by_key(|(at, _)| *at);
+    samples
+}
+
 /// Monotonic sample times: each is at least its predecessor's (see "Clock jumps").
 fn monotonic(samples: &[(OffsetDateTime, Status)]) -> Vec<(i128, Status)> {
     let mut last = i128::MIN;

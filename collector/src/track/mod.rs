@@ -19,7 +19,8 @@ pub mod rollup;
 pub mod timetable;
 
 pub use availability::{
-    Availability, HostParams, HostState, Outage, availability, mtbf_mttr, outages,
+    Availability, HostParams, HostState, Outage, VERDICT_MAX_GAP, availability, mtbf_mttr, outages,
+    verdict_timeline,
 };
 pub use forecast::{Direction, Forecast, ForecastParams, days_until};
 pub use rollup::{Rollup, rollup, rollup_rollups};

@@ -25,6 +25,7 @@ mod register;
 pub mod releases;
 pub(crate) mod report;
 pub mod seed;
+pub mod service_levels;
 mod static_files;
 
 use std::net::SocketAddr;
@@ -185,6 +186,8 @@ pub fn routes() -> Router<ApiState> {
         .route("/report", get(report::form).post(report::submit))
         .route("/ui/report/devices", get(report::devices))
         .route("/report/poster", get(report::poster))
+        .route("/reports/monthly", get(service_levels::page))
+        .route("/reports/monthly.pdf", get(service_levels::pdf))
         .route("/login", get(auth::login_form).post(auth::login))
         .route("/logout", post(auth::logout))
         .route("/setup", get(auth::setup_form).post(auth::setup))

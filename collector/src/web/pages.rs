@@ -1249,6 +1249,7 @@ pub async fn incident(
         facts.push(("Flapping", "yes: opened and cleared repeatedly".to_owned()));
     }
     facts.retain(|(_, v)| !v.is_empty());
+    facts.extend(super::service_levels::incident_facts(&state, &incident, now).await);
     let mut timeline = vec![TimelineEntry {
         at: web.local(incident.opened_at),
         author: if incident.desk.reporter.is_some() {
