@@ -46,7 +46,7 @@ impl ServiceConfig {
                     .any(|v| v.trim().eq_ignore_ascii_case(value.trim()))
         };
         self.kinds.contains(&asset.kind)
-            || self.assets.iter().any(|id| *id == asset.id)
+            || self.assets.contains(&asset.id)
             || eq(&self.rooms, &asset.register.room)
             || eq(&self.tags, &asset.register.asset_tag)
             || self.names.iter().any(|p| glob(p, &asset.name))
@@ -54,7 +54,7 @@ impl ServiceConfig {
 
     /// Whether `incident` counts against the service, given whether its asset is a member.
     pub fn counts(&self, incident: &Incident, member: bool) -> bool {
-        member && (self.rules.is_empty() || self.rules.iter().any(|r| *r == incident.rule))
+        member && (self.rules.is_empty() || self.rules.contains(&incident.rule))
     }
 
     fn problems(&self) -> Vec<(&'static str, String)> {
