@@ -372,8 +372,9 @@ mod tests {
         assert_eq!(kind_of_category("Desktop"), AssetKind::Pc);
         assert_eq!(
             kind_of_category("Interactive Whiteboard"),
-            AssetKind::Unknown
+            AssetKind::Display
         );
+        assert_eq!(kind_of_category("Spaceship"), AssetKind::Unknown);
         assert_eq!(kind_text(AssetKind::AccessPoint), "access-point");
         assert_eq!(
             parse_macs("AA-BB-CC-00-11-22; aabb.cc00.1123").unwrap(),
