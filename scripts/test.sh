@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 
 need=()
 for pkg in snmpd snmp snmpsim python3-aiosmtpd nmap fping arp-scan iproute2 curl gcc-mingw-w64-x86-64 dpkg \
-    chromium chromium-driver systemd adduser openssl; do
+    chromium chromium-driver systemd adduser openssl poppler-utils; do
   dpkg-query -W -f='${db:Status-Abbrev}' "$pkg" 2>/dev/null | grep -q '^ii' || need+=("$pkg")
 done
 # The Windows agent's peers: Wine (64-bit only: no i386 architecture needed), msitools/wixl.
