@@ -169,11 +169,17 @@ pub fn render(report: &MonthlyReport) -> Vec<u8> {
     };
     let mut l = Layout::new();
     l.line(&title, 17.0, true);
+    // Two short lines: one long one ran off the page's right edge.
     l.line(
         &format!(
-            "{} to {}. Availability within school hours; response and resolution on the {} clock, time on hold not counted. Made {}.",
-            report.first_day, report.last_day, report.clock, report.generated
+            "{} to {}. Availability within school hours; response and resolution on the {} clock.",
+            report.first_day, report.last_day, report.clock
         ),
+        8.5,
+        false,
+    );
+    l.line(
+        &format!("Time on hold not counted. Made {}.", report.generated),
         8.5,
         false,
     );
