@@ -43,6 +43,9 @@ pub struct ArpOptions {
     pub timeout: Duration,
 }
 
+/// Frames read in a row before the sender gets its turn again.
+const DRAIN: usize = 64;
+
 /// The shortest wait after the last request, whatever the replies' round-trip times were.
 pub const MIN_FINAL_WAIT: Duration = Duration::from_millis(250);
 
@@ -82,20 +85,26 @@ pub struct ArpChannel {
     rx: Box<dyn pnet_datalink::DataLinkReceiver>,
 }
 
+/// The receive buffer asked for (the kernel caps it at `net.core.rmem_max`): a /22's replies
+/// arriving while the sweep thread waits for a CPU must not overflow it.
+const RECEIVE_BUFFER: usize = 4 << 20;
+
 impl ArpChannel {
-    /// Opens the socket (root or CAP_NET_RAW); nothing is sent yet.
-    pub fn open(name: &str) -> Result<Self, ArpError> {
+    /// Opens the socket (root or CAP_NET_RAW) for replies to `source`; nothing is sent yet.
+    pub fn open(name: &str, source: Ipv4Addr) -> Result<Self, ArpError> {
         #[cfg(target_os = "linux")]
         {
             let iface = pnet_datalink::interfaces()
                 .into_iter()
                 .find(|i| i.name == name)
                 .ok_or_else(|| ArpError::NoInterface(name.to_owned()))?;
+            let socket = reply_socket(source).map_err(|e| ArpError::Socket(name.to_owned(), e))?;
             let config = pnet_datalink::Config {
                 // Short, so sending keeps its pace while nothing arrives.
                 read_timeout: Some(Duration::from_millis(1)),
                 promiscuous: false,
                 read_buffer_size: 65_536,
+                socket_fd: Some(std::os::fd::IntoRawFd::into_raw_fd(socket)),
                 ..Default::default()
             };
             match pnet_datalink::channel(&iface, config) {
@@ -106,6 +115,7 @@ impl ArpChannel {
         }
         #[cfg(not(target_os = "linux"))]
         {
+            let _ = source;
             Err(ArpError::NotEthernet(format!(
                 "{name} (ARP sweeps need Linux)"
             )))
@@ -140,6 +150,38 @@ impl ArpChannel {
             let _ = (&mut self, segment, options, cancel, found, probed);
         }
     }
+}
+
+/// A raw packet socket whose kernel filter keeps only ARP replies to `source`, with a large
+/// receive buffer. Without the filter the socket would also queue every other frame on the
+/// segment, our own broadcast requests included, and under load the replies we wait for
+/// would be the frames the kernel drops when that queue is full.
+#[cfg(target_os = "linux")]
+fn reply_socket(source: Ipv4Addr) -> std::io::Result<socket2::Socket> {
+    use socket2::{Domain, Protocol, SockFilter, Socket, Type};
+    const ETH_P_ARP: u16 = 0x0806;
+    // Classic BPF: ethertype ARP, operation 2 (reply), target protocol address ours.
+    const LD_H_ABS: u16 = 0x28;
+    const LD_W_ABS: u16 = 0x20;
+    const JEQ_K: u16 = 0x15;
+    const RET_K: u16 = 0x06;
+    let filter = [
+        SockFilter::new(LD_H_ABS, 0, 0, 12),
+        SockFilter::new(JEQ_K, 0, 5, u32::from(ETH_P_ARP)),
+        SockFilter::new(LD_H_ABS, 0, 0, 20),
+        SockFilter::new(JEQ_K, 0, 3, 2),
+        SockFilter::new(LD_W_ABS, 0, 0, 38),
+        SockFilter::new(JEQ_K, 0, 1, u32::from(source)),
+        SockFilter::new(RET_K, 0, 0, 0xffff),
+        SockFilter::new(RET_K, 0, 0, 0),
+    ];
+    let protocol = Protocol::from(i32::from(ETH_P_ARP.to_be()));
+    let socket = Socket::new(Domain::PACKET, Type::RAW, Some(protocol))?;
+    socket.attach_filter(&filter)?;
+    if let Err(error) = socket.set_recv_buffer_size(RECEIVE_BUFFER) {
+        tracing::debug!(%error, "ARP socket keeps the default receive buffer");
+    }
+    Ok(socket)
 }
 
 /// The sweep's logic over any frame sender and receiver (so it can be tested without one).
@@ -242,7 +284,10 @@ fn run(
                 break;
             }
         }
-        if let Some(bytes) = recv() {
+        // Drain what has arrived before sending more: a reply is timed when it is read, so
+        // reading promptly keeps a busy machine's replies inside their window.
+        for _ in 0..DRAIN {
+            let Some(bytes) = recv() else { break };
             let at = Instant::now();
             let Some((ip, mac)) = parse_reply(&bytes, segment) else {
                 continue;

@@ -235,7 +235,7 @@ pub async fn run_plan(
     let on_link_interval = Duration::from_secs_f64(1.0 / f64::from(options.on_link_rate.max(1)));
     let mut channels = Vec::new();
     for segment in segments {
-        match ArpChannel::open(&segment.iface) {
+        match ArpChannel::open(&segment.iface, segment.source) {
             Ok(channel) => channels.push((channel, segment)),
             Err(error) => {
                 tracing::warn!(%error, iface = %segment.iface,
