@@ -75,6 +75,8 @@ struct Probe {
     last: Instant,
     attempts: u32,
     found: bool,
+    /// A late reply earned this address one more request (at most one).
+    asked_again: bool,
 }
 
 /// A raw packet socket on one interface.
@@ -250,6 +252,7 @@ fn run(
                 last: now,
                 attempts: 0,
                 found: false,
+                asked_again: false,
             });
             probe.last = now;
             probe.attempts += 1;
@@ -305,6 +308,12 @@ fn run(
             if delay > window {
                 pace.reply(at, delay);
                 window = (delay * 2).min(options.timeout * 4);
+                // The late reply is not counted, but it says someone lives there: once its
+                // rounds are spent, ask it once more, to be answered within the wider window.
+                if probe.attempts >= attempts && !probe.asked_again {
+                    probe.asked_again = true;
+                    repeats.push(Reverse((at, ip)));
+                }
                 continue;
             }
             probe.found = true;
@@ -546,6 +555,53 @@ mod tests {
         ips.sort();
         assert_eq!(ips, hosts.iter().map(|h| h.0).collect::<Vec<_>>());
         assert!(found.iter().all(|r| r.attempts == 2));
+    }
+
+    /// A host whose answers to every round come too late is not counted for them, but is
+    /// asked once more, and its prompt answer to that request counts.
+    #[test]
+    fn a_late_reply_earns_one_more_request() {
+        let host = Ipv4Addr::new(198, 18, 0, 20);
+        let mac = [0x00, 0x1b, 0x21, 0, 0, 20];
+        let seg = segment(&[host]);
+        let options = ArpOptions {
+            rate: 10_000,
+            rounds: 2,
+            gap: Duration::from_millis(5),
+            timeout: Duration::from_millis(100),
+        };
+        // Replies to the first two requests arrive 250 ms after them; the third at once.
+        let pending: RefCell<Vec<(Instant, Vec<u8>)>> = RefCell::new(Vec::new());
+        let requests = RefCell::new(0u32);
+        let mut send = |_: &[u8]| {
+            *requests.borrow_mut() += 1;
+            let delay = if *requests.borrow() <= 2 { 250 } else { 0 };
+            let due = Instant::now() + Duration::from_millis(delay);
+            pending
+                .borrow_mut()
+                .push((due, reply(host, mac, US, seg.source, 2)));
+            Ok(())
+        };
+        let mut recv = || {
+            std::thread::sleep(Duration::from_millis(1));
+            let mut pending = pending.borrow_mut();
+            let now = Instant::now();
+            let i = pending.iter().position(|(due, _)| *due <= now)?;
+            Some(pending.remove(i).1)
+        };
+        let mut found = Vec::new();
+        run(
+            &seg,
+            &options,
+            &CancellationToken::new(),
+            &mut |r| found.push(r),
+            &mut || {},
+            &mut send,
+            &mut recv,
+        );
+        assert_eq!(found.len(), 1, "found once: {found:?}");
+        assert_eq!(found[0].attempts, 3, "credited to the extra request");
+        assert_eq!(*requests.borrow(), 3, "exactly one extra request");
     }
 
     #[test]
