@@ -370,6 +370,38 @@ pub struct AssetParams {
     page: Option<usize>,
 }
 
+impl AssetParams {
+    /// The list's filters as a catalog query (no sort, no paging).
+    pub(super) fn filters(&self) -> AssetQuery {
+        AssetQuery {
+            q: self.q.clone(),
+            kind: self.kind.clone(),
+            status: self.status.clone(),
+            source: self.source.clone(),
+            location: self.location.clone(),
+            room: self.room.clone(),
+            department: self.department.clone(),
+            lifecycle: self.lifecycle.clone(),
+            ..AssetQuery::default()
+        }
+    }
+
+    /// The filters as URL query text, for links that keep them.
+    pub(super) fn filter_url(&self) -> String {
+        format!(
+            "q={}&kind={}&status={}&source={}&location={}&room={}&department={}&lifecycle={}",
+            url_encode(&self.q),
+            url_encode(&self.kind),
+            url_encode(&self.status),
+            url_encode(&self.source),
+            url_encode(&self.location),
+            url_encode(&self.room),
+            url_encode(&self.department),
+            url_encode(&self.lifecycle),
+        )
+    }
+}
+
 struct AssetRow {
     id: String,
     name: String,
@@ -440,32 +472,18 @@ async fn assets_body(state: &ApiState, p: &AssetParams) -> Result<AssetsPartial,
     let (rows, total) = query::assets(
         state,
         AssetQuery {
-            q: p.q.clone(),
-            kind: p.kind.clone(),
-            status: p.status.clone(),
-            source: p.source.clone(),
-            location: p.location.clone(),
-            room: p.room.clone(),
-            department: p.department.clone(),
-            lifecycle: p.lifecycle.clone(),
             sort: p.sort.clone(),
             desc: p.desc.is_some(),
             offset: (page - 1) * PER_PAGE,
             limit: PER_PAGE,
+            ..p.filters()
         },
     )
     .await?;
     let web = &state.web;
     let base = format!(
-        "q={}&kind={}&status={}&source={}&location={}&room={}&department={}&lifecycle={}&sort={}{}",
-        url_encode(&p.q),
-        url_encode(&p.kind),
-        url_encode(&p.status),
-        url_encode(&p.source),
-        url_encode(&p.location),
-        url_encode(&p.room),
-        url_encode(&p.department),
-        url_encode(&p.lifecycle),
+        "{}&sort={}{}",
+        p.filter_url(),
         url_encode(&p.sort),
         if p.desc.is_some() { "&desc=1" } else { "" }
     );

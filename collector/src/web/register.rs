@@ -538,25 +538,8 @@ pub async fn create(
 
 // ---- Bulk edit
 
-#[derive(serde::Deserialize, Default)]
-pub struct BulkParams {
-    #[serde(default)]
-    q: String,
-    #[serde(default)]
-    kind: String,
-    #[serde(default)]
-    status: String,
-    #[serde(default)]
-    source: String,
-    #[serde(default)]
-    location: String,
-    #[serde(default)]
-    room: String,
-    #[serde(default)]
-    department: String,
-    #[serde(default)]
-    lifecycle: String,
-}
+/// The bulk edit acts on what the asset list's filters match (its sort and page are unused).
+pub type BulkParams = super::pages::AssetParams;
 
 struct BulkRow {
     id: String,
@@ -590,30 +573,12 @@ async fn bulk_page(
     let (rows, total) = crate::web::query::assets(
         state,
         crate::web::query::AssetQuery {
-            q: p.q.clone(),
-            kind: p.kind.clone(),
-            status: p.status.clone(),
-            source: p.source.clone(),
-            location: p.location.clone(),
-            room: p.room.clone(),
-            department: p.department.clone(),
-            lifecycle: p.lifecycle.clone(),
             limit: MAX_BULK,
-            ..Default::default()
+            ..p.filters()
         },
     )
     .await?;
-    let filter = format!(
-        "q={}&kind={}&status={}&source={}&location={}&room={}&department={}&lifecycle={}",
-        url_encode(&p.q),
-        url_encode(&p.kind),
-        url_encode(&p.status),
-        url_encode(&p.source),
-        url_encode(&p.location),
-        url_encode(&p.room),
-        url_encode(&p.department),
-        url_encode(&p.lifecycle),
-    );
+    let filter = p.filter_url();
     let mut form = field_views(&RegisterFields::default(), fields);
     if fields.is_none() {
         // Nothing is preselected: a bulk edit sets only what is filled in.
