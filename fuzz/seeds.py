@@ -167,3 +167,12 @@ put("http_api", "no-token", api(0, "incidents?status=all", flags=0))
 put("report_form", "full", "csrf=abc&name=Ann+Smith&email=ann%40school.example&room=B12&device=pc01&text=The+projector+shows+no+picture")
 put("report_form", "no-device", "name=Bob&email=bob@school.example&room=&device=&text=help%0Aplease")
 put("report_form", "markup", "name=%3Cscript%3E&email=x%40y&device=projector&text=%3Cb%3Eno%3C%2Fb%3E")
+
+# --- csv_import: an uploaded asset CSV (ours and Snipe-IT's columns) ----------------------
+put("csv_import", "ours", "asset_tag,name,kind,serial,macs,site,building,room,department,purchase_date,cost,warranty_end,lifecycle\r\n"
+    "T-0001,B12 whiteboard,other,SN123,,Main,North,B12,Maths,2023-09-01,\"£1,234.50\",2027-08-31,deployed\r\n"
+    "T-0002,Trolley 1,other,,aa:bb:cc:dd:ee:ff,Main,,Library,,01/02/2024,99.99,,in stock\r\n")
+put("csv_import", "snipeit", "\ufeffAsset Tag,Asset Name,Serial,Model,Category,Manufacturer,Location,Purchase Date,Purchase Cost,Warranty,Order Number,Supplier,Status,Notes,MAC Address\n"
+    "SCH-100,LIB-PC01,5CG1234,EliteDesk 800,Desktop,HP,Library,2022-09-01,\"£1,100.00\",36 months,PO-77,CDW,Deployed,\"multi\nline\",00:11:22:33:44:55\n")
+put("csv_import", "errors", "asset_tag,purchase_date,colour\nT1,31/31/2020,red\nT1,,blue\n")
+put("csv_import", "cp1252", b"asset_tag,notes\nT1,caf\xe9\n")

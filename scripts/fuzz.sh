@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every fuzz target in fuzz/ (cargo-fuzz, nightly, libFuzzer with AddressSanitizer and
-# overflow checks) for SECONDS each, from the committed seeds plus what earlier runs found.
+# overflow checks; unoptimised for the short run, optimised for --long) for SECONDS each,
+# from the committed seeds plus what earlier runs found.
 #   scripts/fuzz.sh [SECONDS]        short run, 20 s per target by default (scripts/test.sh)
 #   scripts/fuzz.sh --long [SECONDS] benchmark: 300 s per target by default, one table of
 #                                    runs, runs/s and corpus size per target at the end
@@ -13,14 +14,17 @@ cd "$(dirname "$0")/.."
 long=0
 if [ "${1:-}" = "--long" ]; then long=1; shift; fi
 seconds=${1:-$([ "$long" = 1 ] && echo 300 || echo 20)}
-targets=(submit config journal snmp_response snmp_tables packets http_api report_form)
+targets=(submit config journal snmp_response snmp_tables packets http_api report_form csv_import)
 
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
 
 export CARGO_TARGET_DIR="$PWD/target/fuzz"
-(cd fuzz && cargo +nightly fuzz build)
-bin="$CARGO_TARGET_DIR/x86_64-unknown-linux-gnu/release"
+# The short run builds unoptimised (--dev: AddressSanitizer and overflow checks still on), a
+# fraction of the release build's compile time inside the test suite; --long builds optimised.
+if [ "$long" = 1 ]; then profile=(--release); dir=release; else profile=(--dev); dir=debug; fi
+(cd fuzz && cargo +nightly fuzz build "${profile[@]}")
+bin="$CARGO_TARGET_DIR/x86_64-unknown-linux-gnu/$dir"
 
 summary=()
 failed=()

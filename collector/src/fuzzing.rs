@@ -5,8 +5,7 @@
 //! tables assembled from walks (`scan::snmp`), ICMP and ARP replies (`scan::icmp`,
 //! `scan::arp`), the config file (`config`), the JSON API's requests (`http`), and the staff
 //! form `/report` (`web::report`: axum's form decoding, the field checks, the device
-//! picker). The
-//! agent's journal reader has its target in the agent crate's public API. Nothing here runs
+//! picker), and an uploaded asset CSV (`csv::import`). The agent's journal reader has its target in the agent crate's public API. Nothing here runs
 //! in the daemon; it is compiled in normal builds so it cannot rot.
 
 use std::collections::HashMap;
@@ -425,6 +424,68 @@ impl Api {
             let value: serde_json::Value = serde_json::from_slice(&body)
                 .unwrap_or_else(|e| panic!("{method} {uri}: {status} not JSON ({e}): {body:?}"));
             assert!(value["error"].is_string(), "{method} {uri}: {body:?}");
+        }
+    }
+}
+
+/// An uploaded asset CSV, as the importer reads it for the dry run and the import. The same
+/// bytes always give the same answer; a refusal lists at most `MAX_ERRORS` errors, each on a
+/// row that exists in the file; an acceptance holds rows in file order, every one able to
+/// find or make its asset, and its cost, if any, a sane number of pence.
+pub fn csv_import(bytes: &[u8]) {
+    use crate::csv::import::{self, MAX_ERRORS, MAX_ROWS};
+    use crate::model::register::EditTarget;
+    let first = import::parse_assets(bytes);
+    assert_eq!(
+        first,
+        import::parse_assets(bytes),
+        "the importer is deterministic"
+    );
+    let lines = bytes
+        .iter()
+        .filter(|b| **b == b'\n' || **b == b'\r')
+        .count()
+        + 1;
+    match first {
+        Ok(rows) => {
+            assert!(rows.len() <= MAX_ROWS);
+            let mut last = 1;
+            for row in &rows {
+                assert!(
+                    row.row > last && row.row <= lines,
+                    "row {} after {last}",
+                    row.row
+                );
+                last = row.row;
+                let EditTarget::Match {
+                    asset_tag,
+                    serial,
+                    macs,
+                    ..
+                } = &row.edit.target
+                else {
+                    panic!("an imported row matches or creates; it never names an asset id")
+                };
+                assert!(
+                    !asset_tag.is_empty() || !serial.is_empty() || !macs.is_empty(),
+                    "row {} has nothing to match by",
+                    row.row
+                );
+                if let Some(Some(cost)) = row.edit.patch.cost_pence {
+                    assert!(cost >= 0, "a cost of {cost} pence");
+                }
+            }
+        }
+        Err(errors) => {
+            assert!(!errors.is_empty() && errors.len() <= MAX_ERRORS);
+            for error in &errors {
+                assert!(
+                    error.row >= 1 && error.row <= lines,
+                    "{error} in {lines} lines"
+                );
+                assert!(!error.message.is_empty());
+                assert!(error.to_string().starts_with(&format!("row {}", error.row)));
+            }
         }
     }
 }

@@ -1,9 +1,10 @@
 //! The dashboard in real headless Chromium (Debian `chromium` + `chromium-driver`, driven
 //! through WebDriver), against the real collector in a namespace lab with a real agent and a
 //! real SMTP server: log in, find this machine by its hostname, open it and see its
-//! software, acknowledge a host-down incident raised in the lab, report a problem on the
-//! staff form and see it at the desk, follow an email's link to the incident page, and the
-//! bad-input answers (CSRF, read-only, oversize, flood, unknown ids, wrong passwords).
+//! software, acknowledge a host-down incident raised in the lab, assign it, hold and resume
+//! it, record its problem's workaround as a known error, mark a change expected, report a
+//! problem on the staff form naming part of this PC's name and see it at the desk, follow an
+//! email's link to the incident page, and the bad-input answers (CSRF, read-only, oversize, flood, unknown ids, wrong passwords).
 //! Screenshots of every step land in `target/screenshots/`.
 
 use std::process::{Command, Stdio};
@@ -66,7 +67,7 @@ async fn a_technician_works_the_desk_in_a_real_browser() -> Result<()> {
     let extra = format!(
         "[rules.host_down]\nmisses = 2\n\
          [rules.disk_full]\nenabled = false\n[rules.memory_pressure]\nenabled = false\n[rules.cpu_saturation]\nenabled = false\n\
-         [incidents]\nevaluate_every = \"1s\"\nhold_down = \"3s\"\n\
+         [incidents]\nevaluate_every = \"1s\"\nhold_down = \"3s\"\nproblem_repeats = 1\n\
          [web]\nreport_per_hour = 4\nlogin_failures = 3\nschool_name = \"Lab School\"\n\
          [smtp]\nserver = \"127.0.0.1\"\nport = {port}\nsecurity = \"none\"\nfrom = \"caretaker@school.example\"\n\
          to = [\"technician@school.example\"]\nbase_url = \"{base}\"\n",
@@ -271,6 +272,111 @@ async fn a_technician_works_the_desk_in_a_real_browser() -> Result<()> {
         "{after}"
     );
 
+    // Take it off hold with a note: back in progress, the note in the timeline by the user.
+    c.find(Locator::Id("resume-note"))
+        .await?
+        .send_keys("port 12 patched")
+        .await?;
+    c.find(Locator::Id("resume")).await?.click().await?;
+    let page = wait_text(&browser, "Taken off hold.", Duration::from_secs(20)).await?;
+    ensure!(page.contains("Taken off hold: port 12 patched"), "{page}");
+    browser.screenshot("03c-incident-resumed").await?;
+    let after = daemon.curl(&format!("/api/v1/incidents/{incident_id}"))?;
+    ensure!(
+        after["state"] == "in_progress"
+            && after["notes"].as_array().is_some_and(|n| n
+                .iter()
+                .any(|n| n["author"] == "tech" && n["text"] == "Taken off hold: port 12 patched")),
+        "{after}"
+    );
+
+    // The incident proposed a problem (problem_repeats = 1 here): the technician records the
+    // root cause and workaround and marks it a known error; the incident shows the workaround.
+    let problem = daemon
+        .curl("/api/v1/problems")?
+        .as_array()
+        .and_then(|l| {
+            l.iter()
+                .find(|p| {
+                    p["incident_ids"]
+                        .as_array()
+                        .is_some_and(|i| i.iter().any(|i| i == incident_id.as_str()))
+                })
+                .cloned()
+        })
+        .context("no problem links the host-down incident")?;
+    let problem_id = problem["id"].as_str().context("id")?.to_owned();
+    c.goto(&format!("{base}/problems")).await?;
+    wait_text(&browser, &number, Duration::from_secs(10)).await?;
+    c.find(Locator::Id(&format!("rc-{problem_id}")))
+        .await?
+        .send_keys("The switch port's transceiver failed")
+        .await?;
+    c.find(Locator::Id(&format!("wa-{problem_id}")))
+        .await?
+        .send_keys("Patch the host into spare port 12")
+        .await?;
+    let form = format!("#p-{problem_id} form");
+    c.find(Locator::Css(&format!("{form} input[name=known_error]")))
+        .await?
+        .click()
+        .await?;
+    c.find(Locator::Css(&format!("{form} button[type=submit]")))
+        .await?
+        .click()
+        .await?;
+    let page = wait_text(&browser, "known error</span>", Duration::from_secs(20)).await?;
+    ensure!(
+        page.contains("The switch port's transceiver failed"),
+        "{page}"
+    );
+    browser.screenshot("03d-problem-known-error").await?;
+    let saved = daemon.curl(&format!("/api/v1/problems/{problem_id}"))?;
+    ensure!(
+        saved["known_error"] == true && saved["workaround"] == "Patch the host into spare port 12",
+        "{saved}"
+    );
+    c.goto(&format!("{base}/incidents/{incident_id}")).await?;
+    wait_text(&browser, "id=\"workaround\"", Duration::from_secs(10)).await?;
+    let workaround = c.find(Locator::Id("workaround")).await?.text().await?;
+    ensure!(
+        workaround == "Patch the host into spare port 12",
+        "{workaround}"
+    );
+    browser.screenshot("03e-incident-workaround").await?;
+
+    // The host's changes: mark one expected; the list then says who expected it.
+    c.goto(&format!("{base}/changes?asset={host_id}")).await?;
+    wait_text(&browser, "Mark expected", Duration::from_secs(10)).await?;
+    let before = daemon.curl(&format!("/api/v1/changes?asset={host_id}"))?;
+    let unexpected = before.as_array().map_or(0, |l| {
+        l.iter().filter(|c| c["expected_by"].is_null()).count()
+    });
+    ensure!(unexpected > 0, "the host has changes: {before}");
+    c.find(Locator::Css("form[action=\"/changes/expected\"] button"))
+        .await?
+        .click()
+        .await?;
+    wait_text(&browser, "yes (tech)", Duration::from_secs(20)).await?;
+    ensure!(
+        c.current_url()
+            .await?
+            .query()
+            .is_some_and(|q| q.contains(&host_id)),
+        "marking a change keeps the list's filter"
+    );
+    browser.screenshot("03f-change-expected").await?;
+    let after = daemon.curl(&format!("/api/v1/changes?asset={host_id}"))?;
+    let marked: Vec<_> = after
+        .as_array()
+        .map(|l| l.iter().filter(|c| c["expected_by"] == "tech").collect())
+        .unwrap_or_default();
+    ensure!(
+        marked.len() == 1
+            && after.as_array().map_or(0, Vec::len) == before.as_array().map_or(0, Vec::len),
+        "one change marked, none added or lost: {after}"
+    );
+
     // 3. The overview.
     c.goto(&format!("{base}/")).await?;
     let page = wait_text(&browser, "Open incidents", Duration::from_secs(10)).await?;
@@ -332,6 +438,15 @@ async fn a_technician_works_the_desk_in_a_real_browser() -> Result<()> {
         .send_keys("ann@school.example")
         .await?;
     c.find(Locator::Id("room")).await?.send_keys("B12").await?;
+    // Part of this PC's name picks it (the picker matches partial names).
+    let partial: String = hostname
+        .chars()
+        .take(hostname.chars().count().clamp(1, 6))
+        .collect();
+    c.find(Locator::Id("device"))
+        .await?
+        .send_keys(&partial)
+        .await?;
     c.find(Locator::Id("text"))
         .await?
         .send_keys("The projector shows <b>no picture</b>")
@@ -356,6 +471,10 @@ async fn a_technician_works_the_desk_in_a_real_browser() -> Result<()> {
     // 6. Resolve the staff report: the reporter is emailed.
     let report_incident = daemon.curl(&format!("/api/v1/incidents/{reference}"))?;
     let report_id = report_incident["id"].as_str().context("id")?.to_owned();
+    ensure!(
+        report_incident["asset_id"] == pc_id.as_str(),
+        "typing {partial:?} picked this PC ({pc_id}): {report_incident}"
+    );
     c.goto(&format!("{base}/incidents/{report_id}")).await?;
     wait_text(&browser, "Resolution", Duration::from_secs(10)).await?;
     c.find(Locator::Id("resolution"))

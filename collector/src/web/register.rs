@@ -245,7 +245,11 @@ pub fn section(asset: &Asset, viewer: &Viewer) -> Section {
         rev: asset.register_rev,
         can_act: viewer.user.role.can_act(),
         csrf: viewer.session.csrf.clone(),
-        facts: facts(&asset.register),
+        // Only what is recorded: a row of bare labels tells the technician nothing.
+        facts: facts(&asset.register)
+            .into_iter()
+            .filter(|(_, value)| !value.is_empty())
+            .collect(),
         form: field_views(&asset.register, None),
         lifecycles: lifecycles(),
         notes: asset.register.notes.clone(),
