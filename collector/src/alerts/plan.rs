@@ -418,6 +418,7 @@ pub fn plan(policy: &Policy, input: &PlanInput<'_>) -> Vec<OutboxEntry> {
             IncidentEventKind::Noted { .. }
             | IncidentEventKind::Assigned { .. }
             | IncidentEventKind::Held { .. }
+            | IncidentEventKind::Resumed { .. }
             | IncidentEventKind::Closed => continue,
         };
         for recipient in recipients(policy, incident) {

@@ -48,14 +48,34 @@ pub async fn list(
     Ok(Json(incidents.iter().map(view).collect()))
 }
 
+/// One incident with its SLA clocks (`sla`: per clock its state, seconds counted, target
+/// and seconds left; `paused` while on hold, when the deadline moves with the time held).
 pub async fn one(
     State(state): State<ApiState>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    crate::web::query::incident(&state, id.clone())
+    let incident = crate::web::query::incident(&state, id.clone())
         .await?
-        .map(|i| Json(view(&i)))
-        .ok_or_else(|| ApiError::not_found(format!("incident {id}")))
+        .ok_or_else(|| ApiError::not_found(format!("incident {id}")))?;
+    let a = crate::web::service_levels::assess(&state, &incident, time::OffsetDateTime::now_utc())
+        .await;
+    let clock = |m: crate::sla::clock::Measure| {
+        json!({
+            "state": m.state,
+            "elapsed_seconds": m.elapsed.as_secs(),
+            "target_seconds": m.target.map(|t| t.as_secs()),
+            "left_seconds": m.left().map(|l| l.as_secs()),
+            "stopped": m.stopped,
+        })
+    };
+    let mut value = view(&incident);
+    value["sla"] = json!({
+        "response": clock(a.response),
+        "resolution": clock(a.resolution),
+        "on_hold_seconds": a.on_hold.as_secs(),
+        "paused": incident.state == crate::model::IncidentState::OnHold,
+    });
+    Ok(Json(value))
 }
 
 #[derive(Deserialize, Default)]
@@ -100,6 +120,45 @@ pub async fn resolve(
         &state,
         id,
         Action::Resolve {
+            by: body.by.unwrap_or_else(|| "technician".to_owned()),
+            text: body.text,
+        },
+    )
+    .await
+}
+
+/// `{"text": "waiting for a part"}` (the reason, required): the SLA clock pauses.
+pub async fn hold(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+    payload: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let body = body(payload)?;
+    let reason = body
+        .text
+        .ok_or_else(|| ApiError::invalid("putting on hold needs {\"text\": \"reason\"}"))?;
+    act(
+        &state,
+        id,
+        Action::Hold {
+            by: body.by.unwrap_or_else(|| "technician".to_owned()),
+            reason,
+        },
+    )
+    .await
+}
+
+/// Takes an incident off hold (an optional `text` for the note): the SLA clock runs again.
+pub async fn resume(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+    payload: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let body = body(payload)?;
+    act(
+        &state,
+        id,
+        Action::Resume {
             by: body.by.unwrap_or_else(|| "technician".to_owned()),
             text: body.text,
         },

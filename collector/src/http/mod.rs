@@ -97,6 +97,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/incidents/{id}/ack", post(incidents::ack))
         .route("/incidents/{id}/resolve", post(incidents::resolve))
         .route("/incidents/{id}/note", post(incidents::note))
+        .route("/incidents/{id}/hold", post(incidents::hold))
+        .route("/incidents/{id}/resume", post(incidents::resume))
         .route("/problems", get(incidents::problems))
         .route("/availability", get(tracking::availability))
         .route("/software", get(release_finance::software))

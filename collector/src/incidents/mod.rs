@@ -719,7 +719,7 @@ impl Engine {
                         None => "Taken off hold.".to_owned(),
                     },
                 });
-                self.event(now, &incident.id, IncidentEventKind::Noted { by }, out);
+                self.event(now, &incident.id, IncidentEventKind::Resumed { by }, out);
             }
             Action::Reopen { by, text } => {
                 if incident.state != IncidentState::Resolved {

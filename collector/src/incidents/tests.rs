@@ -449,3 +449,53 @@ fn an_incident_on_hold_is_resumed_and_only_then() {
     );
     assert_eq!(h.incidents()[0].state, IncidentState::InProgress, "stored");
 }
+
+/// `warranty_expiry` through the engine: the rule says so at every evaluation, the school
+/// hears once; the countdown updates the one incident, and a renewal resolves it.
+#[test]
+fn a_warranty_notice_opens_once_however_often_the_rules_run() {
+    let mut h = Harness::new(IncidentsConfig::default(), Vec::new());
+    h.assets[1].register.warranty_end = Some(time::macros::date!(2026 - 10 - 09));
+    let config = crate::rules::RulesConfig {
+        warranty_notice_days: 7,
+        ..Default::default()
+    };
+    let obs = crate::observe::Observations::default();
+    let conditions = |h: &Harness, after: i64| {
+        let cx = crate::rules::Context {
+            now: h.t + time::Duration::seconds(after),
+            assets: &h.assets,
+            obs: &obs,
+            change_windows: &[],
+            baseline: None,
+        };
+        crate::rules::evaluate(&config, &cx)
+    };
+    let mut events = Vec::new();
+    // Every 10 s for a minute, then daily for three days.
+    for after in [10; 6].into_iter().chain([86_400; 3]) {
+        let found = conditions(&h, after);
+        assert_eq!(found.len(), 1, "{found:?}");
+        events.extend(kinds(&h.step(after, found)));
+    }
+    assert_eq!(events, [IncidentEventKind::Opened], "one notice");
+    let incidents = h.incidents();
+    assert_eq!(incidents.len(), 1);
+    assert_eq!(incidents[0].rule, "warranty_expiry");
+    assert_eq!(incidents[0].asset_id, "pc1");
+    assert_eq!(incidents[0].priority, 5);
+    assert_eq!(
+        incidents[0].title, "Warranty of PC1 ends tomorrow (2026-10-09)",
+        "the title follows the countdown"
+    );
+
+    // Renewed: the condition is gone and the notice resolves after the hold-down.
+    h.assets[1].register.warranty_end = Some(time::macros::date!(2029 - 10 - 09));
+    let mut later = Vec::new();
+    for _ in 0..5 {
+        let found = conditions(&h, 60);
+        assert!(found.is_empty(), "{found:?}");
+        later.extend(kinds(&h.step(60, found)));
+    }
+    assert_eq!(later, [IncidentEventKind::Resolved { automatic: true }]);
+}

@@ -384,12 +384,30 @@ pub struct IncidentEvent {
 pub enum IncidentEventKind {
     Opened,
     Reopened,
-    PriorityChanged { from: u8, to: u8 },
-    Acknowledged { by: String },
-    Noted { by: String },
-    Assigned { by: String, to: String },
-    Held { by: String },
-    Resolved { automatic: bool },
+    PriorityChanged {
+        from: u8,
+        to: u8,
+    },
+    Acknowledged {
+        by: String,
+    },
+    Noted {
+        by: String,
+    },
+    Assigned {
+        by: String,
+        to: String,
+    },
+    Held {
+        by: String,
+    },
+    /// Taken off hold (the SLA clock runs again).
+    Resumed {
+        by: String,
+    },
+    Resolved {
+        automatic: bool,
+    },
     Closed,
 }
 

@@ -16,9 +16,9 @@ fn snapshot(value: serde_json::Value) -> SnmpSnapshot {
     serde_json::from_value(value).expect("a valid snapshot")
 }
 
-const NOW: OffsetDateTime = datetime!(2026-10-05 10:00 UTC);
+pub(super) const NOW: OffsetDateTime = datetime!(2026-10-05 10:00 UTC);
 
-fn asset(id: &str, sources: &[Source]) -> Asset {
+pub(super) fn asset(id: &str, sources: &[Source]) -> Asset {
     Asset {
         id: id.to_owned(),
         kind: AssetKind::Pc,

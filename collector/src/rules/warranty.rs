@@ -59,3 +59,114 @@ pub(super) fn check(config: &RulesConfig, cx: &Context<'_>, out: &mut Vec<Condit
 fn or_dash(text: &str) -> &str {
     if text.is_empty() { "–" } else { text }
 }
+
+#[cfg(test)]
+mod tests {
+    use time::Date;
+    use time::macros::date;
+
+    use super::*;
+    use crate::model::Asset;
+    use crate::observe::Observations;
+    use crate::rules::tests::{NOW, asset};
+    use crate::rules::{Condition, evaluate};
+
+    fn with_warranty(id: &str, end: Date, lifecycle: Lifecycle) -> Asset {
+        let mut a = asset(id, &[]);
+        a.register.warranty_end = Some(end);
+        a.register.lifecycle = lifecycle;
+        a.register.asset_tag = format!("TAG-{id}");
+        a
+    }
+
+    fn notices(assets: &[Asset], days: u32, enabled: bool) -> Vec<Condition> {
+        let mut config = RulesConfig {
+            warranty_notice_days: days,
+            ..RulesConfig::default()
+        };
+        config.warranty_expiry.enabled = enabled;
+        let obs = Observations::default();
+        let cx = Context {
+            now: NOW,
+            assets,
+            obs: &obs,
+            change_windows: &[],
+            baseline: None,
+        };
+        evaluate(&config, &cx)
+            .into_iter()
+            .filter(|c| c.rule == RULE)
+            .collect()
+    }
+
+    #[test]
+    fn a_notice_within_the_window_and_none_beyond_it() {
+        // NOW is 2026-10-05.
+        let assets = [
+            with_warranty("soon", date!(2026 - 10 - 10), Lifecycle::Deployed),
+            with_warranty("edge", date!(2026 - 11 - 04), Lifecycle::Deployed),
+            with_warranty("far", date!(2026 - 11 - 05), Lifecycle::Deployed),
+            with_warranty("today", date!(2026 - 10 - 05), Lifecycle::InRepair),
+            with_warranty("tomorrow", date!(2026 - 10 - 06), Lifecycle::InStock),
+            asset("none", &[]),
+        ];
+        let found = notices(&assets, 30, true);
+        let got: Vec<_> = found
+            .iter()
+            .map(|c| (c.asset_id.as_str(), c.title.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("soon", "Warranty of SOON ends in 5 days (2026-10-10)"),
+                ("edge", "Warranty of EDGE ends in 30 days (2026-11-04)"),
+                ("today", "Warranty of TODAY ends today"),
+                (
+                    "tomorrow",
+                    "Warranty of TOMORROW ends tomorrow (2026-10-06)"
+                ),
+            ]
+        );
+        assert_eq!(found[0].measured["days_left"], 5);
+        assert_eq!(found[0].measured["warranty_end"], "2026-10-10");
+        assert!(
+            found[0].description.contains("tag TAG-soon"),
+            "{}",
+            found[0].description
+        );
+        assert_eq!((found[0].impact, found[0].urgency), (3, 3));
+        // A shorter notice period leaves the far ones out.
+        let short: Vec<_> = notices(&assets, 5, true)
+            .into_iter()
+            .map(|c| c.asset_id)
+            .collect();
+        assert_eq!(short, ["soon", "today", "tomorrow"]);
+    }
+
+    #[test]
+    fn an_ended_warranty_stays_noticed_until_the_asset_leaves_service() {
+        let assets = [
+            with_warranty("ended", date!(2026 - 10 - 01), Lifecycle::Deployed),
+            with_warranty("retired", date!(2026 - 10 - 10), Lifecycle::Retired),
+            with_warranty("disposed", date!(2026 - 10 - 10), Lifecycle::Disposed),
+        ];
+        let found = notices(&assets, 30, true);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].title, "Warranty of ENDED ended on 2026-10-01");
+        assert_eq!(found[0].measured["days_left"], -4);
+    }
+
+    #[test]
+    fn no_notice_when_switched_off() {
+        let assets = [with_warranty(
+            "soon",
+            date!(2026 - 10 - 10),
+            Lifecycle::Deployed,
+        )];
+        assert!(
+            notices(&assets, 0, true).is_empty(),
+            "warranty_notice_days = 0"
+        );
+        assert!(notices(&assets, 30, false).is_empty(), "rule disabled");
+    }
+}

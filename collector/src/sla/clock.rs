@@ -2,7 +2,7 @@
 //! clock, with the time it spent on hold (and resolved, before a reopen) left out. Pure.
 //!
 //! The clock starts when the incident opens. It pauses at `Held` and runs again at the next
-//! `Acknowledged` (the desk taking it off hold) or `Reopened`; it stops at `Resolved` or
+//! `Resumed` (the desk taking it off hold), `Acknowledged` or `Reopened`; it stops at `Resolved` or
 //! `Closed` and runs again at `Reopened`. The response is the first `Acknowledged` or
 //! `Assigned` (to someone). Each running stretch counts only its school time when the clock
 //! is `school_hours`.
@@ -51,6 +51,14 @@ pub fn timeline(incident: &Incident, events: &[&IncidentEvent]) -> Timeline {
             | IncidentEventKind::Noted { .. } => {}
             IncidentEventKind::Acknowledged { .. } => {
                 responded.get_or_insert(at);
+                if let Some(h) = held.last_mut().filter(|h| h.1.is_none()) {
+                    h.1 = Some(at);
+                    if !is_running(&running) {
+                        running.push((at, None));
+                    }
+                }
+            }
+            IncidentEventKind::Resumed { .. } => {
                 if let Some(h) = held.last_mut().filter(|h| h.1.is_none()) {
                     h.1 = Some(at);
                     if !is_running(&running) {
@@ -430,6 +438,46 @@ mod tests {
         assert_eq!(a.resolution.elapsed, Duration::from_secs(1200));
         assert_eq!(a.resolution.state, State::OnTrack);
         assert_eq!(a.on_hold, Duration::from_secs(29 * 3600 + 40 * 60));
+    }
+
+    #[test]
+    fn taking_an_incident_off_hold_starts_the_clock_again() {
+        // The dashboard's and the API's "resume" (not an acknowledgement): the time on hold
+        // moves the breach later by as much, no more.
+        let t0 = datetime!(2026-11-03 09:00 UTC);
+        let mut inc = incident(t0, 3);
+        inc.state = IncidentState::InProgress;
+        let at = |m: i64| t0 + time::Duration::minutes(m);
+        let events = [
+            ev(1, t0, IncidentEventKind::Opened),
+            ev(2, at(10), IncidentEventKind::Held { by: by("t") }),
+            ev(3, at(40), IncidentEventKind::Resumed { by: by("t") }),
+        ];
+        let refs: Vec<&IncidentEvent> = events.iter().collect();
+        let t = targets(Clock::Always);
+        let h = SchoolHours::always();
+        let a = assess(&inc, &refs, at(60), &t, &h);
+        assert_eq!(
+            a.response.elapsed,
+            Duration::from_secs(30 * 60),
+            "60 min less 30 held"
+        );
+        assert_eq!(
+            a.response.state,
+            State::OnTrack,
+            "not responded, not at risk"
+        );
+        assert!(!a.response.stopped);
+        assert_eq!(a.on_hold, Duration::from_secs(30 * 60));
+        // P3's response target is 1 h: at risk at 45 min counted, breached after 60.
+        assert_eq!(
+            assess(&inc, &refs, at(75), &t, &h).response.state,
+            State::AtRisk
+        );
+        assert_eq!(
+            assess(&inc, &refs, at(91), &t, &h).response.state,
+            State::Breached
+        );
     }
 
     #[test]

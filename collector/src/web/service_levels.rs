@@ -122,12 +122,12 @@ pub async fn api_pdf(
     Ok(pdf_response(&build(&state, &params.month).await?))
 }
 
-/// The incident page's SLA lines: each clock's state, time counted and time left.
-pub async fn incident_facts(
+/// One incident's SLA clocks at `now`, from its events and the current config.
+pub async fn assess(
     state: &ApiState,
     incident: &Incident,
     now: OffsetDateTime,
-) -> Vec<(&'static str, String)> {
+) -> clock::Assessment {
     let settings = Settings::from_config(&state.ops.reloader.current().await);
     let store = state.store.clone();
     let id = incident.id.clone();
@@ -151,7 +151,16 @@ pub async fn incident_facts(
     .await
     .unwrap_or_default();
     let refs: Vec<&IncidentEvent> = events.iter().collect();
-    let a = clock::assess(incident, &refs, now, &settings.sla.parsed, &settings.hours);
+    clock::assess(incident, &refs, now, &settings.sla.parsed, &settings.hours)
+}
+
+/// The incident page's SLA lines: each clock's state, time counted and time left.
+pub async fn incident_facts(
+    state: &ApiState,
+    incident: &Incident,
+    now: OffsetDateTime,
+) -> Vec<(&'static str, String)> {
+    let a = assess(state, incident, now).await;
     let line = |m: clock::Measure| match (m.state, m.target) {
         (SlaState::NoTarget, _) | (_, None) => "no target".to_owned(),
         (SlaState::Met, Some(t)) => format!("met: {} of {}", human(m.elapsed), human(t)),
