@@ -6,7 +6,7 @@
 //! nothing is imported from a file with a mistake in it. `export` writes assets, incidents,
 //! changes and software, with a formula-injection guard on every cell.
 //!
-//! The HTTP routes (`http::csv`), the dashboard's import page (`web::csv`) and the CLI use
+//! The HTTP routes (`http::csv`), the dashboard's import page (`web::csv_import`) and the CLI use
 //! these; the edits themselves are applied by the register writer (`Job::EditRegister`),
 //! all rows in one job.
 //!

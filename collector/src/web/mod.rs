@@ -4,8 +4,9 @@
 //! `X.html` with its `X_partial.html` for htmx), the vendored static files (`assets`:
 //! htmx 2.0.4 and one stylesheet, embedded with rust-embed), users, sessions, CSRF and
 //! throttling (`auth`), the staff's `/report` form and its poster (`report`), inline SVG
-//! charts (`charts`), and the read-side cache both the pages and the JSON API list from
-//! (`catalog`, `query`).
+//! charts (`charts`), the CSV import page and the exports for logged-in users
+//! (`csv_import`, through the API's `http::csv::import_csv`), and the read-side cache both
+//! the pages and the JSON API list from (`catalog`, `query`).
 //!
 //! **Reads** the store through `catalog`/`query` (the same functions the API handlers use);
 //! **writes** nothing itself: users, sessions, incident actions, staff reports and change
@@ -18,6 +19,7 @@
 pub mod auth;
 pub mod catalog;
 mod charts;
+mod csv_import;
 pub mod finance;
 mod pages;
 pub mod query;
@@ -33,6 +35,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -172,6 +175,17 @@ pub fn routes() -> Router<ApiState> {
             "/assets/bulk",
             get(register::bulk_form).post(register::bulk),
         )
+        .route(
+            "/assets/import",
+            get(csv_import::page)
+                .post(csv_import::upload)
+                .layer(DefaultBodyLimit::max(csv_import::UPLOAD_LIMIT)),
+        )
+        .route(
+            "/assets/import/confirm",
+            post(csv_import::confirm).layer(DefaultBodyLimit::max(csv_import::CONFIRM_LIMIT)),
+        )
+        .route("/export/{file}", get(csv_import::export))
         .route("/incidents", get(pages::incidents))
         .route("/ui/incidents", get(pages::incidents_partial))
         .route("/incidents/{id}", get(pages::incident))

@@ -425,6 +425,10 @@ struct AssetsPartial {
     pages: usize,
     /// The query string without `page` (for the pager links).
     base: String,
+    /// The filters alone, for the bulk edit link: it is in the fragment htmx swaps, so it
+    /// always edits what the list shows now.
+    filter: String,
+    can_act: bool,
 }
 
 #[derive(Template)]
@@ -440,8 +444,6 @@ struct AssetsPage {
     department: String,
     lifecycle: String,
     lifecycles: Vec<&'static str>,
-    /// The filters as a query string (the bulk edit link).
-    filter: String,
     sort: String,
     desc: bool,
     kinds: Vec<&'static str>,
@@ -467,7 +469,11 @@ pub const KINDS: [&str; 16] = [
     "unknown",
 ];
 
-async fn assets_body(state: &ApiState, p: &AssetParams) -> Result<AssetsPartial, PageError> {
+async fn assets_body(
+    state: &ApiState,
+    p: &AssetParams,
+    viewer: &Viewer,
+) -> Result<AssetsPartial, PageError> {
     let page = p.page.unwrap_or(1).max(1);
     let (rows, total) = query::assets(
         state,
@@ -511,6 +517,8 @@ async fn assets_body(state: &ApiState, p: &AssetParams) -> Result<AssetsPartial,
         page,
         pages: total.div_ceil(PER_PAGE).max(1),
         base,
+        filter: p.filter_url(),
+        can_act: viewer.user.role.can_act(),
     })
 }
 
@@ -521,21 +529,10 @@ pub async fn assets(
     Query(p): Query<AssetParams>,
 ) -> Result<Response, PageError> {
     let viewer = viewer(&state, &headers, &uri)?;
-    let body = assets_body(&state, &p).await?;
+    let body = assets_body(&state, &p, &viewer).await?;
     Ok(render(&AssetsPage {
         nav: Nav::of(&state.web, &viewer, "assets"),
         desc: p.desc.is_some(),
-        filter: format!(
-            "q={}&kind={}&status={}&source={}&location={}&room={}&department={}&lifecycle={}",
-            url_encode(&p.q),
-            url_encode(&p.kind),
-            url_encode(&p.status),
-            url_encode(&p.source),
-            url_encode(&p.location),
-            url_encode(&p.room),
-            url_encode(&p.department),
-            url_encode(&p.lifecycle)
-        ),
         lifecycles: crate::model::Lifecycle::ALL
             .iter()
             .map(|l| l.as_str())
@@ -561,8 +558,8 @@ pub async fn assets_partial(
     Query(p): Query<AssetParams>,
 ) -> Result<Response, PageError> {
     require_htmx(&headers)?;
-    viewer(&state, &headers, &uri)?;
-    Ok(render(&assets_body(&state, &p).await?))
+    let viewer = viewer(&state, &headers, &uri)?;
+    Ok(render(&assets_body(&state, &p, &viewer).await?))
 }
 
 // ---- One asset
