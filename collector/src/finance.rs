@@ -416,8 +416,12 @@ pub fn in_repair_seconds(changes: &[&Change], now_state: Lifecycle, now: OffsetD
     total
 }
 
-/// Every asset with incidents or time in repair, the costliest first (time in repair and
-/// open time, then incident count).
+/// Incidents that are reminders about paperwork, not faults: they are no repair and cost the
+/// device nothing (`rules::warranty`, `rules::certificates`).
+pub const NOT_REPAIRS: [&str; 2] = ["warranty_expiry", "certificate_expiry"];
+
+/// Every asset with incidents (other than [`NOT_REPAIRS`]) or time in repair, the costliest
+/// first (time in repair and open time, then incident count).
 pub fn repairs<'a>(
     assets: impl IntoIterator<Item = &'a Asset>,
     incidents: impl IntoIterator<Item = &'a Incident>,
@@ -426,6 +430,9 @@ pub fn repairs<'a>(
 ) -> Vec<RepairRow> {
     let mut per: HashMap<&str, (usize, usize, i64)> = HashMap::new();
     for incident in incidents {
+        if NOT_REPAIRS.contains(&incident.rule.as_str()) {
+            continue;
+        }
         let entry = per.entry(incident.asset_id.as_str()).or_default();
         entry.0 += 1;
         let end = incident.resolved_at.or(incident.closed_at);
@@ -756,7 +763,10 @@ mod tests {
             i.resolved_at = resolved;
             i
         };
+        let mut notice = incident("c", datetime!(2026-11-01 10:00 UTC), None);
+        notice.rule = "warranty_expiry".into();
         let incidents = [
+            notice,
             incident("a", datetime!(2026-12-02 10:00 UTC), None),
             incident(
                 "b",
@@ -788,6 +798,10 @@ mod tests {
                 )
             })
             .collect();
-        assert_eq!(got, [("a", 1, 1, 7200, 3 * 86_400), ("b", 2, 0, 5400, 0)]);
+        assert_eq!(
+            got,
+            [("a", 1, 1, 7200, 3 * 86_400), ("b", 2, 0, 5400, 0)],
+            "c's warranty notice is no repair"
+        );
     }
 }

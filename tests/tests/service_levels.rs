@@ -2,13 +2,16 @@
 //! availability and response/resolution times (`seed-sla`, see `collector/src/sla/seed.rs`
 //! for what it implies), the report's figures from the API, the real PDF read back with
 //! `pdftotext` (poppler-utils), and the governors' monthly email with the PDF attached,
-//! received by a real SMTP server.
+//! received by a real SMTP server. Then the live clocks: a warning mailed once before a
+//! response breach, none for an incident acknowledged in time, and time on hold not counted
+//! (the deadline moves) until the incident is taken off hold.
 
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use caretaker_tests::smtp::SmtpServer;
-use caretaker_tests::{Collector, bin};
+use caretaker_tests::smtp::{ReceivedMail, SmtpServer};
+use caretaker_tests::{Collector, bin, wait_for};
+use serde_json::{Value, json};
 
 const SERVICES: &str = r#"
 [school_hours]
@@ -155,4 +158,210 @@ fn the_monthly_report_matches_a_seeded_month_as_page_pdf_and_email() {
         .filter(|m| m.rcpt_tos.iter().any(|r| r == "governors@school.example"))
         .count();
     assert_eq!(again, 1, "the monthly mail is not sent twice");
+}
+
+/// POST a JSON body to the API with the bearer token through real curl: (status, body).
+fn post(collector: &Collector, path: &str, body: &Value) -> (u16, Value) {
+    let out = Command::new("curl")
+        .args(["-s", "-w", "\n%{http_code}", "-X", "POST", "-H"])
+        .arg(format!("Authorization: Bearer {}", collector.api_token()))
+        .args(["-H", "Content-Type: application/json", "--data"])
+        .arg(body.to_string())
+        .arg(format!("http://{}/api/v1{path}", collector.http))
+        .output()
+        .expect("curl runs");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, status) = text.rsplit_once('\n').expect("status line");
+    (
+        status.trim().parse().expect("status"),
+        serde_json::from_str(body).unwrap_or(Value::Null),
+    )
+}
+
+fn sla_mails(smtp: &SmtpServer, number: &str) -> Vec<ReceivedMail> {
+    smtp.messages()
+        .into_iter()
+        .filter(|m| m.subject().contains("SLA") && m.subject().contains(number))
+        .collect()
+}
+
+#[test]
+fn sla_warnings_come_once_before_a_breach_and_time_on_hold_is_not_counted() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mail_dir = tempfile::tempdir().expect("tempdir");
+    let smtp = SmtpServer::start(mail_dir.path());
+    // Warranty notices are P5 incidents the test can make at will: P5 must be answered within
+    // 2 minutes around the clock, with a warning at half of that.
+    let extra = format!(
+        "[incidents]\nevaluate_every = \"1s\"\n[finance]\nwarranty_notice_days = 30\n\
+         [sla]\nclock = \"24x7\"\nresponse = [\"\", \"\", \"\", \"\", \"2m\"]\n\
+         resolution = [\"\", \"\", \"\", \"\", \"\"]\nwarn_at_percent = 50.0\n\
+         [smtp]\nserver = \"127.0.0.1\"\nport = {port}\nsecurity = \"none\"\n\
+         from = \"caretaker@school.example\"\nto = [\"technician@school.example\"]\n",
+        port = smtp.port
+    );
+    let collector = Collector::start_with(&dir.path().join("collector"), &extra);
+    let warranty_end = {
+        let d = time::OffsetDateTime::now_utc().date() + time::Duration::days(3);
+        format!("{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day())
+    };
+    let mut ids = Vec::new();
+    for name in ["Late display", "Answered display", "Held display"] {
+        let (status, asset) = post(
+            &collector,
+            "/assets",
+            &json!({"kind": "display", "name": name, "warranty_end": warranty_end}),
+        );
+        assert_eq!(status, 201, "{asset}");
+        ids.push(asset["id"].as_str().expect("id").to_owned());
+    }
+    let incidents: Vec<Value> = wait_for(Duration::from_secs(30), "three notices", || {
+        let open = collector.get("/incidents");
+        let found: Vec<Value> = ids
+            .iter()
+            .filter_map(|id| {
+                open.as_array()?
+                    .iter()
+                    .find(|i| i["asset_id"] == id.as_str())
+                    .cloned()
+            })
+            .collect();
+        (found.len() == 3).then_some(found)
+    });
+    let opened = Instant::now();
+    let [late, answered, held] = [0, 1, 2].map(|i| {
+        let incident = &incidents[i];
+        assert_eq!(incident["priority"], 5, "{incident}");
+        (
+            incident["id"].as_str().expect("id").to_owned(),
+            incident["number"].as_str().expect("number").to_owned(),
+        )
+    });
+    let (status, body) = post(
+        &collector,
+        &format!("/incidents/{}/ack", answered.0),
+        &json!({}),
+    );
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = post(
+        &collector,
+        &format!("/incidents/{}/hold", held.0),
+        &json!({"text": "waiting for the supplier"}),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["state"], "on_hold", "{body}");
+    let clock = |id: &str| collector.get(&format!("/incidents/{id}"))["sla"].clone();
+    let at_hold = clock(&held.0);
+    assert_eq!(at_hold["paused"], true, "{at_hold}");
+    assert_eq!(at_hold["response"]["target_seconds"], 120);
+    let counted_at_hold = at_hold["response"]["elapsed_seconds"]
+        .as_u64()
+        .expect("elapsed");
+    assert_eq!(
+        clock(&answered.0)["response"]["state"],
+        "met",
+        "acknowledged in time"
+    );
+
+    // The late one: one "at risk" warning once half its target has passed.
+    let warned = wait_for(Duration::from_secs(150), "the at-risk warning", || {
+        let mails = sla_mails(&smtp, &late.1);
+        (!mails.is_empty()).then_some(mails)
+    });
+    assert!(
+        warned[0].subject().contains("SLA at risk") && warned[0].subject().contains("response"),
+        "{}",
+        warned[0].subject()
+    );
+    assert!(
+        warned[0]
+            .rcpt_tos
+            .iter()
+            .any(|r| r == "technician@school.example"),
+        "{:?}",
+        warned[0].rcpt_tos
+    );
+    assert!(
+        opened.elapsed() >= Duration::from_secs(55),
+        "not before half the target"
+    );
+    let (status, body) = post(
+        &collector,
+        &format!("/incidents/{}/ack", late.0),
+        &json!({}),
+    );
+    assert_eq!(status, 200, "{body}");
+
+    // The held one: more than half its target has passed on the wall clock, but none of it
+    // counted, so no warning; its deadline moved with every second on hold.
+    let on_hold = clock(&held.0);
+    assert_eq!(on_hold["paused"], true, "{on_hold}");
+    assert_eq!(on_hold["response"]["state"], "on_track", "{on_hold}");
+    assert_eq!(
+        on_hold["response"]["elapsed_seconds"], counted_at_hold,
+        "the clock stood still on hold: {on_hold}"
+    );
+    assert!(
+        on_hold["on_hold_seconds"].as_u64().expect("on hold") >= 50,
+        "{on_hold}"
+    );
+    assert!(
+        sla_mails(&smtp, &held.1).is_empty(),
+        "no warning while held"
+    );
+    let (status, body) = post(
+        &collector,
+        &format!("/incidents/{}/resume", held.0),
+        &json!({"text": "the part arrived"}),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["state"], "in_progress", "{body}");
+
+    // Off hold, its clock runs again: counted time grows, and its own warning comes later.
+    wait_for(
+        Duration::from_secs(10),
+        "the held clock to run again",
+        || {
+            let c = clock(&held.0);
+            (c["paused"] == false
+                && c["response"]["elapsed_seconds"].as_u64() > Some(counted_at_hold + 1))
+            .then_some(())
+        },
+    );
+    let resumed = Instant::now();
+    let held_warning = wait_for(
+        Duration::from_secs(150),
+        "the resumed one's warning",
+        || sla_mails(&smtp, &held.1).into_iter().next(),
+    );
+    assert!(
+        held_warning.subject().contains("SLA at risk"),
+        "{}",
+        held_warning.subject()
+    );
+    assert!(
+        resumed.elapsed().as_secs() + counted_at_hold + 5 >= 60,
+        "warned only once 60 s had counted after the hold"
+    );
+
+    // Past the late one's target: still its one warning (acknowledged, no breach mail), and
+    // never one for the incident answered in time.
+    let target_passed = Duration::from_secs(120 + 35);
+    if let Some(left) = target_passed.checked_sub(opened.elapsed()) {
+        std::thread::sleep(left);
+    }
+    assert_eq!(
+        sla_mails(&smtp, &late.1).len(),
+        1,
+        "one warning for the late one"
+    );
+    assert_eq!(sla_mails(&smtp, &held.1).len(), 1);
+    assert!(
+        sla_mails(&smtp, &answered.1).is_empty(),
+        "{:?}",
+        smtp.messages()
+            .iter()
+            .map(ReceivedMail::subject)
+            .collect::<Vec<_>>()
+    );
 }

@@ -157,6 +157,12 @@ mod tests {
     }
 
     #[test]
+    fn notices_are_not_counted_as_repairs() {
+        assert!(crate::finance::NOT_REPAIRS.contains(&RULE));
+        assert!(crate::finance::NOT_REPAIRS.contains(&crate::rules::certificates::RULE));
+    }
+
+    #[test]
     fn no_notice_when_switched_off() {
         let assets = [with_warranty(
             "soon",
