@@ -589,6 +589,11 @@ async fn the_register_is_kept_in_a_real_browser() -> Result<()> {
     );
     c.find(Locator::Id("import-confirm")).await?.click().await?;
     wait_text(&browser, "Imported 4 rows", Duration::from_secs(30)).await?;
+    let heading = c.find(Locator::Id("h-result")).await?.text().await?;
+    ensure!(
+        heading == "Imported: snipe-it-assets.csv",
+        "the result names the file: {heading}"
+    );
     let done = rows(c, "#import-rows").await?;
     ensure!(
         done.len() == 4 && done[3][1] == "created" && done[3][3] == "Visualiser B2",
