@@ -4,8 +4,9 @@
 //! under their name; two technicians race on one asset and the second is shown the conflict
 //! (409) with nothing overwritten; a manual asset is created; a filtered list is moved to
 //! room B12 in one bulk edit; a Snipe-IT-shaped CSV is checked (dry-run table), confirmed and
-//! found in the register, and a CSV with a bad date is refused naming row and column with
-//! nothing imported; the releases, finance and service-level pages show real figures. Then
+//! found in the register, a CSV with a bad date is refused naming row and column with
+//! nothing imported, and a dry run that went stale (an edit in between) imports nothing
+//! until it is confirmed again; the releases, finance and service-level pages show real figures. Then
 //! the import page's refusals over plain HTTP: read-only 403, a forged form token 403, a file
 //! past 16 MiB 413. Screenshots of every step land in `target/screenshots/register-*.png`.
 
@@ -537,38 +538,38 @@ async fn the_register_is_kept_in_a_real_browser() -> Result<()> {
     ensure!(dry.len() == 4, "{dry:?}");
     // Row, would be, matched by, asset, fields.
     let expect = [
-        ("2", "changed", "asset_tag", PRINTER.to_owned()),
-        ("3", "changed", "serial", whiteboard_id.clone()),
-        ("4", "changed", "mac", String::new()),
-        ("5", "created", "", "(new)".to_owned()),
+        ("2", "changed", "asset_tag", "prn-office"),
+        ("3", "changed", "serial", "Interactive whiteboard B12"),
+        ("4", "changed", "mac", "Laptop trolley 3"),
+        ("5", "created", "", "(new)"),
     ];
-    for (row, (n, action, by, id)) in dry.iter().zip(&expect) {
+    for (row, (n, action, by, name)) in dry.iter().zip(&expect) {
         ensure!(
-            row[0] == *n && row[1] == *action && row[2] == *by && (id.is_empty() || row[3] == *id),
+            row[0] == *n && row[1] == *action && row[2] == *by && row[3] == *name,
             "dry-run row {n}: {row:?}"
         );
     }
     // The printer's row changes only what the register lacks (its room etc. are already so).
     ensure!(
-        dry[0][4].contains("supplier: (empty) → XMA")
-            && dry[0][4].contains("order_ref: (empty) → PO-77")
-            && !dry[0][4].contains("room"),
+        dry[0][4].contains("Supplier: (empty) → XMA")
+            && dry[0][4].contains("Order reference: (empty) → PO-77")
+            && !dry[0][4].contains("Room"),
         "printer: {:?}",
         dry[0][4]
     );
     ensure!(
-        dry[1][4].contains("department: (empty) → Maths")
-            && dry[1][4].contains("cost_pence: (empty) → 145000"),
+        dry[1][4].contains("Department: (empty) → Maths")
+            && dry[1][4].contains("Cost (£): (empty) → 1450.00"),
         "whiteboard: {:?}",
         dry[1][4]
     );
     ensure!(
-        dry[2][4].contains("notes: (empty) → charges 30"),
+        dry[2][4].contains("Notes: (empty) → charges 30"),
         "{:?}",
         dry[2][4]
     );
     ensure!(
-        dry[3][4].contains("asset_tag: (empty) → CT-0900") && dry[3][4].contains("café"),
+        dry[3][4].contains("Asset tag: (empty) → CT-0900") && dry[3][4].contains("café"),
         "{:?}",
         dry[3][4]
     );
@@ -588,14 +589,18 @@ async fn the_register_is_kept_in_a_real_browser() -> Result<()> {
     );
     c.find(Locator::Id("import-confirm")).await?.click().await?;
     wait_text(&browser, "Imported 4 rows", Duration::from_secs(30)).await?;
+    let heading = c.find(Locator::Id("h-result")).await?.text().await?;
+    ensure!(
+        heading == "Imported: snipe-it-assets.csv",
+        "the result names the file: {heading}"
+    );
     let done = rows(c, "#import-rows").await?;
     ensure!(
-        done.len() == 4 && done[3][1] == "created" && done[3][3].len() == 16,
+        done.len() == 4 && done[3][1] == "created" && done[3][3] == "Visualiser B2",
         "the result links the new asset: {done:?}"
     );
     browser.screenshot("register-13-imported").await?;
-    let visualiser_id = done[3][3].clone();
-    c.find(Locator::LinkText(&visualiser_id))
+    c.find(Locator::LinkText("Visualiser B2"))
         .await?
         .click()
         .await?;
@@ -645,6 +650,57 @@ async fn the_register_is_kept_in_a_real_browser() -> Result<()> {
         "nothing of the bad file was imported (not even its good row)"
     );
 
+    // A dry run gone stale: someone edits the printer between the check and "Import", so
+    // nothing is imported and the page shows what the file would do now.
+    let moving = dir.path().join("move-printer.csv");
+    std::fs::write(&moving, "Asset Tag,Location\nPR-0001,Staff room\n")?;
+    c.goto(&format!("{base}/assets/import")).await?;
+    wait_text(&browser, "Import assets (CSV)", Duration::from_secs(10)).await?;
+    c.find(Locator::Id("import-file"))
+        .await?
+        .send_keys(&moving.display().to_string())
+        .await?;
+    c.find(Locator::Id("import-check")).await?.click().await?;
+    wait_text(&browser, "Dry run", Duration::from_secs(30)).await?;
+    let dry = rows(c, "#import-rows").await?;
+    ensure!(dry[0][4].contains("Room: Library → Staff room"), "{dry:?}");
+    let (status, body) = curl(&[
+        "-X",
+        "PATCH",
+        "-H",
+        &format!("Authorization: Bearer {}", collector.api_token()),
+        "-H",
+        "Content-Type: application/json",
+        "--data",
+        r#"{"room": "Office 2"}"#,
+        &format!("{base}/api/v1/assets/{PRINTER}"),
+    ])?;
+    ensure!(status == 200, "the edit in between: {status} {body}");
+    c.find(Locator::Id("import-confirm")).await?.click().await?;
+    wait_text(
+        &browser,
+        "The register changed since",
+        Duration::from_secs(30),
+    )
+    .await?;
+    ensure!(page_status(c).await? == 409, "a stale dry run is 409");
+    let dry = rows(c, "#import-rows").await?;
+    ensure!(
+        dry[0][4].contains("Room: Office 2 → Staff room"),
+        "the dry run as it is now: {dry:?}"
+    );
+    ensure!(
+        asset(&collector, PRINTER)["register"]["room"] == "Office 2",
+        "the edit in between is not overwritten"
+    );
+    browser.screenshot("register-16-stale-dry-run").await?;
+    c.find(Locator::Id("import-confirm")).await?.click().await?;
+    wait_text(&browser, "Imported 1 row", Duration::from_secs(30)).await?;
+    ensure!(
+        asset(&collector, PRINTER)["register"]["room"] == "Staff room",
+        "confirmed again, it is imported"
+    );
+
     // (f) The reports show real figures.
     c.goto(&format!("{base}/releases")).await?;
     wait_text(&browser, "id=\"titles\"", Duration::from_secs(10)).await?;
@@ -658,7 +714,7 @@ async fn the_register_is_kept_in_a_real_browser() -> Result<()> {
         dpkg_row[1] == "1" && dpkg_row[4] == "999" && dpkg_row[5] == "1" && dpkg_row[6] == "5",
         "{dpkg_row:?}"
     );
-    browser.screenshot("register-16-releases").await?;
+    browser.screenshot("register-17-releases").await?;
     c.find(Locator::LinkText("dpkg")).await?.click().await?;
     wait_text(&browser, "Outdated installs", Duration::from_secs(10)).await?;
     let versions = rows(c, "#versions").await?;
@@ -673,7 +729,7 @@ async fn the_register_is_kept_in_a_real_browser() -> Result<()> {
         outdated.len() == 1 && outdated[0][0] == pc_name && outdated[0][1] == dpkg_version,
         "{outdated:?}"
     );
-    browser.screenshot("register-17-release-title").await?;
+    browser.screenshot("register-18-release-title").await?;
 
     c.goto(&format!("{base}/finance?days=3650")).await?;
     wait_text(&browser, "cost-department", Duration::from_secs(10)).await?;
@@ -698,7 +754,7 @@ async fn the_register_is_kept_in_a_real_browser() -> Result<()> {
             .any(|r| r[0] == "Interactive whiteboard B12" && r[4] == "2029-01-31"),
         "the whiteboard's imported warranty is listed: {warranties:?}"
     );
-    browser.screenshot("register-18-finance").await?;
+    browser.screenshot("register-19-finance").await?;
 
     c.goto(&format!("{base}/reports/monthly?month={month}"))
         .await?;
@@ -727,7 +783,7 @@ async fn the_register_is_kept_in_a_real_browser() -> Result<()> {
         p2.iter().any(|cell| cell.contains("2 of 3")) && p2.iter().any(|cell| cell == "3h 30m"),
         "P2 response and resolution: {p2:?}"
     );
-    browser.screenshot("register-19-service-levels").await?;
+    browser.screenshot("register-20-service-levels").await?;
     browser.close().await;
 
     // The import page's refusals over plain HTTP.

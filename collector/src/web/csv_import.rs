@@ -14,6 +14,8 @@
 //! [`crate::csv::MAX_IMPORT_BYTES`] gets 413. The import is the API's, the same one job
 //! for the register writer: this module never reaches the store.
 
+use std::collections::HashMap;
+
 use askama::Template;
 use axum::extract::{Multipart, Path, State};
 use axum::http::{HeaderMap, StatusCode, Uri, header};
@@ -35,6 +37,9 @@ use crate::http::csv::{
 pub const UPLOAD_LIMIT: usize = MAX_IMPORT_BYTES + 64 * 1024;
 /// The most bytes the confirming post may have: the file in base64 (4/3) and the rest.
 pub const CONFIRM_LIMIT: usize = MAX_IMPORT_BYTES / 3 * 4 + 4 + 64 * 1024;
+// The largest file fits both posts: as itself in an upload, in base64 when confirmed.
+const _: () = assert!(MAX_IMPORT_BYTES < UPLOAD_LIMIT);
+const _: () = assert!(MAX_IMPORT_BYTES.div_ceil(3) * 4 < CONFIRM_LIMIT);
 /// Rows drawn in a result table; the totals always count every row.
 const SHOWN_ROWS: usize = 2000;
 /// The longest text field (form token, file name, fingerprint) read from the form.
@@ -49,6 +54,8 @@ struct ChangeView {
 struct RowView {
     row: usize,
     asset_id: String,
+    /// The asset's name as the register has it now (empty for one still to be made).
+    name: String,
     action: &'static str,
     matched_by: String,
     changes: Vec<ChangeView>,
@@ -129,7 +136,7 @@ impl ImportPage {
         self
     }
 
-    fn with_report(mut self, report: &ImportReport) -> Self {
+    fn with_report(mut self, report: &ImportReport, names: &HashMap<String, String>) -> Self {
         self.rows = report
             .rows
             .iter()
@@ -137,6 +144,7 @@ impl ImportPage {
             .map(|r| RowView {
                 row: r.row,
                 asset_id: r.asset_id.clone(),
+                name: names.get(&r.asset_id).cloned().unwrap_or_default(),
                 action: r.action,
                 matched_by: match r.matched_by.as_str() {
                     "created" => String::new(),
@@ -146,9 +154,12 @@ impl ImportPage {
                     .changes
                     .iter()
                     .map(|c| ChangeView {
-                        field: c.field.clone(),
-                        before: c.before.clone(),
-                        after: c.after.clone(),
+                        field: match super::register::label(&c.field) {
+                            "" => c.field.clone(),
+                            label => label.to_owned(),
+                        },
+                        before: shown_value(&c.field, &c.before),
+                        after: shown_value(&c.field, &c.after),
                     })
                     .collect(),
             })
@@ -166,6 +177,39 @@ impl ImportPage {
         *response.status_mut() = status;
         response
     }
+}
+
+/// A changed value as the forms show it: the cost in pounds, not pence.
+fn shown_value(field: &str, value: &str) -> String {
+    match value.parse::<i64>() {
+        Ok(pence) if field == "cost_pence" => super::register::pounds(pence),
+        _ => value.to_owned(),
+    }
+}
+
+/// The names of the shown rows' assets, read from the store (a created row's asset exists
+/// only after the real import).
+async fn names(
+    state: &ApiState,
+    report: &ImportReport,
+) -> Result<HashMap<String, String>, PageError> {
+    let ids: Vec<String> = report
+        .rows
+        .iter()
+        .take(SHOWN_ROWS)
+        .map(|r| r.asset_id.clone())
+        .collect();
+    let store = state.store.clone();
+    Ok(crate::http::blocking(move || {
+        let mut names = HashMap::new();
+        for id in ids {
+            if let Some(asset) = store.asset(&id)? {
+                names.insert(id, asset.name);
+            }
+        }
+        Ok(names)
+    })
+    .await?)
 }
 
 /// What a dry run promises, so the confirming post imports only what was shown: every row's
@@ -278,7 +322,9 @@ async fn read_form(
     while let Some(mut field) = multipart.next_field().await.map_err(failed)? {
         let name = field.name().unwrap_or_default().to_owned();
         if name == big_field {
-            upload.file_name = field.file_name().unwrap_or_default().to_owned();
+            if let Some(file_name) = field.file_name() {
+                upload.file_name = file_name.to_owned();
+            }
             while let Some(chunk) = field.chunk().await.map_err(failed)? {
                 if upload.big.len() + chunk.len() > big_limit {
                     return Err(too_large());
@@ -364,14 +410,23 @@ pub async fn upload(
     }
     let file = axum::body::Bytes::from(upload.big);
     match crate::http::csv::import_csv(&state, file.clone(), viewer.user.name.clone(), true).await {
-        Ok(report) => Ok(checked(page, &file, &report, None).respond(StatusCode::OK)),
+        Ok(report) => {
+            let names = names(&state, &report).await?;
+            Ok(checked(page, &file, &report, &names, None).respond(StatusCode::OK))
+        }
         Err(failure) => refused_page(page, failure),
     }
 }
 
 /// The dry run's page: its table, the file in a hidden field and the "Import" button.
-fn checked(page: ImportPage, file: &[u8], report: &ImportReport, note: Option<&str>) -> ImportPage {
-    let mut page = page.outcome(Outcome::Checked).with_report(report);
+fn checked(
+    page: ImportPage,
+    file: &[u8],
+    report: &ImportReport,
+    names: &HashMap<String, String>,
+    note: Option<&str>,
+) -> ImportPage {
+    let mut page = page.outcome(Outcome::Checked).with_report(report, names);
     page.fingerprint = fingerprint(file, &report.rows);
     page.data = base64::engine::general_purpose::STANDARD.encode(file);
     let summary = format!(
@@ -431,10 +486,12 @@ pub async fn confirm(
         Err(failure) => return refused_page(page, failure),
     };
     if fingerprint(&file, &now.rows) != upload.fingerprint.trim() {
+        let names = names(&state, &now).await?;
         return Ok(checked(
             page,
             &file,
             &now,
+            &names,
             Some(
                 "The register changed since this file was checked, so nothing was imported. \
                  Below is what it would do now; import it again if that is right.",
@@ -444,7 +501,8 @@ pub async fn confirm(
     }
     match crate::http::csv::import_csv(&state, file, author, false).await {
         Ok(report) => {
-            let mut page = page.outcome(Outcome::Done).with_report(&report);
+            let names = names(&state, &report).await?;
+            let mut page = page.outcome(Outcome::Done).with_report(&report, &names);
             page.message = format!(
                 "Imported {} row{}: {} created, {} changed, {} left as they were. Every change \
                  is in the assets' history under your name.",
@@ -498,14 +556,5 @@ mod tests {
         let mut b = row("changed", "a1", "bc");
         b.changes[0].before = "a".to_owned();
         assert_ne!(fingerprint(file, &[a]), fingerprint(file, &[b]));
-    }
-
-    #[test]
-    fn the_limits_hold_the_largest_file_in_base64() {
-        let encoded = base64::engine::general_purpose::STANDARD
-            .encode(vec![0u8; MAX_IMPORT_BYTES])
-            .len();
-        assert!(encoded < CONFIRM_LIMIT, "{encoded} {CONFIRM_LIMIT}");
-        assert!(MAX_IMPORT_BYTES < UPLOAD_LIMIT);
     }
 }

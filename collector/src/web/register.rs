@@ -29,7 +29,8 @@ use crate::model::{Asset, AssetKind, Lifecycle, RegisterFields};
 /// A form's fields as the browser sent them (repeated names kept, e.g. ticked `ids`).
 type Fields = Vec<(String, String)>;
 
-fn label(field: &str) -> &'static str {
+/// A register field's name as the forms show it (empty for an unknown field).
+pub(super) fn label(field: &str) -> &'static str {
     match field {
         "asset_tag" => "Asset tag",
         "site" => "Site",
