@@ -1,8 +1,11 @@
 //! `warranty_expiry`: an asset's warranty (register field `warranty_end`) ends within
-//! `[finance] warranty_notice_days`, or has ended: one low-priority notice per asset, mailed
-//! like every incident. It stays while the warranty stays ended and clears when the date is
-//! moved (a renewal) or the asset is retired or disposed; a technician resolving it is heard
-//! (the engine does not reopen a resolved incident while its condition lasts).
+//! `[finance] warranty_notice_days`: one low-priority notice per asset, mailed like every
+//! incident. It stays for as many days again after the end (the warranty has "ended on …")
+//! and then clears by itself, as it does when the date is moved (a renewal) or the asset is
+//! retired or disposed; a technician resolving it is heard (the engine does not reopen a
+//! resolved incident while its condition lasts). A warranty that ended longer ago raises
+//! nothing: a register imported with years of expired warranties is the finance page's
+//! expired list, not hundreds of incidents.
 
 use serde_json::json;
 
@@ -28,7 +31,8 @@ pub(super) fn check(config: &RulesConfig, cx: &Context<'_>, out: &mut Vec<Condit
             continue;
         }
         let left = (end - today).whole_days();
-        if left > i64::from(config.warranty_notice_days) {
+        let window = i64::from(config.warranty_notice_days);
+        if !(-window..=window).contains(&left) {
             continue;
         }
         let when = crate::model::register::iso_date::format(end);
@@ -144,9 +148,12 @@ mod tests {
     }
 
     #[test]
-    fn an_ended_warranty_stays_noticed_until_the_asset_leaves_service() {
+    fn an_ended_warranty_stays_noticed_for_the_window_unless_the_asset_leaves_service() {
+        // NOW is 2026-10-05; with a 30-day window an end on 2026-09-05 is the last noticed.
         let assets = [
             with_warranty("ended", date!(2026 - 10 - 01), Lifecycle::Deployed),
+            with_warranty("long-ago", date!(2026 - 09 - 04), Lifecycle::Deployed),
+            with_warranty("years-ago", date!(2021 - 03 - 31), Lifecycle::Deployed),
             with_warranty("retired", date!(2026 - 10 - 10), Lifecycle::Retired),
             with_warranty("disposed", date!(2026 - 10 - 10), Lifecycle::Disposed),
         ];
@@ -154,6 +161,12 @@ mod tests {
         assert_eq!(found.len(), 1, "{found:?}");
         assert_eq!(found[0].title, "Warranty of ENDED ended on 2026-10-01");
         assert_eq!(found[0].measured["days_left"], -4);
+        let edge = [with_warranty(
+            "edge",
+            date!(2026 - 09 - 05),
+            Lifecycle::Deployed,
+        )];
+        assert_eq!(notices(&edge, 30, true).len(), 1, "30 days after the end");
     }
 
     #[test]
