@@ -331,9 +331,11 @@ pub async fn edit(
                 conflict,
                 message,
                 field,
+                // Every field, an empty one as a dash, to compare with the edit below.
                 current: facts(&asset.register)
                     .into_iter()
                     .chain([("Notes", asset.register.notes.clone())])
+                    .map(|(k, v)| (k, if v.is_empty() { "–".to_owned() } else { v }))
                     .collect(),
                 form: field_views(&asset.register, Some(&fields)),
                 lifecycles: lifecycles(),
