@@ -20,6 +20,42 @@ use serde_json::json;
 pub const CHROMIUM: &str = "/usr/bin/chromium";
 pub const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 
+/// curl on the host (against a forwarded dashboard): `(status, body)`.
+pub fn curl(args: &[&str]) -> Result<(u16, String)> {
+    let output = Command::new("curl")
+        .args(["-s", "-w", "\n%{http_code}"])
+        .args(args)
+        .output()?;
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').context("curl output")?;
+    Ok((code.trim().parse()?, body.to_owned()))
+}
+
+/// The hidden `csrf` field of a form page.
+pub fn csrf_of(html: &str) -> String {
+    html.split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// The page's source once it contains `needle`; an error showing the page after `timeout`.
+pub async fn wait_text(browser: &Browser, needle: &str, timeout: Duration) -> Result<String> {
+    let start = Instant::now();
+    loop {
+        let source = browser.client.source().await?;
+        if source.contains(needle) {
+            return Ok(source);
+        }
+        anyhow::ensure!(
+            start.elapsed() < timeout,
+            "the page never showed {needle:?}; it shows:\n{source}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// A chromedriver process and one browser session.
 pub struct Browser {
     pub client: fantoccini::Client,

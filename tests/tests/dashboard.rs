@@ -12,48 +12,13 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
 use caretaker_tests::bin;
-use caretaker_tests::browser::{Browser, Forward};
+use caretaker_tests::browser::{Browser, Forward, csrf_of, curl, wait_text};
 use caretaker_tests::daemon::Daemon;
 use caretaker_tests::lab::Lab;
 use caretaker_tests::smtp::SmtpServer;
 use fantoccini::Locator;
 
 const PASSWORD: &str = "correct horse battery";
-
-/// curl on the host against the forwarded dashboard: `(status, body)`.
-fn curl(args: &[&str]) -> Result<(u16, String)> {
-    let output = Command::new("curl")
-        .args(["-s", "-w", "\n%{http_code}"])
-        .args(args)
-        .output()?;
-    let text = String::from_utf8_lossy(&output.stdout).into_owned();
-    let (body, code) = text.rsplit_once('\n').context("curl output")?;
-    Ok((code.trim().parse()?, body.to_owned()))
-}
-
-/// The hidden `csrf` field of a form page.
-fn csrf_of(html: &str) -> String {
-    html.split("name=\"csrf\" value=\"")
-        .nth(1)
-        .and_then(|rest| rest.split('"').next())
-        .unwrap_or_default()
-        .to_owned()
-}
-
-async fn wait_text(browser: &Browser, needle: &str, timeout: Duration) -> Result<String> {
-    let start = std::time::Instant::now();
-    loop {
-        let source = browser.client.source().await?;
-        if source.contains(needle) {
-            return Ok(source);
-        }
-        ensure!(
-            start.elapsed() < timeout,
-            "the page never showed {needle:?}; it shows:\n{source}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_technician_works_the_desk_in_a_real_browser() -> Result<()> {

@@ -15,7 +15,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
-use caretaker_tests::browser::Browser;
+use caretaker_tests::browser::{Browser, csrf_of, curl, wait_text};
 use caretaker_tests::{Collector, agent_once, bin};
 use fantoccini::{Client, Locator};
 use serde_json::{Value, json};
@@ -51,41 +51,6 @@ school_name = "Lab School"
 /// The seeded assets (`collector/src/sla/seed.rs`).
 const SWITCH: &str = "5e1a000000000001";
 const PRINTER: &str = "5e1a000000000003";
-
-/// curl on the host: `(status, body)`.
-fn curl(args: &[&str]) -> Result<(u16, String)> {
-    let output = Command::new("curl")
-        .args(["-s", "-w", "\n%{http_code}"])
-        .args(args)
-        .output()?;
-    let text = String::from_utf8_lossy(&output.stdout).into_owned();
-    let (body, code) = text.rsplit_once('\n').context("curl output")?;
-    Ok((code.trim().parse()?, body.to_owned()))
-}
-
-/// The hidden `csrf` field of a form page.
-fn csrf_of(html: &str) -> String {
-    html.split("name=\"csrf\" value=\"")
-        .nth(1)
-        .and_then(|rest| rest.split('"').next())
-        .unwrap_or_default()
-        .to_owned()
-}
-
-async fn wait_text(browser: &Browser, needle: &str, timeout: Duration) -> Result<String> {
-    let start = std::time::Instant::now();
-    loop {
-        let source = browser.client.source().await?;
-        if source.contains(needle) {
-            return Ok(source);
-        }
-        ensure!(
-            start.elapsed() < timeout,
-            "the page never showed {needle:?}; it shows:\n{source}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
 
 /// The HTTP status the browser got for the page it shows.
 async fn page_status(c: &Client) -> Result<u64> {
