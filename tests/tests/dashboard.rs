@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
 use caretaker_tests::bin;
-use caretaker_tests::browser::{Browser, Forward, csrf_of, curl, wait_text};
+use caretaker_tests::browser::{Browser, Forward, csrf_of, curl, curl_login, wait_text};
 use caretaker_tests::daemon::Daemon;
 use caretaker_tests::lab::Lab;
 use caretaker_tests::smtp::SmtpServer;
@@ -550,18 +550,7 @@ async fn a_technician_works_the_desk_in_a_real_browser() -> Result<()> {
     ])?;
     ensure!(s == 403, "login from another origin: {s}");
     // The read-only user logs in, sees pages, and every POST is refused.
-    let (s, _) = curl(&[
-        "-c",
-        &jar,
-        "-b",
-        &jar,
-        "-d",
-        &format!(
-            "username=viewer&password={}&csrf={form}",
-            PASSWORD.replace(' ', "+")
-        ),
-        &format!("{base}/login"),
-    ])?;
+    let s = curl_login(&base, &jar, "viewer", PASSWORD)?;
     ensure!(s == 303, "read-only login: {s}");
     let (s, page) = curl(&["-b", &jar, &format!("{base}/incidents/{incident_id}")])?;
     ensure!(s == 200 && page.contains(&number), "{s}");

@@ -15,7 +15,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
-use caretaker_tests::browser::{Browser, csrf_of, curl, wait_text};
+use caretaker_tests::browser::{Browser, csrf_of, curl, curl_login, wait_text};
 use caretaker_tests::{Collector, agent_once, bin};
 use fantoccini::{Client, Locator};
 use serde_json::{Value, json};
@@ -753,20 +753,7 @@ async fn the_register_is_kept_in_a_real_browser() -> Result<()> {
 
     // The import page's refusals over plain HTTP.
     let jar = dir.path().join("jar").display().to_string();
-    let (_, login_page) = curl(&["-c", &jar, "-b", &jar, &format!("{base}/login")])?;
-    let form = csrf_of(&login_page);
-    let (s, _) = curl(&[
-        "-c",
-        &jar,
-        "-b",
-        &jar,
-        "-d",
-        &format!(
-            "username=viewer&password={}&csrf={form}",
-            PASSWORD.replace(' ', "+")
-        ),
-        &format!("{base}/login"),
-    ])?;
+    let s = curl_login(&base, &jar, "viewer", PASSWORD)?;
     ensure!(s == 303, "read-only login: {s}");
     let (s, page) = curl(&["-b", &jar, &format!("{base}/assets/import")])?;
     ensure!(
@@ -791,20 +778,7 @@ async fn the_register_is_kept_in_a_real_browser() -> Result<()> {
     ensure!(s == 303, "the export wants a login: {s}");
     // A technician's session, through curl: a forged token, and a file past 16 MiB.
     let tech_jar = dir.path().join("tech-jar").display().to_string();
-    let (_, login_page) = curl(&["-c", &tech_jar, "-b", &tech_jar, &format!("{base}/login")])?;
-    let form = csrf_of(&login_page);
-    let (s, _) = curl(&[
-        "-c",
-        &tech_jar,
-        "-b",
-        &tech_jar,
-        "-d",
-        &format!(
-            "username=tech&password={}&csrf={form}",
-            PASSWORD.replace(' ', "+")
-        ),
-        &format!("{base}/login"),
-    ])?;
+    let s = curl_login(&base, &tech_jar, "tech", PASSWORD)?;
     ensure!(s == 303, "tech login: {s}");
     let (_, page) = curl(&["-b", &tech_jar, &format!("{base}/assets/import")])?;
     let tech_csrf = csrf_of(&page);

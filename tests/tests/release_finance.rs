@@ -20,10 +20,20 @@ use caretaker_tests::smtp::SmtpServer;
 use serde_json::{Value, json};
 
 const PRINTER: &str = "hp_laserjet-mfp-m130nw";
-/// prtMarkerLifeCount.1.1 in the recording, and its value there.
-const PAGE_COUNTER: &str = "1.3.6.1.2.1.43.10.2.1.4.1.1";
 const PAGES_BEFORE: u64 = 15232;
 const PAGES_AFTER: u64 = 15352;
+
+/// prtMarkerLifeCount.1.1 (the OID the collector reads, marker 1 of printer 1), dotted as the
+/// recording and `snmpget` write it; its value in the recording is `PAGES_BEFORE`.
+fn page_counter() -> String {
+    use caretaker_collector::scan::snmp::tables::oids::PRT_MARKER_LIFE_COUNT;
+    PRT_MARKER_LIFE_COUNT
+        .iter()
+        .chain(&[1, 1])
+        .map(u64::to_string)
+        .collect::<Vec<_>>()
+        .join(".")
+}
 
 /// Every rule but the three under test is off: the agent reports this machine's disks,
 /// memory and CPU, and the recording's supplies, which are not the test's to decide.
@@ -105,8 +115,8 @@ fn set_counter(lab: &Lab, from: u64, to: u64) -> Result<()> {
     let path = served_recording(lab)?;
     let text = std::fs::read_to_string(&path)?;
     let (old, new) = (
-        format!("{PAGE_COUNTER}|65|{from}\n"),
-        format!("{PAGE_COUNTER}|65|{to}\n"),
+        format!("{}|65|{from}\n", page_counter()),
+        format!("{}|65|{to}\n", page_counter()),
     );
     ensure!(old.len() == new.len(), "the counter must keep its length");
     let at = text
@@ -130,7 +140,7 @@ fn snmp_counter(lab: &Lab, ip: Ipv4Addr) -> Result<String> {
             "-t",
             "1",
             &ip.to_string(),
-            PAGE_COUNTER,
+            &page_counter(),
         ],
     ))?;
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())

@@ -62,7 +62,7 @@ pub fn seed(
     let mut set = WriteSet::default();
     for (i, id) in ids.iter().enumerate() {
         let kind = KINDS[i % KINDS.len()];
-        let ip = format!("10.20.{}.{}", i / 250, i % 250 + 2);
+        let ip = format!("198.18.{}.{}", i / 250, i % 250 + 2);
         let mac = format!(
             "02:00:00:{:02x}:{:02x}:{:02x}",
             i >> 16 & 0xff,

@@ -211,7 +211,7 @@ fn measure(
         ),
         (
             "assets: search IP (htmx)",
-            "/ui/assets?q=10.20.3.".to_owned(),
+            "/ui/assets?q=198.18.3.".to_owned(),
         ),
         (
             "assets: sorted, page 30",
