@@ -38,21 +38,25 @@ if ! command -v cargo-deb >/dev/null; then
   cargo install cargo-deb --locked --version 3.8.0
 fi
 
-echo "== cargo fmt --check"
+# Each step's start, with the time since the suite began, so a slow run shows where it went.
+began=$SECONDS
+step() { printf '== [%dm%02ds] %s\n' $(((SECONDS - began) / 60)) $(((SECONDS - began) % 60)) "$*"; }
+
+step "cargo fmt --check"
 cargo fmt --all --check
-echo "== cargo clippy"
+step "cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
-echo "== cargo check + clippy (Windows agent)"
-cargo check -p caretaker-agent --target x86_64-pc-windows-gnu --locked
+step "cargo clippy (Windows agent; a compile error fails it as cargo check would)"
 cargo clippy -p caretaker-agent --all-targets --target x86_64-pc-windows-gnu --locked -- -D warnings
-echo "== build the binaries the end-to-end tests run (and the release Windows agent for Wine)"
+step "build the binaries the end-to-end tests run (and the release Windows agent for Wine)"
 cargo build --workspace --bins --locked
 cargo build --release --target x86_64-pc-windows-gnu -p caretaker-agent --locked
 ls -l target/x86_64-pc-windows-gnu/release/caretaker-agent.exe
-echo "== Windows unit tests of the agent, under Wine"
+step "Windows unit tests of the agent, under Wine"
 CARGO_TARGET_X86_64_PC_WINDOWS_GNU_RUNNER="$PWD/tests/wine/run.sh" \
   cargo test --target x86_64-pc-windows-gnu -p caretaker-agent --lib --locked
-echo "== fuzz every parser of untrusted bytes briefly (scripts/fuzz.sh --long for longer)"
+step "fuzz every parser of untrusted bytes briefly (scripts/fuzz.sh --long for longer)"
 ./scripts/fuzz.sh "${CARETAKER_FUZZ_SECONDS:-20}"
-echo "== tests"
+step "tests"
 cargo test --workspace --locked --no-fail-fast -- --test-threads="${CARETAKER_TEST_THREADS:-4}"
+step "all passed"
