@@ -5,6 +5,7 @@
 #   scripts/fuzz.sh [SECONDS]        short run, 20 s per target by default (scripts/test.sh)
 #   scripts/fuzz.sh --long [SECONDS] benchmark: 300 s per target by default, one table of
 #                                    runs, runs/s and corpus size per target at the end
+# Targets run side by side, one per core.
 # A crash, panic, failed check, leak, timeout (> 10 s for one input) or > 2 GiB RSS fails the
 # run; the input is kept in target/fuzz-artifacts/<target>/ and the command to replay it is
 # printed. Working corpora live in target/fuzz-corpus/ (not committed).
@@ -26,23 +27,37 @@ if [ "$long" = 1 ]; then profile=(--release); dir=release; else profile=(--dev);
 (cd fuzz && cargo +nightly fuzz build "${profile[@]}")
 bin="$CARGO_TARGET_DIR/x86_64-unknown-linux-gnu/$dir"
 
+# One fuzzer per core at a time (libFuzzer runs on one thread), so the short run takes
+# targets/cores × SECONDS; each writes its own log, read once all have finished.
+jobs=$(nproc)
+run_target() {
+  local t=$1 corpus="target/fuzz-corpus/$1" artifacts="target/fuzz-artifacts/$1" rc=0
+  mkdir -p "$corpus" "$artifacts"
+  cp -n fuzz/corpus/"$t"/seed-* "$corpus"/ 2>/dev/null || true
+  "$bin/$t" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -max_len=65536 \
+    -print_final_stats=1 -artifact_prefix="$artifacts/" "$corpus" \
+    >"target/fuzz-artifacts/$t.log" 2>&1 || rc=$?
+  echo "$rc" >"target/fuzz-artifacts/$t.rc"
+}
+for t in "${targets[@]}"; do
+  while [ "$(jobs -rp | wc -l)" -ge "$jobs" ]; do wait -n || true; done
+  echo "== fuzz $t for ${seconds}s"
+  run_target "$t" &
+done
+wait
+
 summary=()
 failed=()
 for t in "${targets[@]}"; do
-  corpus="target/fuzz-corpus/$t"
-  artifacts="target/fuzz-artifacts/$t"
-  mkdir -p "$corpus" "$artifacts"
-  cp -n fuzz/corpus/"$t"/seed-* "$corpus"/ 2>/dev/null || true
   log="target/fuzz-artifacts/$t.log"
-  echo "== fuzz $t for ${seconds}s"
-  if "$bin/$t" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -max_len=65536 \
-      -print_final_stats=1 -artifact_prefix="$artifacts/" "$corpus" >"$log" 2>&1; then
+  if [ "$(cat "target/fuzz-artifacts/$t.rc")" = 0 ]; then
     runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log")
-    summary+=("$t $runs $((runs / seconds)) $(ls "$corpus" | wc -l)")
+    summary+=("$t $runs $((runs / seconds)) $(ls "target/fuzz-corpus/$t" | wc -l)")
   else
     failed+=("$t")
+    echo "== fuzz $t failed"
     grep -E 'panicked|ERROR|SUMMARY|Test unit written' "$log" | head -20 || true
-    echo "   replay: (cd fuzz && cargo +nightly fuzz run $t ../$artifacts/<file>)   log: $log"
+    echo "   replay: (cd fuzz && cargo +nightly fuzz run $t ../target/fuzz-artifacts/$t/<file>)   log: $log"
   fi
 done
 
