@@ -74,8 +74,12 @@ impl Agents {
 
     pub fn heard(&self, agent_id: &str, at: OffsetDateTime) {
         let mut heard = self.last_heard.lock().unwrap_or_else(|p| p.into_inner());
-        let entry = heard.entry(agent_id.to_owned()).or_insert(at);
-        *entry = (*entry).max(at);
+        match heard.get_mut(agent_id) {
+            Some(last) => *last = (*last).max(at),
+            None => {
+                heard.insert(agent_id.to_owned(), at);
+            }
+        }
     }
 }
 

@@ -135,7 +135,11 @@ impl AssetObs {
 
 impl Observations {
     pub fn entry(&mut self, asset: &str) -> &mut AssetObs {
-        self.assets.entry(asset.to_owned()).or_default()
+        // Looked up before inserting: every report of a known asset would allocate its id.
+        if !self.assets.contains_key(asset) {
+            self.assets.insert(asset.to_owned(), AssetObs::default());
+        }
+        self.assets.get_mut(asset).expect("inserted above")
     }
 
     /// A ping verdict. Returns whether the store should get a reach sample: on a change of
@@ -190,20 +194,27 @@ impl Observations {
             }
         }
         let at = point.at;
-        let mounts: Vec<String> = point.volumes.iter().map(|v| v.0.clone()).collect();
+        // Only the series whose forecast is due are refitted (and need their own key).
+        let mut key = String::new();
+        let due: Vec<(String, String)> = point
+            .volumes
+            .iter()
+            .filter_map(|(mount, ..)| {
+                key.clear();
+                key.push_str("volume:");
+                key.push_str(mount);
+                let fresh = obs
+                    .forecasts
+                    .get(&key)
+                    .is_some_and(|(when, _)| at - *when < FORECAST_EVERY);
+                (!fresh).then(|| (mount.clone(), key.clone()))
+            })
+            .collect();
         obs.status.push_back(point);
         while obs.status.len() > MAX_STATUS {
             obs.status.pop_front();
         }
-        for mount in mounts {
-            let key = format!("volume:{mount}");
-            if obs
-                .forecasts
-                .get(&key)
-                .is_some_and(|(when, _)| at - *when < FORECAST_EVERY)
-            {
-                continue;
-            }
+        for (mount, key) in due {
             let points: Vec<_> = obs
                 .status
                 .iter()

@@ -108,11 +108,20 @@ impl Cmdb {
         received_at: OffsetDateTime,
         out: &mut WriteSet,
     ) -> Result<Result<Submitted, Refused>, StoreError> {
-        let Some(mut agent) = self.agents.get(agent_id).cloned() else {
+        let Some(known) = self.agents.get(agent_id) else {
             return Ok(Ok(Submitted::default()));
         };
         let mut acked = self.acked_seq(agent_id);
-        let new_epoch = epoch != 0 && epoch != agent.epoch;
+        let new_epoch = epoch != 0 && epoch != known.epoch;
+        // Status reports leave the agent's record as it is: it is copied (and written back)
+        // only when an inventory or a new epoch changes it.
+        let changes_record = new_epoch
+            || reports
+                .iter()
+                .any(|r| matches!(r.body, Some(report::Body::Inventory(_))));
+        let mut changed = changes_record.then(|| known.clone());
+        let mut asset_id = known.asset_id.clone();
+        let old_epoch = known.epoch;
         if new_epoch {
             acked = 0;
         }
@@ -127,8 +136,9 @@ impl Cmdb {
             previous = report.seq;
         }
         if new_epoch {
-            tracing::info!(%agent_id, old = agent.epoch, new = epoch, acked_before = self.acked_seq(agent_id),
+            tracing::info!(%agent_id, old = old_epoch, new = epoch, acked_before = self.acked_seq(agent_id),
                 "Agent started a new report sequence (epoch); its numbers count from here");
+            let agent = changed.as_mut().expect("copied for a new epoch");
             agent.epoch = epoch;
             out.agents.push(agent.clone());
         }
@@ -167,9 +177,10 @@ impl Cmdb {
                         .into_iter()
                         .filter(|m| SECTIONS.contains(&m.as_str()))
                         .collect();
+                    let agent = changed.as_mut().expect("copied for an inventory");
                     self.apply_inventory(
                         store,
-                        &mut agent,
+                        agent,
                         InventoryReport {
                             agent_id: agent_id.to_owned(),
                             seq: report.seq,
@@ -182,10 +193,11 @@ impl Cmdb {
                         out,
                     )?;
                     out.agents.push(agent.clone());
+                    asset_id.clone_from(&agent.asset_id);
                     done.stored += 1;
                 }
                 Some(report::Body::Status(status)) => {
-                    if let Some(asset_id) = &agent.asset_id {
+                    if let Some(asset_id) = &asset_id {
                         out.samples.push(StatusSample {
                             asset_id: asset_id.clone(),
                             at,
@@ -200,13 +212,20 @@ impl Cmdb {
             }
             done.acked = report.seq;
         }
-        done.asset.clone_from(&agent.asset_id);
-        if let Some(asset) = &agent.asset_id {
+        if let Some(asset) = &asset_id {
             out.last_seen.push((asset.clone(), received_at));
         }
+        done.asset = asset_id;
         out.agent_seqs.push((agent_id.to_owned(), done.acked));
-        self.seqs.insert(agent_id.to_owned(), done.acked);
-        self.agents.insert(agent_id.to_owned(), agent);
+        match self.seqs.get_mut(agent_id) {
+            Some(seq) => *seq = done.acked,
+            None => {
+                self.seqs.insert(agent_id.to_owned(), done.acked);
+            }
+        }
+        if let Some(agent) = changed {
+            self.agents.insert(agent_id.to_owned(), agent);
+        }
         Ok(Ok(done))
     }
 

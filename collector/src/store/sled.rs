@@ -81,6 +81,34 @@ fn io(operation: &'static str) -> impl FnOnce(sled::Error) -> StoreError {
     move |source| StoreError::Io { operation, source }
 }
 
+/// A `sled::Batch` that knows whether it holds anything: sled logs and seals even an empty
+/// batch, and a commit touches twenty trees of which a status report fills three.
+#[derive(Default)]
+struct Rows {
+    batch: sled::Batch,
+    len: usize,
+}
+
+impl Rows {
+    fn insert(&mut self, key: impl Into<sled::IVec>, value: impl Into<sled::IVec>) {
+        self.batch.insert(key, value);
+        self.len += 1;
+    }
+
+    fn remove(&mut self, key: impl Into<sled::IVec>) {
+        self.batch.remove(key);
+        self.len += 1;
+    }
+}
+
+/// Applies `rows` to `tree` atomically; nothing at all when there are none.
+fn apply(tree: &sled::Tree, rows: Rows, what: &'static str) -> Result<(), StoreError> {
+    if rows.len == 0 {
+        return Ok(());
+    }
+    tree.apply_batch(rows.batch).map_err(io(what))
+}
+
 fn corrupt(tree: &'static str, key: &[u8], reason: impl ToString) -> StoreError {
     StoreError::Corrupt {
         tree,
@@ -255,47 +283,39 @@ impl Store for SledStore {
         if set.is_empty() {
             return Ok(());
         }
-        let mut batch = sled::Batch::default();
+        let mut batch = Rows::default();
         for sample in &set.samples {
             batch.insert(codec::sample_key(sample), codec::encode_sample(sample));
         }
-        self.samples
-            .apply_batch(batch)
-            .map_err(io("write samples"))?;
+        apply(&self.samples, batch, "write samples")?;
 
-        let mut batch = sled::Batch::default();
+        let mut batch = Rows::default();
         for (asset, sample) in &set.reach {
             batch.insert(
                 codec::reach_key(asset, unix_millis(sample.at)),
                 &codec::encode_reach(sample)[..],
             );
         }
-        self.reach
-            .apply_batch(batch)
-            .map_err(io("write reach samples"))?;
+        apply(&self.reach, batch, "write reach samples")?;
 
-        let mut batch = sled::Batch::default();
+        let mut batch = Rows::default();
         for (asset, at, value) in &set.levels {
             batch.insert(codec::reach_key(asset, unix_millis(*at)), json(value));
         }
-        self.levels
-            .apply_batch(batch)
-            .map_err(io("write supply levels"))?;
+        apply(&self.levels, batch, "write supply levels")?;
 
-        let mut batch = sled::Batch::default();
+        let mut batch = Rows::default();
         for (asset, value) in &set.snmp {
             batch.insert(
                 asset.as_bytes(),
                 serde_json::to_vec(value).expect("JSON serialises"),
             );
         }
-        self.snmp
-            .apply_batch(batch)
-            .map_err(io("write SNMP snapshots"))?;
+        apply(&self.snmp, batch, "write SNMP snapshots")?;
 
-        let mut changes = sled::Batch::default();
-        let mut index = sled::Batch::default();
-        let mut by_kind = sled::Batch::default();
+        let mut changes = Rows::default();
+        let mut index = Rows::default();
+        let mut by_kind = Rows::default();
         for change in &set.changes {
             let millis = unix_millis(change.at);
             changes.insert(
@@ -310,59 +330,49 @@ impl Store for SledStore {
             key.extend_from_slice(&codec::change_key(millis, &change.id));
             index.insert(key, &[][..]);
         }
-        self.changes
-            .apply_batch(changes)
-            .map_err(io("write changes"))?;
-        self.changes_by_asset
-            .apply_batch(index)
-            .map_err(io("write change index"))?;
-        self.changes_by_kind
-            .apply_batch(by_kind)
-            .map_err(io("write change kind index"))?;
+        apply(&self.changes, changes, "write changes")?;
+        apply(&self.changes_by_asset, index, "write change index")?;
+        apply(&self.changes_by_kind, by_kind, "write change kind index")?;
 
-        let mut batch = sled::Batch::default();
+        let mut batch = Rows::default();
         for (asset, record) in &set.inventories {
             batch.insert(asset.as_bytes(), codec::encode_inventory(record));
         }
-        self.inventories
-            .apply_batch(batch)
-            .map_err(io("write inventories"))?;
+        apply(&self.inventories, batch, "write inventories")?;
 
-        let mut batch = sled::Batch::default();
+        let mut batch = Rows::default();
         for asset in &set.assets {
             batch.insert(
                 asset.id.as_bytes(),
                 serde_json::to_vec(asset).expect("asset serialises"),
             );
         }
-        self.assets.apply_batch(batch).map_err(io("write assets"))?;
+        apply(&self.assets, batch, "write assets")?;
 
-        let mut batch = sled::Batch::default();
+        let mut batch = Rows::default();
         for agent in &set.agents {
             batch.insert(
                 agent.agent_id.as_bytes(),
                 serde_json::to_vec(agent).expect("agent serialises"),
             );
         }
-        self.agents.apply_batch(batch).map_err(io("write agents"))?;
+        apply(&self.agents, batch, "write agents")?;
 
-        let mut batch = sled::Batch::default();
+        let mut batch = Rows::default();
         for (asset, at) in &set.last_seen {
             batch.insert(asset.as_bytes(), &unix_millis(*at).to_be_bytes()[..]);
         }
-        self.last_seen
-            .apply_batch(batch)
-            .map_err(io("write last_seen"))?;
+        apply(&self.last_seen, batch, "write last_seen")?;
 
         let json_batch = |tree: &sled::Tree,
                           rows: Vec<(Vec<u8>, Vec<u8>)>,
                           what: &'static str|
          -> Result<(), StoreError> {
-            let mut batch = sled::Batch::default();
+            let mut batch = Rows::default();
             for (k, v) in rows {
                 batch.insert(k, v);
             }
-            tree.apply_batch(batch).map_err(io(what))
+            apply(tree, batch, what)
         };
         json_batch(
             &self.incidents,
@@ -397,35 +407,31 @@ impl Store for SledStore {
             "write outbox",
         )?;
 
-        let mut batch = sled::Batch::default();
+        let mut batch = Rows::default();
         for (key, value) in &set.meta {
             batch.insert(key.as_bytes(), &value.to_be_bytes()[..]);
         }
-        self.meta.apply_batch(batch).map_err(io("write meta"))?;
+        apply(&self.meta, batch, "write meta")?;
 
-        let mut batch = sled::Batch::default();
+        let mut batch = Rows::default();
         for user in &set.users {
             batch.insert(user.name.as_bytes(), json(user));
         }
-        self.users.apply_batch(batch).map_err(io("write users"))?;
-        let mut batch = sled::Batch::default();
+        apply(&self.users, batch, "write users")?;
+        let mut batch = Rows::default();
         for (key, session) in &set.sessions {
             match session {
                 Some(session) => batch.insert(key.as_bytes(), json(session)),
                 None => batch.remove(key.as_bytes()),
             }
         }
-        self.sessions
-            .apply_batch(batch)
-            .map_err(io("write sessions"))?;
+        apply(&self.sessions, batch, "write sessions")?;
 
-        let mut batch = sled::Batch::default();
+        let mut batch = Rows::default();
         for (agent, seq) in &set.agent_seqs {
             batch.insert(agent.as_bytes(), &seq.to_be_bytes()[..]);
         }
-        self.agent_seq
-            .apply_batch(batch)
-            .map_err(io("write agent sequences"))?;
+        apply(&self.agent_seq, batch, "write agent sequences")?;
 
         Ok(())
     }
@@ -675,13 +681,11 @@ impl Store for SledStore {
         reach_before: OffsetDateTime,
     ) -> Result<usize, StoreError> {
         // Summaries first, then deletions: a crash in between leaves both, never neither.
-        let mut batch = sled::Batch::default();
+        let mut batch = Rows::default();
         for (start, value) in &rollups {
             batch.insert(codec::reach_key(asset, unix_millis(*start)), json(value));
         }
-        self.rollups
-            .apply_batch(batch)
-            .map_err(io("write rollups"))?;
+        apply(&self.rollups, batch, "write rollups")?;
         self.db.flush().map_err(io("flush"))?;
         let mut removed = 0;
         for (tree, cutoff, what) in [
@@ -690,13 +694,13 @@ impl Store for SledStore {
         ] {
             let start = codec::asset_prefix(asset);
             let end = codec::reach_key(asset, unix_millis(cutoff));
-            let mut batch = sled::Batch::default();
+            let mut batch = Rows::default();
             for entry in tree.range(start..end) {
                 let (key, _) = entry.map_err(io(what))?;
                 batch.remove(key);
                 removed += 1;
             }
-            tree.apply_batch(batch).map_err(io(what))?;
+            apply(tree, batch, what)?;
         }
         self.db.flush().map_err(io("flush"))?;
         Ok(removed)
@@ -705,23 +709,21 @@ impl Store for SledStore {
     fn prune_rollups(&self, asset: &str, before: OffsetDateTime) -> Result<usize, StoreError> {
         let start = codec::asset_prefix(asset);
         let end = codec::reach_key(asset, unix_millis(before));
-        let mut batch = sled::Batch::default();
+        let mut batch = Rows::default();
         let mut removed = 0;
         for entry in self.rollups.range(start..end) {
             let (key, _) = entry.map_err(io("prune rollups"))?;
             batch.remove(key);
             removed += 1;
         }
-        self.rollups
-            .apply_batch(batch)
-            .map_err(io("prune rollups"))?;
+        apply(&self.rollups, batch, "prune rollups")?;
         self.db.flush().map_err(io("flush"))?;
         Ok(removed)
     }
 
     fn remove_outbox(&self, ids: &[String]) -> Result<usize, StoreError> {
         let mut removed = 0;
-        let mut batch = sled::Batch::default();
+        let mut batch = Rows::default();
         for id in ids {
             if self
                 .outbox
@@ -732,7 +734,7 @@ impl Store for SledStore {
                 removed += 1;
             }
         }
-        self.outbox.apply_batch(batch).map_err(io("prune outbox"))?;
+        apply(&self.outbox, batch, "prune outbox")?;
         self.db.flush().map_err(io("flush"))?;
         Ok(removed)
     }
