@@ -29,7 +29,7 @@ bin="$CARGO_TARGET_DIR/x86_64-unknown-linux-gnu/$dir"
 
 # One fuzzer per core at a time (libFuzzer runs on one thread), so the short run takes
 # targets/cores × SECONDS; each writes its own log, read once all have finished.
-jobs=$(nproc)
+cores=$(nproc)
 run_target() {
   local t=$1 corpus="target/fuzz-corpus/$1" artifacts="target/fuzz-artifacts/$1" rc=0
   mkdir -p "$corpus" "$artifacts"
@@ -40,7 +40,7 @@ run_target() {
   echo "$rc" >"target/fuzz-artifacts/$t.rc"
 }
 for t in "${targets[@]}"; do
-  while [ "$(jobs -rp | wc -l)" -ge "$jobs" ]; do wait -n || true; done
+  while [ "$(jobs -rp | wc -l)" -ge "$cores" ]; do wait -n || true; done
   echo "== fuzz $t for ${seconds}s"
   run_target "$t" &
 done
