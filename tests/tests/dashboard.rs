@@ -310,7 +310,15 @@ async fn a_technician_works_the_desk_in_a_real_browser() -> Result<()> {
     );
     browser.screenshot("03e-incident-workaround").await?;
 
-    // The host's changes: mark one expected; the list then says who expected it.
+    // The host's changes: mark one expected; the list then says who expected it. The host has
+    // been silent past the test daemon's `gone_after` (4 s), so its "removed" record is due:
+    // wait for it, so that no record lands between the two reads below.
+    daemon.wait_until("the host's removed record", Duration::from_secs(60), |d| {
+        let changes = d.curl(&format!("/api/v1/changes?asset={host_id}"))?;
+        Ok(changes
+            .as_array()
+            .is_some_and(|l| l.iter().any(|c| c["kind"] == "removed")))
+    })?;
     c.goto(&format!("{base}/changes?asset={host_id}")).await?;
     wait_text(&browser, "Mark expected", Duration::from_secs(10)).await?;
     let before = daemon.curl(&format!("/api/v1/changes?asset={host_id}"))?;
