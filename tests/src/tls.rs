@@ -77,6 +77,79 @@ pub fn channel(addr: SocketAddr, config: Arc<rustls::ClientConfig>) -> Channel {
         .connect_with_connector_lazy(service)
 }
 
+/// A gRPC connection driven straight through hyper's HTTP/2 client, for load generators: the
+/// caller's task hands each request to the connection task (tonic's [`Channel`] puts a
+/// buffer task in between, a second hop per call that a benchmark's simulated agents pay for
+/// on the same cores as the collector they measure). Same bytes on the wire: HTTP/2 over TLS
+/// (with `config`) or plaintext. Clones share the connection.
+#[derive(Clone)]
+pub struct Direct {
+    send: hyper::client::conn::http2::SendRequest<tonic::body::Body>,
+}
+
+impl Direct {
+    /// Connects to `addr` and completes the TLS and HTTP/2 handshakes.
+    pub async fn connect(
+        addr: SocketAddr,
+        config: Option<Arc<rustls::ClientConfig>>,
+    ) -> std::io::Result<Self> {
+        let tcp = tokio::net::TcpStream::connect(addr).await?;
+        tcp.set_nodelay(true)?;
+        let builder =
+            hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new());
+        let failed = |e: hyper::Error| std::io::Error::other(e.to_string());
+        let send = match config {
+            Some(config) => {
+                let name = ServerName::try_from(SERVER_NAME).expect("name");
+                let tls = tokio_rustls::TlsConnector::from(config)
+                    .connect(name, tcp)
+                    .await?;
+                let (send, connection) = builder
+                    .handshake(hyper_util::rt::TokioIo::new(tls))
+                    .await
+                    .map_err(failed)?;
+                tokio::spawn(connection);
+                send
+            }
+            None => {
+                let (send, connection) = builder
+                    .handshake(hyper_util::rt::TokioIo::new(tcp))
+                    .await
+                    .map_err(failed)?;
+                tokio::spawn(connection);
+                send
+            }
+        };
+        Ok(Self { send })
+    }
+
+    /// The `Uri` origin to give tonic's generated client (`with_origin`): HTTP/2 needs
+    /// `:scheme` and `:authority`.
+    pub fn origin(addr: SocketAddr, tls: bool) -> http::Uri {
+        let scheme = if tls { "https" } else { "http" };
+        format!("{scheme}://{addr}").parse().expect("origin")
+    }
+}
+
+impl tower::Service<http::Request<tonic::body::Body>> for Direct {
+    type Response = http::Response<hyper::body::Incoming>;
+    type Error = hyper::Error;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<Self::Response, Self::Error>> + Send>,
+    >;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.send.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<tonic::body::Body>) -> Self::Future {
+        Box::pin(self.send.send_request(request))
+    }
+}
+
 /// A fresh key and a CSR for it: `(key PEM, CSR PEM)`.
 pub fn key_and_csr() -> (String, String) {
     let key = rcgen::KeyPair::generate().expect("key");
