@@ -95,32 +95,33 @@ impl Direct {
     ) -> std::io::Result<Self> {
         let tcp = tokio::net::TcpStream::connect(addr).await?;
         tcp.set_nodelay(true)?;
-        let builder =
-            hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new());
-        let failed = |e: hyper::Error| std::io::Error::other(e.to_string());
         let send = match config {
             Some(config) => {
                 let name = ServerName::try_from(SERVER_NAME).expect("name");
                 let tls = tokio_rustls::TlsConnector::from(config)
                     .connect(name, tcp)
                     .await?;
-                let (send, connection) = builder
-                    .handshake(hyper_util::rt::TokioIo::new(tls))
-                    .await
-                    .map_err(failed)?;
-                tokio::spawn(connection);
-                send
+                Self::handshake(tls).await?
             }
-            None => {
-                let (send, connection) = builder
-                    .handshake(hyper_util::rt::TokioIo::new(tcp))
-                    .await
-                    .map_err(failed)?;
-                tokio::spawn(connection);
-                send
-            }
+            None => Self::handshake(tcp).await?,
         };
         Ok(Self { send })
+    }
+
+    /// HTTP/2 over `io`; the connection runs on its own task.
+    async fn handshake<T>(
+        io: T,
+    ) -> std::io::Result<hyper::client::conn::http2::SendRequest<tonic::body::Body>>
+    where
+        T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let (send, connection) =
+            hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                .handshake(hyper_util::rt::TokioIo::new(io))
+                .await
+                .map_err(|e| std::io::Error::other(e.to_string()))?;
+        tokio::spawn(connection);
+        Ok(send)
     }
 
     /// The `Uri` origin to give tonic's generated client (`with_origin`): HTTP/2 needs
