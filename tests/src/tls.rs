@@ -65,16 +65,29 @@ pub fn channel(addr: SocketAddr, config: Arc<rustls::ClientConfig>) -> Channel {
     let service = tower::service_fn(move |_uri: http::Uri| {
         let connector = connector.clone();
         async move {
-            let tcp = tokio::net::TcpStream::connect(addr).await?;
-            let _ = tcp.set_nodelay(true);
-            let name = ServerName::try_from(SERVER_NAME).expect("name");
-            let tls = connector.connect(name, tcp).await?;
+            let tls = connect_tls(addr, &connector).await?;
             Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(tls))
         }
     });
     Endpoint::from_shared(format!("http://{addr}"))
         .expect("url")
         .connect_with_connector_lazy(service)
+}
+
+/// A TCP connection to `addr` with Nagle off (gRPC calls are small).
+async fn connect_tcp(addr: SocketAddr) -> std::io::Result<tokio::net::TcpStream> {
+    let tcp = tokio::net::TcpStream::connect(addr).await?;
+    tcp.set_nodelay(true)?;
+    Ok(tcp)
+}
+
+/// TLS to the collector at `addr`, checked against [`SERVER_NAME`].
+async fn connect_tls(
+    addr: SocketAddr,
+    connector: &tokio_rustls::TlsConnector,
+) -> std::io::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+    let name = ServerName::try_from(SERVER_NAME).expect("name");
+    connector.connect(name, connect_tcp(addr).await?).await
 }
 
 /// A gRPC connection driven straight through hyper's HTTP/2 client, for load generators: the
@@ -93,17 +106,12 @@ impl Direct {
         addr: SocketAddr,
         config: Option<Arc<rustls::ClientConfig>>,
     ) -> std::io::Result<Self> {
-        let tcp = tokio::net::TcpStream::connect(addr).await?;
-        tcp.set_nodelay(true)?;
         let send = match config {
             Some(config) => {
-                let name = ServerName::try_from(SERVER_NAME).expect("name");
-                let tls = tokio_rustls::TlsConnector::from(config)
-                    .connect(name, tcp)
-                    .await?;
-                Self::handshake(tls).await?
+                let connector = tokio_rustls::TlsConnector::from(config);
+                Self::handshake(connect_tls(addr, &connector).await?).await?
             }
-            None => Self::handshake(tcp).await?,
+            None => Self::handshake(connect_tcp(addr).await?).await?,
         };
         Ok(Self { send })
     }
